@@ -1,0 +1,39 @@
+"""Facts: parsers of what a host's tools print (virsh, brctl, ip, sysctl), for `vnetgen audit`.
+
+Each parser is a class in the style of pyinfra facts: `command(...)` gives the
+argv that produces the capture, `process(text, source)` reads it and returns
+frozen dataclasses (see model.py), or raises FactError("SOURCE:LINE: message")
+for anything it cannot read. No other exception escapes a parser, whatever the
+input. lxml is imported only when XML is parsed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Union
+
+from .brctl import BrctlShow
+from .domiflist import DomIfList
+from .iproute import BridgePorts, IpLinkBridges, bridges_from_iproute, combine
+from .model import (BridgeInfo, BridgePort, DhcpHost, DomainEntry, DomIf, FactError, IpDef,
+                    NetListEntry, NetworkDef, as_text, to_jsonable)
+from .net_dumpxml import NetDumpXml
+from .net_list import NetList
+from .sysctl import Sysctl
+from .virsh_list import VirshList
+
+__all__ = [
+    "BrctlShow", "BridgeInfo", "BridgePort", "BridgePorts", "DhcpHost", "DomIf", "DomIfList",
+    "DomainEntry", "FactError", "IpDef", "IpLinkBridges", "NetDumpXml", "NetList", "NetListEntry",
+    "NetworkDef", "Sysctl", "VirshList", "as_text", "bridges_from_iproute", "combine",
+    "process_file", "to_jsonable",
+]
+
+
+def process_file(fact: Any, path: Union[str, Path]) -> Any:
+    """Read a capture file with `fact` (e.g. NetList()); unreadable files are FactError too."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as error:
+        raise FactError(str(path), 0, f"cannot read: {error.strerror or error}") from None
+    return fact.process(as_text(data), str(path))

@@ -1,0 +1,119 @@
+"""Parse `brctl show` (bridge-utils): host bridges, their bridge id, STP and ports."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional, Tuple
+
+from .model import BridgeInfo, FactError, is_ifname, numbered_lines
+
+_HEADER = ["bridge", "name", "bridge", "id", "STP", "enabled", "interfaces"]
+# NAME<tabs>PRIO.MAC<tabs>yes|no<tabs>[FIRST PORT]; brctl separates with tabs, but a
+# capture pasted from a terminal has spaces: any blanks will do.
+_BRIDGE = re.compile(r"(\S+)\s+([0-9A-Fa-f]{4}\.[0-9A-Fa-f]{12})\s+(yes|no)(?:\s+(\S+))?\s*")
+# brctl prints "NAME\t\t" and flushes before it reads the bridge's info: when the
+# read fails (old bridge-utils, RHEL 7: "can't get info ...") nothing more goes to
+# stdout, so the next bridge's line, or the end of the capture, follows on the same line.
+_UNREADABLE = re.compile(r"(\S+)\t\t")
+_NO_INFO = re.compile(r"can't get info\b.*")
+# Printed on stdout after the STP column when the port list cannot be read.
+_NO_PORT_INFO = " can't get port info"
+# brctl's stderr, which a capture with 2>&1 holds. Each says that a bridge is absent
+# or unreadable, which the result already expresses (absent, or unknown fields), so
+# they are skipped. On a pipe they come before stdout's lines, whatever the order.
+_DIAGNOSTICS = (
+    re.compile(r"bridge \S+ does not exist!"),
+    re.compile(r"device \S+ is not a bridge!"),
+    re.compile(r"(?:\S+: )?can't get info\b.*"),
+    re.compile(r"/sys/\S+: .*"),  # 1.7: a sysfs attribute it could not read
+)
+
+
+@dataclass
+class _Bridge:
+    name: str
+    line: int
+    bridge_id: Optional[str] = None
+    stp: Optional[bool] = None
+    ports: List[str] = field(default_factory=list)
+    ports_known: bool = True
+
+    def freeze(self) -> BridgeInfo:
+        return BridgeInfo(name=self.name, bridge_id=self.bridge_id, stp=self.stp,
+                          ports=tuple(sorted(self.ports)), ports_known=self.ports_known)
+
+
+class BrctlShow:
+    """`brctl show [BRIDGE...]` → tuple of BridgeInfo, sorted by name, ports sorted."""
+
+    def command(self, *bridges: str) -> List[str]:
+        return ["brctl", "show", *bridges]
+
+    def process(self, text: str, source: str) -> Tuple[BridgeInfo, ...]:
+        bridges: Dict[str, _Bridge] = {}
+        current: Optional[_Bridge] = None
+        for number, line in numbered_lines(text):
+            if not line.strip() or line.split() == _HEADER or _is_diagnostic(line):
+                continue
+            if line[0] in " \t":
+                _add_port(current, line, source, number)
+                continue
+            for bridge in _parse_bridge_line(line, source, number):
+                if bridge.name in bridges:
+                    raise FactError(source, number, f"bridge {bridge.name!r} is listed twice "
+                                                    f"(line {bridges[bridge.name].line})")
+                bridges[bridge.name] = current = bridge
+        return tuple(bridges[name].freeze() for name in sorted(bridges))
+
+
+def _is_diagnostic(line: str) -> bool:
+    stripped = line.strip()
+    return any(pattern.fullmatch(stripped) for pattern in _DIAGNOSTICS)
+
+
+def _add_port(current: Optional[_Bridge], line: str, source: str, number: int) -> None:
+    # Each port after the first is on a line of its own, indented by tabs.
+    port = line.strip()
+    if current is None:
+        raise FactError(source, number, f"port line {port[:40]!r} before any bridge line")
+    if not is_ifname(port):
+        raise FactError(source, number, f"{port[:40]!r} is not an interface name")
+    current.ports.append(port)
+
+
+def _parse_bridge_line(line: str, source: str, number: int) -> List[_Bridge]:
+    """The bridges on one line: usually one, more when brctl could not read some."""
+    found = []
+    rest = line
+    while True:
+        match = _BRIDGE.fullmatch(rest)
+        if match:
+            found.append(_readable_bridge(match, number, ports_known=True))
+            break
+        cut = rest.find(_NO_PORT_INFO)
+        if cut > 0 and _BRIDGE.fullmatch(rest[:cut]):
+            found.append(_readable_bridge(_BRIDGE.fullmatch(rest[:cut]), number, ports_known=False))
+            break
+        unreadable = _UNREADABLE.match(rest)
+        if unreadable is None:
+            raise FactError(source, number, f"expected 'NAME BRIDGE-ID yes|no [PORT]', got {line.strip()[:80]!r}")
+        found.append(_Bridge(name=unreadable.group(1), line=number, ports_known=False))
+        rest = rest[unreadable.end():]
+        if not rest.strip() or _NO_INFO.fullmatch(rest.strip()):
+            break
+    for bridge in found:
+        _check_names(bridge, source, number)
+    return found
+
+
+def _readable_bridge(match: "re.Match[str]", number: int, ports_known: bool) -> _Bridge:
+    name, bridge_id, stp, port = match.groups()
+    return _Bridge(name=name, line=number, bridge_id=bridge_id.lower(), stp=stp == "yes",
+                   ports=[port] if port else [], ports_known=ports_known)
+
+
+def _check_names(bridge: _Bridge, source: str, number: int) -> None:
+    for name in [bridge.name, *bridge.ports]:
+        if not is_ifname(name):
+            raise FactError(source, number, f"{name[:40]!r} is not an interface name")

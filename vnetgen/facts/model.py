@@ -1,0 +1,235 @@
+"""The observed state of a host as the fact parsers return it, FactError, and the checks they share."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import re
+from dataclasses import dataclass
+from typing import Any, Iterator, List, Optional, Sequence, Tuple, Union
+
+IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
+IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
+
+
+class FactError(Exception):
+    """A capture that a parser cannot read; str() is "SOURCE:LINE: message"."""
+
+    def __init__(self, source: str, line: int, message: str) -> None:
+        super().__init__(source, line, message)
+        self.source = source
+        self.line = line
+        self.message = message
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.message}"
+
+
+# --- virsh net-list / net-dumpxml -------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NetListEntry:
+    """One row of `virsh net-list --all`."""
+
+    name: str
+    active: bool
+    autostart: bool
+    persistent: bool
+
+
+@dataclass(frozen=True)
+class DhcpHost:
+    """A static DHCP lease (`<host>`); IPv6 hosts are matched by id or name, not mac."""
+
+    mac: Optional[str]
+    ip: Optional[IPAddress]
+    name: Optional[str]
+
+
+@dataclass(frozen=True)
+class IpDef:
+    """One `<ip>` of a network: the host's address on the bridge and its DHCP service."""
+
+    family: str  # "ipv4" | "ipv6"
+    address: IPInterface
+    dhcp_ranges: Tuple[Tuple[IPAddress, IPAddress], ...] = ()
+    dhcp_hosts: Tuple[DhcpHost, ...] = ()
+
+
+@dataclass(frozen=True)
+class NetworkDef:
+    """What `virsh net-dumpxml NAME` says about a network, independent of how it was written."""
+
+    name: str
+    uuid: Optional[str] = None
+    forward_mode: Optional[str] = None  # None: no <forward>, an isolated network
+    forward_dev: Optional[str] = None
+    bridge: Optional[str] = None
+    stp: Optional[bool] = None
+    delay: Optional[int] = None
+    mac: Optional[str] = None
+    ips: Tuple[IpDef, ...] = ()
+    connections: Optional[int] = None  # only in the live XML of an active network
+    nat_ports: Optional[Tuple[int, int]] = None  # libvirt fills in 1024-65535 when it starts
+
+
+# --- host bridges ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BridgeInfo:
+    """A host bridge as `brctl show` or `ip -j -d link` shows it.
+
+    ports_known is False when the tool could not list the ports (brctl's
+    "can't get port info") or when they were not captured (ip link alone):
+    then `ports` is empty and means "unknown", not "none". delay (seconds)
+    is known from `ip -d` only; brctl show does not print it.
+    """
+
+    name: str
+    bridge_id: Optional[str] = None  # "8000.525400fa45cf", as brctl prints it
+    stp: Optional[bool] = None
+    ports: Tuple[str, ...] = ()
+    ports_known: bool = True
+    delay: Optional[float] = None
+
+
+@dataclass(frozen=True)
+class BridgePort:
+    """A link enslaved to a bridge (`bridge -j link`, `ip -j link show master BR`)."""
+
+    name: str
+    master: str
+
+
+# --- guests ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DomainEntry:
+    """One row of `virsh list --all`; id is None for a domain that is not running."""
+
+    id: Optional[int]
+    name: str
+    state: str  # as virsh prints it: "running", "shut off", "in shutdown", ...
+
+
+@dataclass(frozen=True)
+class DomIf:
+    """One row of `virsh domiflist VM`; virsh's "-" (nothing there) becomes None."""
+
+    interface: Optional[str]
+    type: str
+    source: Optional[str]
+    model: Optional[str]
+    mac: str
+
+
+# --- conversions ------------------------------------------------------------------
+
+
+def to_jsonable(value: Any) -> Any:
+    """A fact as plain JSON types: dataclasses become objects, tuples lists, addresses strings."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, (tuple, list)):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, (ipaddress.IPv4Address, ipaddress.IPv6Address,
+                          ipaddress.IPv4Interface, ipaddress.IPv6Interface)):
+        return str(value)
+    return value
+
+
+# --- helpers shared by the parsers ---------------------------------------------
+
+_MAC = re.compile(r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}")
+_UINT = re.compile(r"[0-9]{1,9}")  # bounded: int() of a huge digit string is slow or refused
+_DASHES = re.compile(r"-{3,}")
+
+
+def as_text(data: Union[str, bytes]) -> str:
+    """Text of a capture; bytes that are not UTF-8 survive as surrogates (and are then refused)."""
+    if isinstance(data, (bytes, bytearray)):
+        return bytes(data).decode("utf-8", "surrogateescape")
+    if not isinstance(data, str):
+        raise TypeError(f"a capture is str or bytes, not {type(data).__name__}")
+    return data
+
+
+def numbered_lines(text: str) -> Iterator[Tuple[int, str]]:
+    """(line number, line) pairs, split on "\\n" only, as editors and `sed -n` count them."""
+    for number, line in enumerate(text.split("\n"), start=1):
+        yield number, line[:-1] if line.endswith("\r") else line
+
+
+def parse_mac(value: str, source: str, line: int, what: str = "MAC address") -> str:
+    """A MAC address in lower case, or FactError."""
+    if not _MAC.fullmatch(value):
+        raise FactError(source, line, f"{what} {value!r} is not a MAC address")
+    return value.lower()
+
+
+def parse_uint(value: str, source: str, line: int, what: str) -> int:
+    """A small non-negative integer, or FactError."""
+    if not _UINT.fullmatch(value):
+        raise FactError(source, line, f"{what} {value!r} is not a non-negative integer")
+    return int(value)
+
+
+def is_ifname(name: str) -> bool:
+    """True for a name the kernel accepts for a link (dev_valid_name)."""
+    if name in ("", ".", ".."):
+        return False
+    if len(name.encode("utf-8", "surrogatepass")) > 15:
+        return False
+    return not any(c == "/" or c == ":" or c.isspace() for c in name)
+
+
+def virsh_table(text: str, source: str) -> List[Tuple[int, str]]:
+    """The rows of a virsh table (net-list, list, domiflist) as (line number, row text).
+
+    virsh prints a header and a line of dashes even for an empty table, so an
+    empty capture is refused: it is what a failed or cut-short capture looks like.
+    Without header (virsh -q) every non-blank line is a row.
+    """
+    lines = list(numbered_lines(text))
+    filled = [(n, line) for n, line in lines if line.strip()]
+    if not filled:
+        raise FactError(source, 1, "empty capture: virsh prints a table header even when the list is empty")
+    check_virsh_error(filled[0][1], source, filled[0][0])
+    dash_at = next((i for i, (_, line) in enumerate(filled) if _DASHES.fullmatch(line.strip())), None)
+    if dash_at is None:
+        return filled  # virsh -q: rows only
+    if dash_at != 1:
+        number = filled[dash_at][0]
+        raise FactError(source, number, "expected exactly one header line above the dashes")
+    return filled[2:]
+
+
+def check_virsh_error(line: str, source: str, number: int) -> None:
+    """FactError quoting virsh's own message, if a capture holds that instead of output."""
+    stripped = line.strip()
+    if stripped.startswith("error: "):
+        raise FactError(source, number, f"virsh failed: {stripped[:200]}")
+
+
+def split_fields(row: str, left: int, right: int) -> Optional[Sequence[str]]:
+    """Split a table row into `left` fields, one middle field (may hold spaces), `right` fields.
+
+    None if the row has too few fields. str.split/rsplit, not a regular
+    expression: a name may contain spaces, and a regex with a lazy middle group
+    backtracks quadratically on a long line of blanks.
+    """
+    head = row.split(None, left) if left else [row]
+    if len(head) != left + 1:
+        return None
+    tail = head[left].rsplit(None, right) if right else [head[left]]
+    if len(tail) != right + 1:
+        return None
+    middle = tail[0].strip()
+    if not middle:
+        return None
+    return head[:left] + [middle] + tail[1:]

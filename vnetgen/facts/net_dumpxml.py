@@ -1,0 +1,238 @@
+"""Parse `virsh net-dumpxml NAME`: a libvirt network's definition, by meaning rather than text."""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid as uuidlib
+from typing import Any, List, Optional, Tuple
+
+from .model import (DhcpHost, FactError, IPAddress, IpDef, NetworkDef, check_virsh_error,
+                    numbered_lines, parse_mac, parse_uint)
+
+_STP = {"on": True, "off": False, "yes": True, "no": False}
+
+
+class NetDumpXml:
+    """`virsh net-dumpxml [--inactive] NAME` → NetworkDef."""
+
+    def command(self, name: str, inactive: bool = False) -> List[str]:
+        return ["virsh", "net-dumpxml", *(["--inactive"] if inactive else []), name]
+
+    def process(self, text: str, source: str) -> NetworkDef:
+        first = next(((n, line) for n, line in numbered_lines(text) if line.strip()), None)
+        if first is None:
+            raise FactError(source, 1, "empty capture: expected <network>")
+        check_virsh_error(first[1], source, first[0])
+        root = _parse_xml(text, source)
+        return _network(root, source)
+
+
+def _parse_xml(text: str, source: str) -> Any:
+    # Imported here: `import vnetgen.facts` stays cheap for the commands that need no XML.
+    from lxml import etree
+
+    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
+                             load_dtd=False, remove_comments=True, remove_pis=True)
+    # Bytes, not str: lxml refuses a str with an encoding declaration or a NUL, and
+    # surrogates (bytes that were not UTF-8) become invalid UTF-8 that it reports.
+    data = text.encode("utf-8", "surrogatepass")
+    try:
+        root = etree.fromstring(data, parser)
+    except etree.XMLSyntaxError as error:
+        line = error.position[0] if error.position and error.position[0] else 1
+        raise FactError(source, line, f"not well-formed XML: {error.msg}") from None
+    except (etree.LxmlError, ValueError) as error:
+        raise FactError(source, 1, f"unreadable XML: {error}") from None
+    if root.getroottree().docinfo.doctype:
+        # libvirt never writes one; a DTD is only a way to smuggle in entities.
+        raise FactError(source, 1, "a DOCTYPE is not expected in libvirt's XML")
+    if root.tag != "network":
+        raise FactError(source, _line(root), f"expected <network>, got <{_tag(root)}>")
+    return root
+
+
+def _network(root: Any, source: str) -> NetworkDef:
+    name = _child(root, "name")
+    if name is None or not (name.text or "").strip():
+        raise FactError(source, _line(root), "<network> without <name>")
+    forward = _child(root, "forward")
+    bridge = _child(root, "bridge")
+    mac = _child(root, "mac")
+    return NetworkDef(
+        name=name.text.strip(),
+        uuid=_uuid(_child(root, "uuid"), source),
+        forward_mode=None if forward is None else forward.get("mode", "nat"),  # no mode: nat
+        forward_dev=_forward_dev(forward),
+        bridge=None if bridge is None else bridge.get("name"),
+        stp=_stp(bridge, source),
+        delay=_uint_attr(bridge, "delay", source),
+        mac=_mac_attr(mac, "address", source),
+        ips=_ips(root, source),
+        connections=_uint_attr(root, "connections", source),
+        nat_ports=_nat_ports(forward, source),
+    )
+
+
+def _children(element: Any, tag: str) -> List[Any]:
+    # Only elements: comments and PIs are removed by the parser, and a namespaced
+    # element ({uri}name, from a <metadata> of some tool) never equals a bare tag.
+    return [child for child in element if child.tag == tag]
+
+
+def _child(element: Optional[Any], tag: str) -> Optional[Any]:
+    if element is None:
+        return None
+    found = _children(element, tag)
+    return found[0] if found else None
+
+
+def _line(element: Any) -> int:
+    return element.sourceline or 1
+
+
+def _tag(element: Any) -> str:
+    return element.tag if isinstance(element.tag, str) else "?"
+
+
+def _uuid(element: Optional[Any], source: str) -> Optional[str]:
+    if element is None:
+        return None
+    text = (element.text or "").strip()
+    try:
+        return str(uuidlib.UUID(text))  # canonical: lower case, with dashes
+    except ValueError:
+        raise FactError(source, _line(element), f"uuid {text[:60]!r} is not a UUID") from None
+
+
+def _forward_dev(forward: Optional[Any]) -> Optional[str]:
+    if forward is None:
+        return None
+    if forward.get("dev"):
+        return forward.get("dev")
+    # libvirt expands dev= into <interface dev=…/>; a pool of them names the first.
+    for interface in _children(forward, "interface"):
+        if interface.get("dev"):
+            return interface.get("dev")
+    return None
+
+
+def _stp(bridge: Optional[Any], source: str) -> Optional[bool]:
+    value = None if bridge is None else bridge.get("stp")
+    if value is None:
+        return None
+    if value not in _STP:
+        raise FactError(source, _line(bridge), f"stp={value[:20]!r} is neither 'on' nor 'off'")
+    return _STP[value]
+
+
+def _uint_attr(element: Optional[Any], attribute: str, source: str) -> Optional[int]:
+    value = None if element is None else element.get(attribute)
+    if value is None:
+        return None
+    return parse_uint(value.strip(), source, _line(element), f"{attribute}=")
+
+
+def _mac_attr(element: Optional[Any], attribute: str, source: str) -> Optional[str]:
+    value = None if element is None else element.get(attribute)
+    if value is None:
+        return None
+    return parse_mac(value.strip(), source, _line(element))
+
+
+def _address(element: Any, attribute: str, source: str) -> Optional[IPAddress]:
+    value = element.get(attribute)
+    if value is None:
+        return None
+    try:
+        return ipaddress.ip_address(value.strip())
+    except ValueError:
+        raise FactError(source, _line(element), f"{attribute}={value[:60]!r} is not an IP address") from None
+
+
+def _nat_ports(forward: Optional[Any], source: str) -> Optional[Tuple[int, int]]:
+    port = _child(_child(forward, "nat"), "port")
+    if port is None:
+        return None
+    start = _uint_attr(port, "start", source)
+    end = _uint_attr(port, "end", source)
+    if start is None or end is None:
+        raise FactError(source, _line(port), "<port> needs start= and end=")
+    return (start, end)
+
+
+def _ips(root: Any, source: str) -> Tuple[IpDef, ...]:
+    ips = [_ip(element, source) for element in _children(root, "ip")]
+    # Sorted: the order of <ip> elements carries no meaning for the audit.
+    return tuple(sorted(ips, key=lambda ip: (ip.address.version, int(ip.address.ip),
+                                             ip.address.network.prefixlen)))
+
+
+def _ip(element: Any, source: str) -> IpDef:
+    address = _address(element, "address", source)
+    if address is None:
+        raise FactError(source, _line(element), "<ip> without address=")
+    family = "ipv4" if address.version == 4 else "ipv6"
+    declared = element.get("family")
+    if declared is not None and declared != family:
+        raise FactError(source, _line(element), f"family={declared[:20]!r} but the address is {family}")
+    interface = ipaddress.ip_interface(f"{address}/{_prefix(element, address, source)}")
+    ranges, hosts = _dhcp(element, source)
+    return IpDef(family=family, address=interface, dhcp_ranges=ranges, dhcp_hosts=hosts)
+
+
+def _prefix(element: Any, address: Any, source: str) -> int:
+    prefix, netmask = element.get("prefix"), element.get("netmask")
+    if prefix is not None and netmask is not None:
+        raise FactError(source, _line(element), "<ip> with both prefix= and netmask=")
+    if prefix is not None:
+        value = parse_uint(prefix.strip(), source, _line(element), "prefix=")
+        if value > address.max_prefixlen:
+            raise FactError(source, _line(element), f"prefix={value} is too long for {address}")
+        return value
+    if netmask is not None:
+        if address.version == 6:
+            raise FactError(source, _line(element), "netmask= on an IPv6 address (libvirt wants prefix=)")
+        try:
+            return ipaddress.ip_network(f"0.0.0.0/{netmask.strip()}").prefixlen
+        except ValueError:
+            raise FactError(source, _line(element), f"netmask={netmask[:60]!r} is not a netmask") from None
+    return _default_prefix(element, address, source)
+
+
+def _default_prefix(element: Any, address: Any, source: str) -> int:
+    # As libvirt does (virSocketAddrGetIPPrefix): IPv4 by its old class, IPv6 /64.
+    if address.version == 6:
+        return 64
+    first = int(address) >> 24
+    if first < 128:
+        return 8
+    if first < 192:
+        return 16
+    if first < 224:
+        return 24
+    raise FactError(source, _line(element), f"{address} has no prefix= and no class to infer one from")
+
+
+def _dhcp(ip: Any, source: str) -> Tuple[Tuple[Tuple[Any, Any], ...], Tuple[DhcpHost, ...]]:
+    ranges, hosts = [], []
+    for dhcp in _children(ip, "dhcp"):
+        for element in _children(dhcp, "range"):
+            start, end = _address(element, "start", source), _address(element, "end", source)
+            if start is None or end is None:
+                raise FactError(source, _line(element), "<range> needs start= and end=")
+            ranges.append((start, end))
+        for element in _children(dhcp, "host"):
+            hosts.append(_host(element, source))
+    return (tuple(sorted(set(ranges), key=lambda r: (r[0].version, int(r[0]), int(r[1])))),
+            tuple(sorted(set(hosts), key=_host_key)))
+
+
+def _host(element: Any, source: str) -> DhcpHost:
+    name = element.get("name")
+    return DhcpHost(mac=_mac_attr(element, "mac", source), ip=_address(element, "ip", source),
+                    name=None if name is None else name.strip())
+
+
+def _host_key(host: DhcpHost) -> Tuple[int, int, str, str]:
+    return (host.ip.version if host.ip else 0, int(host.ip) if host.ip else -1,
+            host.mac or "", host.name or "")
