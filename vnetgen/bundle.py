@@ -1,0 +1,155 @@
+"""Build a whole bundle in memory, then write it atomically or compare it with a directory."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+from .api import Artifact
+
+MANIFEST = ".vnetgen-manifest"  # lists the files vnetgen wrote, so a rebuild may replace exactly those
+
+
+class BundleError(Exception):
+    """A bundle cannot be written (the directory holds foreign files, or I/O failed)."""
+
+
+@dataclass
+class Bundle:
+    files: Dict[str, Artifact]   # path relative to the bundle root → artifact
+    plans: List[Any]
+
+
+def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] = None) -> Bundle:
+    """Plan and render every (selected) host; pure: touches no file."""
+    from .plan import plan_profile
+    from .render import host_artifacts, render, sha256sums
+    from .xml import rng_errors
+
+    plans = plan_profile(profile, pm, hosts)
+    files: Dict[str, Artifact] = {}
+    for plan in plans:
+        for artifact in host_artifacts(plan, profile_file):
+            if artifact.path.endswith(".xml") and artifact.path.startswith("networks/"):
+                problem = rng_errors(artifact.text)
+                if problem:
+                    raise BundleError(f"{plan.name}/{artifact.path} is not valid against libvirt's "
+                                      f"network.rng: {problem}")
+            files[f"{plan.name}/{artifact.path}"] = Artifact(f"{plan.name}/{artifact.path}", artifact.text,
+                                                             artifact.mode)
+    review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file))
+    files["REVIEW.md"] = Artifact("REVIEW.md", review)
+    files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
+    return Bundle(files=files, plans=plans)
+
+
+def review_context(profile: Any, plans: List[Any], profile_file: str) -> Dict[str, Any]:
+    from .review import context
+
+    return context(profile, plans, profile_file)
+
+
+def _owned(directory: str) -> Optional[List[str]]:
+    """Files vnetgen wrote into `directory` last time, or None if it never did."""
+    try:
+        with open(os.path.join(directory, MANIFEST), encoding="utf-8") as handle:
+            return [line.rstrip("\n") for line in handle if line.strip()]
+    except OSError:
+        return None
+
+
+def _existing(directory: str) -> List[str]:
+    found = []
+    for root, dirs, names in os.walk(directory):
+        dirs.sort()
+        for name in sorted(names):
+            found.append(os.path.relpath(os.path.join(root, name), directory))
+    return found
+
+
+def write(bundle: Bundle, directory: str, force: bool = False) -> None:
+    """Write the bundle so that DIR is either untouched or complete: build aside, then swap."""
+    directory = os.path.abspath(directory)
+    if os.path.exists(directory) and not os.path.isdir(directory):
+        raise BundleError(f"{directory} exists and is not a directory")
+    foreign: List[str] = []
+    if os.path.isdir(directory):
+        owned = set(_owned(directory) or ()) | {MANIFEST}
+        foreign = [p for p in _existing(directory) if p not in owned]
+        if foreign and not force:
+            shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
+            raise BundleError(f"{directory} holds files vnetgen did not write ({shown}); "
+                              "choose another directory or pass --force")
+    parent = os.path.dirname(directory)
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".vnetgen-", dir=parent)
+    try:
+        for path, artifact in sorted(bundle.files.items()):
+            target = os.path.join(staging, path)
+            os.makedirs(os.path.dirname(target), exist_ok=True)
+            with open(target, "w", encoding="utf-8", newline="\n") as handle:
+                handle.write(artifact.text)
+            os.chmod(target, artifact.mode)
+        with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as handle:
+            handle.write("".join(f"{p}\n" for p in sorted(bundle.files)))
+        os.chmod(staging, 0o755)
+        if foreign:
+            _merge(staging, directory, bundle)  # --force: never delete files vnetgen did not write
+        else:
+            _swap(staging, directory)
+    except OSError as exc:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise BundleError(f"cannot write {directory}: {exc.strerror or exc}") from None
+
+
+def _swap(staging: str, directory: str) -> None:
+    """Replace `directory` by `staging` with renames only, so a crash leaves one or the other."""
+    if not os.path.exists(directory):
+        os.rename(staging, directory)
+        return
+    old = tempfile.mkdtemp(prefix=".vnetgen-old-", dir=os.path.dirname(directory))
+    os.rmdir(old)
+    os.rename(directory, old)
+    try:
+        os.rename(staging, directory)
+    except OSError:
+        os.rename(old, directory)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _merge(staging: str, directory: str, bundle: Bundle) -> None:
+    """Move our files into a directory that also holds foreign ones; drop only our stale files."""
+    stale = set(_owned(directory) or ()) - set(bundle.files)
+    for path in sorted(bundle.files) + [MANIFEST]:
+        target = os.path.join(directory, path)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        os.replace(os.path.join(staging, path), target)
+    for path in sorted(stale):
+        try:
+            os.remove(os.path.join(directory, path))
+        except OSError:
+            pass
+    shutil.rmtree(staging, ignore_errors=True)
+
+
+def compare(bundle: Bundle, directory: str) -> Tuple[List[str], List[str], List[str]]:
+    """(differ, missing, extra) paths between the built bundle and `directory`."""
+    existing = set(_existing(directory)) - {MANIFEST} if os.path.isdir(directory) else set()
+    differ, missing = [], []
+    for path, artifact in sorted(bundle.files.items()):
+        full = os.path.join(directory, path)
+        if path not in existing:
+            missing.append(path)
+            continue
+        try:
+            with open(full, encoding="utf-8", newline="") as handle:
+                same = handle.read() == artifact.text
+        except (OSError, UnicodeDecodeError):
+            same = False
+        if not same or (os.stat(full).st_mode & 0o777) != artifact.mode:
+            differ.append(path)
+    extra = sorted(existing - set(bundle.files))
+    return differ, missing, extra

@@ -1,0 +1,135 @@
+"""The `vnetgen` command: parses arguments, calls the library, maps results to exit codes."""
+from __future__ import annotations
+
+import sys
+from typing import List, Optional
+
+import typer
+
+from . import __version__
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
+                  help="Compile libvirt virtual networking profiles into reviewable bundles, and audit hosts.")
+
+EXIT_OK, EXIT_DIFFERS, EXIT_INVALID = 0, 1, 2
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"vnetgen {__version__}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main_options(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                              help="Print the version and exit.")) -> None:
+    """vnetgen: libvirt networking as reviewable code."""
+
+
+def _print_report(report, stream=None) -> None:
+    for diag in report.sorted():
+        typer.echo(str(diag), err=True)
+
+
+def _load(profile: str, extra_plugins: Optional[list] = None):
+    """Load and validate, or print every problem and exit 2."""
+    from .diagnostics import InvalidProfile
+    from .plugins import get_plugin_manager
+    from .profile import load_valid
+
+    pm = get_plugin_manager(extra_plugins)
+    try:
+        loaded, report = load_valid(profile, pm)
+    except InvalidProfile as exc:
+        _print_report(exc.report)
+        count = len(exc.report.errors)
+        typer.echo(f"{profile}: {count} error{'s' if count != 1 else ''}; nothing was written", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    _print_report(report)
+    loaded.warnings = report.warnings
+    return loaded, pm
+
+
+@app.command()
+def validate(profile: str = typer.Argument(..., help="The profile (YAML).")) -> None:
+    """Report problems in PROFILE: exit 0 when there are none (warnings alone: 0), 2 on errors."""
+    _load(profile)
+    typer.echo(f"{profile}: ok")
+
+
+@app.command()
+def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
+          output: str = typer.Option("build", "-o", "--output", help="Bundle directory."),
+          host: List[str] = typer.Option([], "--host", help="Build only this host (repeatable)."),
+          check: bool = typer.Option(False, "--check", help="Compare DIR with what PROFILE builds; exit 1 "
+                                                            "if they differ. Writes nothing."),
+          force: bool = typer.Option(False, "--force", help="Write into DIR even if it holds files vnetgen "
+                                                            "did not write (they are kept).")) -> None:
+    """Compile PROFILE into a bundle: network XML, ifcfg, sysctl, runbook.sh, rollback.sh, capture.sh."""
+    from .bundle import BundleError, compare
+    from .bundle import build as build_bundle
+    from .bundle import write
+
+    loaded, pm = _load(profile)
+    unknown = [h for h in host if h not in loaded.hosts]
+    if unknown:
+        typer.echo(f"{profile}: no host {', '.join(unknown)} (hosts: {', '.join(loaded.hosts)})", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    try:
+        bundle = build_bundle(loaded, pm, profile_file=_display_name(profile), hosts=host or None)
+        if check:
+            differ, missing, extra = compare(bundle, output)
+            for label, paths in (("differs", differ), ("missing", missing), ("extra", extra)):
+                for path in paths:
+                    typer.echo(f"{label}: {path}")
+            if differ or missing or extra:
+                typer.echo(f"{output} is out of date: {len(differ)} differ, {len(missing)} missing, "
+                           f"{len(extra)} extra; run vnetgen build {profile} -o {output}")
+                raise typer.Exit(EXIT_DIFFERS)
+            typer.echo(f"{output} is up to date ({len(bundle.files)} files)")
+            return
+        write(bundle, output, force=force)
+    except BundleError as exc:
+        typer.echo(f"vnetgen: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    typer.echo(f"wrote {len(bundle.files)} files for {len(bundle.plans)} host(s) to {output}")
+
+
+def _display_name(path: str) -> str:
+    """The profile's name as recorded in the bundle: its base name, so bundles are relocatable."""
+    import os
+
+    return os.path.basename(path)
+
+
+@app.command()
+def plugins() -> None:
+    """List the modes and targets, and the plugins (package, version) that provide them."""
+    from .plugins import describe, get_plugin_manager
+
+    rows = describe(get_plugin_manager())
+    header = ("KIND", "NAME", "PLUGIN", "PACKAGE", "VERSION", "DESCRIPTION")
+    table = [header] + [(r["kind"], r["name"], r["plugin"], r["package"], r["version"], r["description"])
+                        for r in rows]
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
+
+
+@app.command()
+def schema() -> None:
+    """Print the JSON Schema of profile v1 (for an editor's YAML language server)."""
+    import json
+
+    from .plugins import get_plugin_manager, modes
+    from .schema import profile_schema
+
+    typer.echo(json.dumps(profile_schema(modes(get_plugin_manager())), indent=2, sort_keys=True))
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)

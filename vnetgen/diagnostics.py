@@ -1,0 +1,58 @@
+"""Located problems (FILE:LINE:COL: severity: message) collected during load and validation."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import List, Optional, Tuple
+
+Mark = Tuple[int, int]  # 1-based (line, column)
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    file: str
+    line: int
+    col: int
+    severity: str  # "error" | "warning"
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+
+@dataclass
+class Report:
+    """Collects every problem at once, so the user sees them all in one run."""
+
+    file: str
+    items: List[Diagnostic] = field(default_factory=list)
+
+    def add(self, severity: str, mark: Optional[Mark], message: str) -> None:
+        line, col = mark or (1, 1)
+        diag = Diagnostic(self.file, line, col, severity, message)
+        if diag not in self.items:
+            self.items.append(diag)
+
+    def error(self, mark: Optional[Mark], message: str) -> None:
+        self.add("error", mark, message)
+
+    def warning(self, mark: Optional[Mark], message: str) -> None:
+        self.add("warning", mark, message)
+
+    @property
+    def errors(self) -> List[Diagnostic]:
+        return [d for d in self.items if d.severity == "error"]
+
+    @property
+    def warnings(self) -> List[Diagnostic]:
+        return [d for d in self.items if d.severity == "warning"]
+
+    def sorted(self) -> List[Diagnostic]:
+        return sorted(self.items, key=lambda d: (d.line, d.col, d.severity, d.message))
+
+
+class InvalidProfile(Exception):
+    """Raised when a profile has errors; carries the whole report."""
+
+    def __init__(self, report: Report):
+        super().__init__(f"{len(report.errors)} error(s) in {report.file}")
+        self.report = report

@@ -1,0 +1,118 @@
+"""The typed profile: hosts, bridges, networks and VMs, each remembering where it was written."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface
+from typing import Dict, List, Optional, Tuple
+
+from .diagnostics import Mark
+
+
+@dataclass
+class Located:
+    mark: Mark = (1, 1)
+    marks: Dict[str, Mark] = field(default_factory=dict, repr=False, compare=False)
+
+    def at(self, key: str) -> Mark:
+        """Where `key` was written, else where this object was."""
+        return self.marks.get(key, self.mark)
+
+
+@dataclass
+class Nic(Located):
+    name: str = ""
+    hwaddr: Optional[str] = None
+    uuid: Optional[str] = None
+    ip: Optional[IPv4Interface] = None
+
+
+@dataclass
+class Bridge(Located):
+    name: str = ""
+    ports: List[str] = field(default_factory=list)
+    ip: Optional[IPv4Interface] = None
+    gateway: Optional[IPv4Address] = None
+    dns: List[IPv4Address] = field(default_factory=list)
+    stp: bool = False
+    delay: Optional[int] = None    # resolved by the planner: 0, or 2 s (the kernel's minimum) with stp
+    external: bool = False
+
+
+@dataclass
+class DhcpHost(Located):
+    ip: Optional[IPv4Address] = None
+    mac: Optional[str] = None
+    name: Optional[str] = None
+
+
+@dataclass
+class Dhcp(Located):
+    start: Optional[IPv4Address] = None
+    end: Optional[IPv4Address] = None
+    hosts: List[DhcpHost] = field(default_factory=list)
+
+
+@dataclass
+class Network(Located):
+    name: str = ""
+    mode: str = ""
+    bridge: Optional[str] = None   # resolved by the planner when absent
+    stp: Optional[bool] = None
+    delay: Optional[int] = None
+    mac: Optional[str] = None      # pinned by the profile, else derived by the planner
+    uuid: Optional[str] = None
+    ip: Optional[IPv4Interface] = None
+    dhcp: Optional[Dhcp] = None
+    ports: List[str] = field(default_factory=list)
+    autostart: bool = True
+    state: str = "active"
+
+
+@dataclass
+class VmNic(Located):
+    network: str = ""
+    mac: Optional[str] = None
+
+
+@dataclass
+class Vm(Located):
+    name: str = ""
+    memory: int = 0
+    vcpus: int = 0
+    networks: List[VmNic] = field(default_factory=list)
+    disk_path: Optional[str] = None
+    disk_size: Optional[int] = None
+    location: Optional[str] = None
+    import_: bool = False
+    os_variant: Optional[str] = None
+    extra_args: Optional[str] = None
+    graphics: Optional[str] = None
+
+
+@dataclass
+class Host(Located):
+    name: str = ""
+    target: str = "el7"
+    nics: Dict[str, Nic] = field(default_factory=dict)
+    bridges: Dict[str, Bridge] = field(default_factory=dict)
+    networks: Dict[str, Network] = field(default_factory=dict)
+    vms: Dict[str, Vm] = field(default_factory=dict)
+
+
+@dataclass
+class LinkEnd:
+    host: str
+    nic: str
+
+
+@dataclass
+class Link(Located):
+    ends: Tuple[LinkEnd, LinkEnd] = (LinkEnd("", ""), LinkEnd("", ""))
+
+
+@dataclass
+class Profile(Located):
+    path: str = ""
+    name: Optional[str] = None
+    hosts: Dict[str, Host] = field(default_factory=dict)
+    links: List[Link] = field(default_factory=list)

@@ -1,0 +1,135 @@
+"""Per-host plans: networks with every libvirt default resolved, sysctl, checks, steps, artifacts."""
+from __future__ import annotations
+
+import hashlib
+import uuid as uuidlib
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, Optional
+
+from . import model as m
+from .api import Artifact, Mode, Step, Sysctl, Target
+from .plugins import modes as plugin_modes
+from .plugins import targets as plugin_targets
+
+# A fixed namespace, so derived UUIDs are the same on any machine, any day.
+_UUID_NAMESPACE = uuidlib.UUID("5b6f7a8e-2c1d-4e3f-9a0b-76e6e7a17a11")
+
+
+_IP_FORWARD = Sysctl("net.ipv4.ip_forward", "1",
+                     "a network here forwards guests' traffic; libvirt sets ip_forward when the network "
+                     "starts, but not persistently, and other tools may clear it")
+
+
+@dataclass
+class NetworkPlan:
+    net: m.Network
+    mode: Mode
+    bridge: Optional[str]
+    mac: Optional[str]
+    uuid: str
+    stp: Optional[bool]
+    delay: Optional[int]
+    xml: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.net.name
+
+
+@dataclass
+class HostPlan:
+    host: m.Host
+    target: Target
+    profile: m.Profile
+    networks: Dict[str, NetworkPlan] = field(default_factory=dict)
+    bridge_delay: Dict[str, int] = field(default_factory=dict)
+    sysctl: List[Sysctl] = field(default_factory=list)
+    checks: List[Any] = field(default_factory=list)
+    steps: List[Step] = field(default_factory=list)
+    artifacts: List[Artifact] = field(default_factory=list)
+
+    @property
+    def name(self) -> str:
+        return self.host.name
+
+    def links_of(self, nic: str) -> List[str]:
+        """The far ends ('host:nic') cabled to this host's `nic`."""
+        far = []
+        for link in self.profile.links:
+            for near, other in (link.ends, link.ends[::-1]):
+                if (near.host, near.nic) == (self.host.name, nic):
+                    far.append(f"{other.host}:{other.nic}")
+        return far
+
+
+def derived_mac(host: str, network: str) -> str:
+    """A stable MAC in libvirt's 52:54:00 range, from the host and network names."""
+    digest = hashlib.sha256(f"vnetgen-mac\0{host}\0{network}".encode()).digest()
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+
+
+def derived_uuid(host: str, network: str) -> str:
+    return str(uuidlib.uuid5(_UUID_NAMESPACE, f"{host}/{network}"))
+
+
+def normal_uuid(text: str) -> str:
+    return str(uuidlib.UUID(text))
+
+
+def _resolve_bridges(host: m.Host, modes: Dict[str, Mode]) -> Dict[str, Optional[str]]:
+    """Pinned bridge names stay; libvirt-created bridges without one get the lowest free virbrN."""
+    taken = {n.bridge for n in host.networks.values() if n.bridge} | set(host.bridges) | set(host.nics)
+    names: Dict[str, Optional[str]] = {}
+    counter = 0
+    for net in host.networks.values():
+        if net.bridge or not modes[net.mode].libvirt_bridge:
+            names[net.name] = net.bridge
+            continue
+        while f"virbr{counter}" in taken:
+            counter += 1
+        names[net.name] = f"virbr{counter}"
+        taken.add(names[net.name])
+    return names
+
+
+def plan_host(profile: m.Profile, host: m.Host, pm: Any) -> HostPlan:
+    """Everything the bundle of `host` needs, computed once; renderers only format it."""
+    from .checks import host_checks
+    from .steps import core_steps
+    from .xml import network_xml
+
+    modes = plugin_modes(pm)
+    plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile)
+    bridges = _resolve_bridges(host, modes)
+    for net in host.networks.values():
+        mode = modes[net.mode]
+        own = mode.libvirt_bridge
+        plan.networks[net.name] = NetworkPlan(
+            net=net, mode=mode, bridge=bridges[net.name],
+            mac=(net.mac or derived_mac(host.name, net.name)).lower() if own else None,
+            uuid=normal_uuid(net.uuid) if net.uuid else derived_uuid(host.name, net.name),
+            stp=(True if net.stp is None else net.stp) if own else None,
+            delay=(net.delay or 0) if own else None)
+    for bridge in host.bridges.values():
+        plan.bridge_delay[bridge.name] = bridge.delay if bridge.delay is not None else (2 if bridge.stp else 0)
+    for net_plan in plan.networks.values():
+        element = pm.hook.vnetgen_network_xml(host=host, network=net_plan, plan=plan)
+        net_plan.xml = network_xml(net_plan, element)
+        wanted = [[_IP_FORWARD]] if net_plan.mode.forwards_ipv4 and net_plan.net.state != "absent" else []
+        for setting in wanted + pm.hook.vnetgen_sysctl(host=host, network=net_plan):
+            for item in setting:
+                if item.key not in {s.key for s in plan.sysctl}:
+                    plan.sysctl.append(item)
+    plan.sysctl.sort(key=lambda s: s.key)
+    plan.checks = host_checks(plan)
+    for result in pm.hook.vnetgen_host_artifacts(host=host, plan=plan):
+        plan.artifacts.extend(result)
+    steps = list(core_steps(plan, pm))
+    for result in pm.hook.vnetgen_steps(host=host, plan=plan):
+        steps.extend(result)
+    plan.steps = sorted(steps, key=lambda s: s.order)
+    return plan
+
+
+def plan_profile(profile: m.Profile, pm: Any, only: Optional[List[str]] = None) -> List[HostPlan]:
+    return [plan_host(profile, host, pm) for name, host in profile.hosts.items() if not only or name in only]

@@ -1,0 +1,52 @@
+"""Plans → bundle artifacts (path, text): pure formatting, no I/O beyond reading templates."""
+from __future__ import annotations
+
+import functools
+import hashlib
+from typing import Any, Dict, List
+
+from .api import Artifact
+from .shell import q
+
+
+@functools.lru_cache(maxsize=None)
+def environment() -> Any:
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.PackageLoader("vnetgen", "templates"),
+        undefined=jinja2.StrictUndefined,  # a missing variable is an error, never an empty string
+        trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
+        # bash's ${#array[@]} would open a default "{#" comment
+        comment_start_string="{%#", comment_end_string="#%}")
+    env.filters["q"] = q
+    return env
+
+
+def render(template: str, **context: Any) -> str:
+    return environment().get_template(template).render(**context)
+
+
+def host_artifacts(plan: Any, profile_file: str) -> List[Artifact]:
+    """Every file of one host's directory, paths relative to it, in a stable order."""
+    host = plan.host.name
+    common = dict(host=host, profile_file=profile_file, profile_name=plan.profile.name or "")
+    files = [Artifact(f"networks/{n.name}.xml", n.xml) for n in plan.networks.values() if n.net.state != "absent"]
+    if plan.sysctl:
+        files.append(Artifact("sysctl.d/90-vnetgen.conf", render("sysctl.conf.j2", host=host, settings=plan.sysctl)))
+    trunks = [n for n in plan.networks.values() if n.net.ports and n.mode.libvirt_bridge and n.net.state != "absent"]
+    if trunks:
+        files.append(Artifact("hooks/network", render("hook.sh.j2", host=host, networks=trunks), 0o755))
+    files.extend(plan.artifacts)
+    files.append(Artifact("runbook.sh", render("runbook.sh.j2", steps=plan.steps, checks=plan.checks, **common),
+                          0o755))
+    files.append(Artifact("rollback.sh", render("rollback.sh.j2", steps=[s for s in reversed(plan.steps) if s.undo],
+                                                vms=list(plan.host.vms), **common), 0o755))
+    files.append(Artifact("capture.sh", render("capture.sh.j2", host=host), 0o755))
+    return files
+
+
+def sha256sums(files: Dict[str, Artifact]) -> str:
+    """`sha256sum` format ("HASH  PATH"), sorted by path, so `sha256sum -c` can check the bundle."""
+    lines = [f"{hashlib.sha256(a.text.encode()).hexdigest()}  {path}\n" for path, a in sorted(files.items())]
+    return "".join(lines)

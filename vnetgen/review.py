@@ -1,0 +1,75 @@
+"""The data of REVIEW.md: fleet run order with reasons, per-host changes, and a Mermaid diagram."""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, List, Tuple
+
+
+def run_order(profile: Any, plans: List[Any]) -> List[Tuple[str, str]]:
+    """(host, reason): a host whose DHCP server others reach over a link goes first."""
+    from .validate import segments
+
+    modes = {n.net.mode: n.mode for p in plans for n in p.networks.values()}
+    servers: Dict[str, List[str]] = {}
+    for group in segments(profile, modes):
+        hosts = sorted({h for h, _ in group})
+        if len(hosts) < 2:
+            continue
+        for plan in plans:
+            for net in plan.networks.values():
+                if (plan.name, net.bridge) in group and net.net.dhcp is not None:
+                    others = [h for h in hosts if h != plan.name]
+                    servers.setdefault(plan.name, []).extend(others)
+    first = [(h, f"serves DHCP to {', '.join(sorted(set(servers[h])))} over a link: its network must be up "
+                 "before theirs") for h in (p.name for p in plans) if h in servers]
+    rest = [(p.name, "depends on " + ", ".join(h for h, _ in first) if first else "independent")
+            for p in plans if p.name not in servers]
+    return first + rest
+
+
+def _mermaid_id(*parts: str) -> str:
+    return "_".join(re.sub(r"[^A-Za-z0-9_]", "_", p) for p in parts)
+
+
+def mermaid(profile: Any, plans: List[Any]) -> List[str]:
+    """Lines of a Mermaid flowchart: hosts as subgraphs; NICs, bridges, networks, VMs; links."""
+    lines = ["flowchart LR"]
+    for plan in plans:
+        host = plan.name
+        lines.append(f'  subgraph {_mermaid_id("h", host)}["host {host}"]')
+        for bridge in plan.host.bridges.values():
+            lines.append(f'    {_mermaid_id(host, "br", bridge.name)}["bridge {bridge.name}'
+                         f'{" " + str(bridge.ip) if bridge.ip else ""}"]')
+            for port in bridge.ports:
+                lines.append(f'    {_mermaid_id(host, "nic", port)}(["NIC {port}"]) --- '
+                             f'{_mermaid_id(host, "br", bridge.name)}')
+        for net in plan.networks.values():
+            if net.net.state == "absent":
+                continue
+            ip = f" {net.net.ip}" if net.net.ip else ""
+            node = _mermaid_id(host, "net", net.name)
+            lines.append(f'    {node}{{{{"network {net.name} ({net.net.mode}){ip}"}}}}')
+            if net.bridge:
+                bridge_node = _mermaid_id(host, "br", net.bridge)
+                if net.bridge not in plan.host.bridges:
+                    lines.append(f'    {bridge_node}["bridge {net.bridge}"]')
+                lines.append(f"    {node} --- {bridge_node}")
+                for port in net.net.ports:
+                    lines.append(f'    {_mermaid_id(host, "nic", port)}(["NIC {port}"]) --- {bridge_node}')
+        for vm in plan.host.vms.values():
+            for nic in vm.networks:
+                lines.append(f'    {_mermaid_id(host, "vm", vm.name)}["VM {vm.name}"] --> '
+                             f'{_mermaid_id(host, "net", nic.network)}')
+        lines.append("  end")
+    planned = {p.name for p in plans}
+    for link in profile.links:
+        a, b = link.ends
+        if a.host in planned and b.host in planned:
+            lines.append(f'  {_mermaid_id(a.host, "nic", a.nic)} ===|"link"| {_mermaid_id(b.host, "nic", b.nic)}')
+    return lines
+
+
+def context(profile: Any, plans: List[Any], profile_file: str) -> Dict[str, Any]:
+    return dict(profile_file=profile_file, profile_name=profile.name or "", plans=plans,
+                order=run_order(profile, plans), mermaid=mermaid(profile, plans),
+                warnings=getattr(profile, "warnings", []))

@@ -1,0 +1,135 @@
+"""Profile v1 as one JSON Schema: it drives structural validation and `vnetgen schema`."""
+from __future__ import annotations
+
+import copy
+from typing import Any, Dict, Iterable
+
+# Names end up in file names, XML and shell words: keep them to a safe alphabet.
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*$"
+# Kernel limit: at most 15 bytes (IFNAMSIZ 16 with the NUL); no '/', ':', whitespace, not '.'/'..'.
+IFNAME_PATTERN = r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$"
+MAC_PATTERN = r"^[0-9A-Fa-f]{2}(:[0-9A-Fa-f]{2}){5}$"
+UUID_PATTERN = r"^[0-9A-Fa-f]{8}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{4}-?[0-9A-Fa-f]{12}$"
+LINK_END_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]*:[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$"
+# Free text (profile name, VM extra args, paths) may not carry control characters.
+TEXT_PATTERN = r"^[^\x00-\x1f\x7f]*$"
+
+
+def _s(pattern: str, description: str, max_length: int = 255, fmt: str = "") -> Dict[str, Any]:
+    schema: Dict[str, Any] = {"type": "string", "pattern": pattern, "maxLength": max_length,
+                              "description": description}
+    if fmt:
+        schema["format"] = fmt
+    return schema
+
+
+NAME = _s(NAME_PATTERN, "a name: letters, digits, '_', '.', '-'", 64)
+IFNAME = _s(IFNAME_PATTERN, "an interface name: at most 15 bytes of letters, digits, '_', '.', '-'", 15)
+MAC = _s(MAC_PATTERN, "a MAC address, six hex pairs separated by ':'", 17)
+UUID = _s(UUID_PATTERN, "a UUID", 36)
+IPV4 = _s(r"^[0-9.]+$", "an IPv4 address", 15, "ipv4")
+IPV4_IFACE = _s(r"^[0-9.]+/[0-9.]+$", "an IPv4 address with prefix, e.g. 192.168.122.1/24", 31,
+                "ipv4-interface")
+TEXT = _s(TEXT_PATTERN, "text on one line", 1024)
+# virt-install splits sub-options on commas, so a disk path cannot hold one.
+PATH = _s(r"^/[^,\x00-\x1f\x7f]*$", "an absolute path without commas", 1024)
+BOOL = {"type": "boolean"}
+DELAY = {"type": "integer", "minimum": 0, "maximum": 30, "description": "forward delay, seconds"}
+
+
+def _obj(properties: Dict[str, Any], required: Iterable[str] = (), description: str = "") -> Dict[str, Any]:
+    schema: Dict[str, Any] = {"type": "object", "properties": properties, "additionalProperties": False}
+    if required:
+        schema["required"] = list(required)
+    if description:
+        schema["description"] = description
+    return schema
+
+
+def _map(value: Dict[str, Any], key_pattern: str, description: str) -> Dict[str, Any]:
+    return {"type": "object", "description": description,
+            "propertyNames": {"pattern": key_pattern},
+            "additionalProperties": value}
+
+
+NIC = _obj({"hwaddr": MAC, "uuid": UUID, "ip": IPV4_IFACE}, description="a physical NIC")
+
+BRIDGE = _obj({
+    "ports": {"type": "array", "items": IFNAME, "description": "NICs enslaved to the bridge"},
+    "ip": IPV4_IFACE,
+    "gateway": IPV4,
+    "dns": {"type": "array", "items": IPV4, "maxItems": 3},
+    "stp": BOOL,
+    "delay": DELAY,
+    "external": {"type": "boolean",
+                 "description": "the bridge exists already and vnetgen does not manage it"},
+}, description="a host bridge (not created by libvirt)")
+
+DHCP_HOST = _obj({"mac": MAC, "ip": IPV4, "name": NAME}, required=("ip",))
+
+NETWORK = _obj({
+    "mode": _s(NAME_PATTERN, "nat | route | isolated | bridge | open | a plugin's mode", 32),
+    "bridge": IFNAME,
+    "stp": BOOL,
+    "delay": DELAY,
+    "mac": MAC,
+    "uuid": UUID,
+    "ip": IPV4_IFACE,
+    "dhcp": _obj({"start": IPV4, "end": IPV4,
+                  "hosts": {"type": "array", "items": DHCP_HOST}}, required=("start", "end")),
+    "ports": {"type": "array", "items": IFNAME,
+              "description": "host NICs added to the libvirt-created bridge"},
+    "autostart": BOOL,
+    "state": {"type": "string", "enum": ["active", "inactive", "absent"]},
+}, required=("mode",), description="a libvirt network")
+
+VM_NIC = {"oneOf": [NAME, _obj({"network": NAME, "mac": MAC}, required=("network",))]}
+
+VM = _obj({
+    "memory": {"type": "integer", "minimum": 1, "maximum": 16777216, "description": "MiB"},
+    "vcpus": {"type": "integer", "minimum": 1, "maximum": 4096},
+    "networks": {"type": "array", "items": VM_NIC},
+    "disk": _obj({"path": PATH, "size": {"type": "integer", "minimum": 1, "maximum": 1048576}},
+                 required=("path",)),
+    "location": _s(r"^[^\x00-\x1f\x7f]+$", "install media: a path or URL", 1024),
+    "import": BOOL,
+    "os_variant": _s(r"^[A-Za-z0-9][A-Za-z0-9_.+-]*$", "an osinfo name, e.g. ubuntu14.04", 64),
+    "extra_args": TEXT,
+    "graphics": _s(r"^[a-z]+$", "none | vnc | spice", 16),
+}, required=("memory", "vcpus", "networks"), description="a virtual machine (virt-install)")
+
+HOST_PROPERTIES: Dict[str, Any] = {
+    "target": _s(NAME_PATTERN, "the host's OS family: el7 (ifcfg + brctl)", 32),
+    "nics": _map(NIC, IFNAME_PATTERN, "physical NICs that vnetgen configures"),
+    "bridges": _map(BRIDGE, IFNAME_PATTERN, "host bridges"),
+    "networks": _map(NETWORK, NAME_PATTERN, "libvirt networks"),
+    "vms": _map(VM, NAME_PATTERN, "virtual machines"),
+}
+
+HOST = _obj(HOST_PROPERTIES, description="one KVM host")
+
+
+def profile_schema(modes: Iterable[str] = ()) -> Dict[str, Any]:
+    """The JSON Schema of profile v1; `modes` (from the plugins) become the mode enum."""
+    top: Dict[str, Any] = {
+        "vnetgen": {"type": "integer", "const": 1, "description": "format version"},
+        "name": TEXT,
+        "defaults": HOST,
+        "hosts": _map(HOST, NAME_PATTERN, "hosts by name"),
+        "links": {"type": "array", "description": "cables between hosts",
+                  "items": {"type": "array", "minItems": 2, "maxItems": 2,
+                            "items": _s(LINK_END_PATTERN, "HOST:NIC", 80)}},
+        # one-host shorthand
+        "host": NAME,
+    }
+    top.update(HOST_PROPERTIES)
+    schema = _obj(top, required=("vnetgen",))
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "vnetgen profile v1"
+    modes = sorted(set(modes))
+    if modes:
+        schema = copy.deepcopy(schema)
+        for holder in (schema["properties"]["hosts"]["additionalProperties"], schema["properties"]["defaults"],
+                       schema):
+            holder["properties"]["networks"]["additionalProperties"]["properties"]["mode"]["enum"] = modes
+    return schema

@@ -1,0 +1,148 @@
+"""The runbook steps every host shares, whatever its modes: preflight, sysctl, networks, ports, VMs, verify."""
+from __future__ import annotations
+
+from typing import Any, Iterable, List
+
+from .api import BACKUP, NETWORKS, PORTS, PREFLIGHT, SYSCTL, VERIFY, VMS, Action, Step
+from .checks import definition_tokens
+from .shell import cmd, here, under_root
+
+HOOK_PATH = "/etc/libvirt/hooks/network"
+
+
+def install_file(bundle_path: str, dest: str, mode: str = "0644") -> Action:
+    """Install a bundle file under --root, backing up what it replaces; skipped when identical."""
+    return Action(commands=(cmd("install_file", here(bundle_path), under_root(dest), mode),),
+                  check=cmd("same_file", here(bundle_path), under_root(dest)),
+                  done=f"{dest} is up to date")
+
+
+def restore_file(dest: str) -> Action:
+    return Action(commands=(cmd("restore_file", under_root(dest)),))
+
+
+def core_steps(plan: Any, pm: Any) -> Iterable[Step]:
+    yield _preflight(plan)
+    if plan.sysctl:
+        yield _sysctl(plan, pm)
+    yield from _networks(plan)
+    yield from _ports(plan)
+    for vm in plan.host.vms.values():
+        argv = pm.hook.vnetgen_vm_install(host=plan.host, vm=vm, plan=plan)
+        if argv:
+            yield Step((VMS, 0, vm.name), f"virtual machine {vm.name}",
+                       "installed with virt-install unless a domain of that name exists; "
+                       "an existing VM is never touched",
+                       (Action(commands=(cmd(*argv),), check=cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1",
+                               done=f"domain {vm.name} exists"),))
+    yield Step((VERIFY, 0), "verify", "the same checks `vnetgen audit` makes; any drift fails the run",
+               (require("verify_all"),))
+
+
+def require(check: str) -> Action:
+    return Action(check=check, kind="require")
+
+
+def _preflight(plan: Any) -> Step:
+    tools = ["virsh", "sha256sum", "ip", "sysctl", *plan.target.tools] + (["virt-install"] if plan.host.vms else [])
+    nics = sorted({p for b in plan.host.bridges.values() for p in b.ports} |
+                  {p for n in plan.host.networks.values() for p in n.ports} | set(plan.host.nics))
+    actions = [require("require_root"), require(cmd("require_tools", *sorted(set(tools)))),
+               require("require_libvirtd"), require(cmd("require_checksums", plan.host.name))]
+    if nics:
+        actions.append(require(cmd("require_nics", *nics)))
+    return Step((PREFLIGHT, 0), "preflight",
+                "stop before changing anything if this is not the host, the tools are missing, "
+                "libvirtd is down, a NIC is absent or the bundle was altered", tuple(actions))
+
+
+def _sysctl(plan: Any, pm: Any) -> Step:
+    dest = pm.hook.vnetgen_sysctl_path(host=plan.host) or "/etc/sysctl.d/90-vnetgen.conf"
+    actions: List[Action] = [install_file("sysctl.d/90-vnetgen.conf", dest)]
+    for setting in plan.sysctl:
+        proc = "/proc/sys/" + setting.key.replace(".", "/")
+        check = f"[ \"$(cat {proc})\" = {setting.value} ]"
+        if setting.key.startswith("net.bridge."):
+            # Exists only while br_netfilter is loaded; without it bridged traffic skips the firewall anyway.
+            check = f"[ ! -e {proc} ] || {check}"
+        actions.append(Action(commands=(cmd("sysctl", "-w", f"{setting.key}={setting.value}"),), check=check,
+                              done=f"{setting.key} is {setting.value}"))
+    return Step((SYSCTL, 0), "sysctl", "; ".join(s.why for s in plan.sysctl) +
+                "; the drop-in keeps it across reboots", tuple(actions), undo=(restore_file(dest),))
+
+
+def _networks(plan: Any) -> Iterable[Step]:
+    nets = list(plan.networks.values())
+    backup = [Action(commands=(cmd("backup_net", n.name),),
+                     check=f"[ -e \"$BACKUP/networks/{n.name}.xml\" ] || ! "
+                           + cmd("virsh", "net-info", n.name) + " >/dev/null 2>&1",
+                     done=f"network {n.name}: nothing to back up, or backed up by an earlier run")
+              for n in nets]
+    if backup:
+        yield Step((BACKUP, 0), "back up networks",
+                   "keep each network's definition as it was before the first run, for rollback.sh",
+                   tuple(backup))
+    # Removals first, so their bridge names and subnets are free for what follows.
+    for rank, net_plan in enumerate(sorted(nets, key=lambda n: n.net.state != "absent")):
+        yield _network_step(plan, net_plan, rank)
+
+
+def _network_step(plan: Any, np_: Any, rank: int) -> Step:
+    name, net = np_.name, np_.net
+    exists = cmd("virsh", "net-info", name) + " >/dev/null 2>&1"
+    active = cmd("net_info_is", name, "Active", "yes")
+    undo = (Action(commands=(cmd("restore_net", name),)),)
+    if net.state == "absent":
+        return Step((NETWORKS, rank, name), f"remove network {name}",
+                    "the profile marks it absent; its definition is backed up first",
+                    (Action(commands=(cmd("virsh", "net-destroy", name),), check="! " + active,
+                            done=f"network {name} is not running"),
+                     Action(commands=(cmd("virsh", "net-undefine", name),), check="! " + exists,
+                            done=f"network {name} is not defined")), undo)
+    tokens = definition_tokens(plan.checks, name)
+    pinned = "pinned-uuid" if net.uuid else "keep-uuid"
+    actions = [Action(commands=(), check=exists, record=f"network-{name}"),
+               Action(commands=(cmd("define_net", name, here(f"networks/{name}.xml"), pinned),),
+                      check=cmd("net_xml_match", "--inactive", name, *tokens),
+                      done=f"definition of {name} is up to date")]
+    if net.state == "active":
+        actions.append(Action(commands=(cmd("virsh", "net-start", name),), check=active,
+                              done=f"network {name} is running"))
+        # A running network keeps its old live config until restarted (guests lose connectivity briefly).
+        actions.append(Action(commands=(cmd("virsh", "net-destroy", name), cmd("virsh", "net-start", name)),
+                              check=cmd("net_xml_match", name, *tokens),
+                              done=f"running network {name} matches its definition"))
+    else:
+        actions.append(Action(commands=(cmd("virsh", "net-destroy", name),), check="! " + active,
+                              done=f"network {name} is stopped"))
+    flag = ("--disable",) if not net.autostart else ()
+    actions.append(Action(commands=(cmd("virsh", "net-autostart", *flag, name),),
+                          check=cmd("net_info_is", name, "Autostart", "yes" if net.autostart else "no"),
+                          done=f"autostart of {name} is {'on' if net.autostart else 'off'}"))
+    why = f"{np_.mode.description}; defined from networks/{name}.xml"
+    return Step((NETWORKS, rank, name), f"network {name} ({net.mode})", why, tuple(actions), undo)
+
+
+def _ports(plan: Any) -> Iterable[Step]:
+    with_ports = [n for n in plan.networks.values() if n.net.ports and n.mode.libvirt_bridge
+                  and n.net.state != "absent"]
+    if not with_ports:
+        return
+    actions: List[Action] = []
+    undo: List[Action] = []
+    for np_ in with_ports:
+        for port in np_.net.ports:
+            actions.append(Action(commands=(cmd("brctl", "addif", np_.bridge, port),),
+                                  check=f"[ -e /sys/class/net/{np_.bridge}/brif/{port} ]",
+                                  done=f"{port} is a port of {np_.bridge}", record=f"port-{np_.bridge}-{port}"))
+            actions.append(Action(commands=(cmd("ip", "link", "set", port, "up"),),
+                                  check=cmd("link_is_up", port), done=f"{port} is up"))
+            undo.append(Action(commands=(cmd("brctl", "delif", np_.bridge, port),),
+                               check=f"[ ! -e \"$STATE/created/port-{np_.bridge}-{port}\" ] || "
+                                     f"[ ! -e /sys/class/net/{np_.bridge}/brif/{port} ]"))
+    actions.append(install_file("hooks/network", HOOK_PATH, "0755"))
+    undo.append(restore_file(HOOK_PATH))
+    yield Step((PORTS, 0), "bridge ports and the network hook",
+               "add the trunk NICs to libvirt's bridges now, and install a libvirt network hook that re-adds "
+               "them whenever libvirt (re)starts the network (libvirtd reads a new hook file when it restarts)",
+               tuple(actions), tuple(undo))

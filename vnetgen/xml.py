@@ -1,0 +1,74 @@
+"""libvirt network XML, built with lxml from a NetworkPlan, and checked against network.rng."""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Optional
+
+RNG_PATHS = ("/usr/share/libvirt/schemas/network.rng",)
+
+
+def network_element(plan: Any) -> Any:
+    """The <network> element libvirt expects for `plan`, driven only by its Mode's properties."""
+    from lxml import etree
+
+    net, mode = plan.net, plan.mode
+    root = etree.Element("network")
+    etree.SubElement(root, "name").text = net.name
+    etree.SubElement(root, "uuid").text = plan.uuid
+    if mode.forward:
+        etree.SubElement(root, "forward", mode=mode.forward)
+    if plan.bridge:
+        bridge = etree.SubElement(root, "bridge", name=plan.bridge)
+        if mode.libvirt_bridge:
+            bridge.set("stp", "on" if plan.stp else "off")
+            bridge.set("delay", str(plan.delay))
+    if plan.mac:
+        etree.SubElement(root, "mac", address=plan.mac)
+    if net.ip is not None:
+        ip = etree.SubElement(root, "ip", address=str(net.ip.ip), netmask=str(net.ip.netmask))
+        if net.dhcp is not None:
+            dhcp = etree.SubElement(ip, "dhcp")
+            etree.SubElement(dhcp, "range", start=str(net.dhcp.start), end=str(net.dhcp.end))
+            for lease in net.dhcp.hosts:
+                host = etree.SubElement(dhcp, "host")
+                if lease.mac:
+                    host.set("mac", lease.mac.lower())
+                if lease.name:
+                    host.set("name", lease.name)
+                host.set("ip", str(lease.ip))
+    return root
+
+
+def network_xml(plan: Any, element: Optional[Any] = None) -> str:
+    """Serialize the plugin's element (or the generic one) the way libvirt lays it out."""
+    from lxml import etree
+
+    if element is None:
+        element = network_element(plan)
+    etree.indent(element, space="  ")
+    return etree.tostring(element, encoding="unicode") + "\n"
+
+
+@functools.lru_cache(maxsize=None)
+def _schema(path: str) -> Any:
+    from lxml import etree
+
+    return etree.RelaxNG(etree.parse(path))
+
+
+def rng_path() -> Optional[str]:
+    return next((p for p in RNG_PATHS if os.path.exists(p)), None)
+
+
+def rng_errors(text: str, path: Optional[str] = None) -> Optional[str]:
+    """None when `text` is valid against libvirt's network.rng (or no schema is installed)."""
+    from lxml import etree
+
+    path = path or rng_path()
+    if path is None:
+        return None
+    schema = _schema(path)
+    if schema.validate(etree.fromstring(text.encode())):
+        return None
+    return "; ".join(f"line {e.line}: {e.message}" for e in schema.error_log)
