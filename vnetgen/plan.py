@@ -76,13 +76,13 @@ def normal_uuid(text: str) -> str:
     return str(uuidlib.UUID(text))
 
 
-def _resolve_bridges(host: m.Host, modes: Dict[str, Mode]) -> Dict[str, Optional[str]]:
+def resolve_bridges(host: m.Host, modes: Dict[str, Mode]) -> Dict[str, Optional[str]]:
     """Pinned bridge names stay; libvirt-created bridges without one get the lowest free virbrN."""
     taken = {n.bridge for n in host.networks.values() if n.bridge} | set(host.bridges) | set(host.nics)
     names: Dict[str, Optional[str]] = {}
     counter = 0
     for net in host.networks.values():
-        if net.bridge or not modes[net.mode].libvirt_bridge:
+        if net.bridge or net.mode not in modes or not modes[net.mode].libvirt_bridge:
             names[net.name] = net.bridge
             continue
         while f"virbr{counter}" in taken:
@@ -100,7 +100,7 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any) -> HostPlan:
 
     modes = plugin_modes(pm)
     plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile)
-    bridges = _resolve_bridges(host, modes)
+    bridges = resolve_bridges(host, modes)
     for net in host.networks.values():
         mode = modes[net.mode]
         own = mode.libvirt_bridge
@@ -115,7 +115,7 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any) -> HostPlan:
     for net_plan in plan.networks.values():
         element = pm.hook.vnetgen_network_xml(host=host, network=net_plan, plan=plan)
         net_plan.xml = network_xml(net_plan, element)
-        wanted = [[_IP_FORWARD]] if net_plan.mode.forwards_ipv4 and net_plan.net.state != "absent" else []
+        wanted = [[_IP_FORWARD]] if net_plan.mode.forwards_ipv4 and net_plan.net.state == "active" else []
         for setting in wanted + pm.hook.vnetgen_sysctl(host=host, network=net_plan):
             for item in setting:
                 if item.key not in {s.key for s in plan.sysctl}:

@@ -7,19 +7,18 @@ from typing import Any, Dict, List, Tuple
 
 def run_order(profile: Any, plans: List[Any]) -> List[Tuple[str, str]]:
     """(host, reason): a host whose DHCP server others reach over a link goes first."""
-    from .validate import segments
+    from .validate import networks_by_bridge, segments
 
     modes = {n.net.mode: n.mode for p in plans for n in p.networks.values()}
+    on_bridge = networks_by_bridge(profile, modes)
     servers: Dict[str, List[str]] = {}
     for group in segments(profile, modes):
         hosts = sorted({h for h, _ in group})
         if len(hosts) < 2:
             continue
-        for plan in plans:
-            for net in plan.networks.values():
-                if (plan.name, net.bridge) in group and net.net.dhcp is not None:
-                    others = [h for h in hosts if h != plan.name]
-                    servers.setdefault(plan.name, []).extend(others)
+        for host, net in (x for node in group for x in on_bridge.get(node, ())):
+            if net.dhcp is not None:
+                servers.setdefault(host.name, []).extend(h for h in hosts if h != host.name)
     first = [(h, f"serves DHCP to {', '.join(sorted(set(servers[h])))} over a link: its network must be up "
                  "before theirs") for h in (p.name for p in plans) if h in servers]
     rest = [(p.name, "depends on " + ", ".join(h for h, _ in first) if first else "independent")

@@ -67,8 +67,8 @@ def _sysctl(plan: Any, pm: Any) -> Step:
             check = f"[ ! -e {proc} ] || {check}"
         actions.append(Action(commands=(cmd("sysctl", "-w", f"{setting.key}={setting.value}"),), check=check,
                               done=f"{setting.key} is {setting.value}"))
-    return Step((SYSCTL, 0), "sysctl", "; ".join(s.why for s in plan.sysctl) +
-                "; the drop-in keeps it across reboots", tuple(actions), undo=(restore_file(dest),))
+    whys = list(dict.fromkeys(s.why for s in plan.sysctl))
+    return Step((SYSCTL, 0), "sysctl", "; ".join(whys) + "; the drop-in keeps it across reboots", tuple(actions), undo=(restore_file(dest),))
 
 
 def _networks(plan: Any) -> Iterable[Step]:

@@ -252,17 +252,21 @@ def segments(profile: m.Profile, known_modes: Dict[str, Any]) -> List[List[Tuple
             parent[node], node = root, parent[node]
         return root
 
+    from .plan import resolve_bridges
+
     port_owner: Dict[Tuple[str, str], Tuple[str, str]] = {}
     for host in profile.hosts.values():
+        bridge_of = resolve_bridges(host, known_modes)
         for bridge in host.bridges.values():
             find((host.name, bridge.name))
             for port in bridge.ports:
                 port_owner[(host.name, port)] = (host.name, bridge.name)
         for net in host.networks.values():
-            if net.bridge and net.state != "absent":
-                find((host.name, net.bridge))
+            bridge = bridge_of.get(net.name)
+            if bridge and net.state != "absent":
+                find((host.name, bridge))
                 for port in net.ports:
-                    port_owner[(host.name, port)] = (host.name, net.bridge)
+                    port_owner[(host.name, port)] = (host.name, bridge)
     for link in profile.links:
         a, b = (port_owner.get((end.host, end.nic)) for end in link.ends)
         if a and b:
@@ -305,9 +309,10 @@ def _check_fleet(profile: m.Profile, known_modes: Dict[str, Any], report: Report
             if len(net.ports) >= 2 and net.stp is False:
                 report.warning(net.at("stp"), f"network {net.name}: stp is off with {len(net.ports)} "
                                               "physical ports: a loop between them would flood the LAN")
+    on_bridge = networks_by_bridge(profile, known_modes)
     for group in segments(profile, known_modes):
         if len({h for h, _ in group}) > 1:
-            _check_segment(profile, group, report)
+            _check_segment(group, [x for node in group for x in on_bridge.get(node, ())], report)
 
 
 def _is_port(host: m.Host, nic: str) -> bool:
@@ -315,15 +320,22 @@ def _is_port(host: m.Host, nic: str) -> bool:
         any(nic in n.ports for n in host.networks.values())
 
 
-def _segment_networks(profile: m.Profile, group: List[Tuple[str, str]]) -> List[Tuple[m.Host, m.Network]]:
-    members = set(group)
-    return [(host, net) for host in profile.hosts.values() for net in host.networks.values()
-            if (host.name, net.bridge) in members and net.state != "absent"]
+def networks_by_bridge(profile: m.Profile, known_modes: Dict[str, Any]) -> Dict[Tuple[str, str], List[Tuple[m.Host, m.Network]]]:
+    """(host, bridge) → the host's live networks on that bridge; computed once, linear in the profile."""
+    from .plan import resolve_bridges
+
+    found: Dict[Tuple[str, str], List[Tuple[m.Host, m.Network]]] = {}
+    for host in profile.hosts.values():
+        bridge_of = resolve_bridges(host, known_modes)
+        for net in host.networks.values():
+            bridge = bridge_of.get(net.name)
+            if bridge and net.state != "absent":
+                found.setdefault((host.name, bridge), []).append((host, net))
+    return found
 
 
-def _check_segment(profile: m.Profile, group: List[Tuple[str, str]], report: Report) -> None:
+def _check_segment(group: List[Tuple[str, str]], nets: List[Tuple[m.Host, m.Network]], report: Report) -> None:
     where = ", ".join(f"{h}/{b}" for h, b in group)
-    nets = _segment_networks(profile, group)
     servers = [(h, n) for h, n in nets if n.dhcp is not None]
     for host, net in servers[1:]:
         first_host, first = servers[0]

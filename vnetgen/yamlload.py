@@ -74,8 +74,12 @@ def compose(text: str, report: Report) -> Optional[yaml.Node]:
         where = (mark.line + 1, mark.column + 1) if mark else None
         problem = exc.problem or exc.context or "invalid YAML"
         report.error(where, f"YAML syntax: {problem}")
-    except yaml.YAMLError as exc:  # reader errors (control characters) carry no mark attribute
-        mark = getattr(exc, "position", None)
+    except yaml.reader.ReaderError as exc:  # control characters: a position, not a mark
+        before = text[: exc.position]
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character or "?")
+        report.error((before.count("\n") + 1, len(before) - before.rfind("\n")),
+                     f"YAML syntax: character {code:#x} is not allowed ({exc.reason})")
+    except yaml.YAMLError as exc:
         report.error(None, f"YAML syntax: {exc}".splitlines()[0])
     return None
 

@@ -17,6 +17,7 @@ _BRIDGE = re.compile(r"(\S+)\s+([0-9A-Fa-f]{4}\.[0-9A-Fa-f]{12})\s+(yes|no)(?:\s
 # stdout, so the next bridge's line, or the end of the capture, follows on the same line.
 _UNREADABLE = re.compile(r"(\S+)\t\t")
 _NO_INFO = re.compile(r"can't get info\b.*")
+_BLANK = re.compile(r"\s*")
 # Printed on stdout after the STP column when the port list cannot be read.
 _NO_PORT_INFO = " can't get port info"
 # brctl's stderr, which a capture with 2>&1 holds. Each says that a bridge is absent
@@ -84,23 +85,21 @@ def _add_port(current: Optional[_Bridge], line: str, source: str, number: int) -
 
 def _parse_bridge_line(line: str, source: str, number: int) -> List[_Bridge]:
     """The bridges on one line: usually one, more when brctl could not read some."""
+    cut = line.find(_NO_PORT_INFO)
+    body = line if cut < 0 else line[:cut]
     found = []
-    rest = line
+    pos = 0  # positions, not slices: a long line of "NAME\t\t" must stay linear
     while True:
-        match = _BRIDGE.fullmatch(rest)
+        match = _BRIDGE.fullmatch(body, pos)
         if match:
-            found.append(_readable_bridge(match, number, ports_known=True))
+            found.append(_readable_bridge(match, number, ports_known=cut < 0))
             break
-        cut = rest.find(_NO_PORT_INFO)
-        if cut > 0 and _BRIDGE.fullmatch(rest[:cut]):
-            found.append(_readable_bridge(_BRIDGE.fullmatch(rest[:cut]), number, ports_known=False))
-            break
-        unreadable = _UNREADABLE.match(rest)
+        unreadable = _UNREADABLE.match(body, pos)
         if unreadable is None:
             raise FactError(source, number, f"expected 'NAME BRIDGE-ID yes|no [PORT]', got {line.strip()[:80]!r}")
         found.append(_Bridge(name=unreadable.group(1), line=number, ports_known=False))
-        rest = rest[unreadable.end():]
-        if not rest.strip() or _NO_INFO.fullmatch(rest.strip()):
+        pos = unreadable.end()
+        if _BLANK.fullmatch(body, pos) or _NO_INFO.fullmatch(body, pos):
             break
     for bridge in found:
         _check_names(bridge, source, number)

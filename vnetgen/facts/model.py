@@ -175,7 +175,9 @@ def parse_mac(value: str, source: str, line: int, what: str = "MAC address") -> 
 def parse_uint(value: str, source: str, line: int, what: str) -> int:
     """A small non-negative integer, or FactError."""
     if not _UINT.fullmatch(value):
-        raise FactError(source, line, f"{what} {value!r} is not a non-negative integer")
+        # what is "delay=" for an attribute (delay='-1') or a noun ("domain id '-1'").
+        shown = f"{what}{value!r}" if what.endswith("=") else f"{what} {value!r}"
+        raise FactError(source, line, f"{shown} is not a non-negative integer")
     return int(value)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 import uuid as uuidlib
 from typing import Any, List, Optional, Tuple
 
@@ -10,6 +11,7 @@ from .model import (DhcpHost, FactError, IPAddress, IpDef, NetworkDef, check_vir
                     numbered_lines, parse_mac, parse_uint)
 
 _STP = {"on": True, "off": False, "yes": True, "no": False}
+_LOCATION = re.compile(r",? line \d+, column \d+$")
 
 
 class NetDumpXml:
@@ -39,8 +41,10 @@ def _parse_xml(text: str, source: str) -> Any:
     try:
         root = etree.fromstring(data, parser)
     except etree.XMLSyntaxError as error:
-        line = error.position[0] if error.position and error.position[0] else 1
-        raise FactError(source, line, f"not well-formed XML: {error.msg}") from None
+        line, column = error.position if error.position and error.position[0] else (1, 0)
+        # libxml2's message repeats ", line L, column C" after a newline: keep the first line.
+        message = _LOCATION.sub("", str(error.msg).split("\n")[0]).strip()
+        raise FactError(source, line, f"not well-formed XML: {message} (column {column})") from None
     except (etree.LxmlError, ValueError) as error:
         raise FactError(source, 1, f"unreadable XML: {error}") from None
     if root.getroottree().docinfo.doctype:

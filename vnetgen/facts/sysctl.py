@@ -8,9 +8,11 @@ from typing import Dict, List, Sequence
 from .model import FactError, numbered_lines
 
 _ASSIGNMENT = re.compile(r"\s*([\w.:@+/-]+)\s*=(.*)")
-# What sysctl prints on stderr for a key the kernel does not have; a capture with
-# 2>&1 holds it. The key is then absent from the result, which is what it means.
-_MISSING = re.compile(r"sysctl: cannot stat /proc/sys/\S+: No such file or directory")
+# What sysctl prints on stderr for a key the kernel does not have, or will not let
+# it read; a capture with 2>&1 holds it. The key is then absent from the result:
+# unknown, which is what it is.
+_MISSING = re.compile(r"sysctl: (?:cannot stat /proc/sys/\S+: No such file or directory"
+                      r"|reading key \"\S+\")")
 
 
 DEFAULT_KEYS = ("net.ipv4.ip_forward",)
