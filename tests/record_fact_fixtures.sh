@@ -7,8 +7,10 @@
 # Everything that changes state happens inside throw-away network + mount + PID
 # namespaces (unshare): bridges, veths, libvirtd, dnsmasq and iptables rules vanish
 # with them, and each step checks that it is not in the machine's own network
-# namespace before it touches anything. The only files written outside are the
-# fixtures. A fixture keeps its hand-written "fact" (or "error") when re-recorded:
+# namespace before it touches anything. Outside, it writes the fixtures only, and
+# the mount points for libvirtd's tmpfs that do not exist yet (removed at the end).
+# What cannot be confined: the kernel may load modules (bridge, veth, iptables).
+# A fixture keeps its hand-written "fact" (or "error") when re-recorded:
 # only "command", "exit_status" and "output" are replaced, so a test failure after
 # re-recording means the tools now print something else.
 set -euo pipefail
