@@ -445,16 +445,23 @@ class LabNode:
     def ping(self, addr: str, count: int = 1, timeout: float = 2) -> bool:
         """True if ``count`` echo replies from ``addr`` arrive within ``timeout`` seconds.
 
-        ping keeps sending (every 0.2 s) until then, so a first packet lost to a bridge port still
-        in STP learning does not fail the check.
+        Keeps trying until then: a bridge port still in STP learning drops the first packets
+        and ARP, and iputils ping gives up early on "Destination Host Unreachable".
         """
-        deadline = max(1, int(-(-timeout // 1)))  # ping -w takes whole seconds
-        res = self.run(
-            ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-w", str(deadline), str(addr)],
-            check=False,
-            timeout=deadline + 10,
-        )
-        return res.returncode == 0
+        end = time.monotonic() + timeout
+        while True:
+            left = end - time.monotonic()
+            wait = max(1, int(-(-left // 1)))  # ping -w takes whole seconds
+            res = self.run(
+                ["ping", "-n", "-q", "-c", str(count), "-i", "0.2", "-w", str(wait), str(addr)],
+                check=False,
+                timeout=wait + 10,
+            )
+            if res.returncode == 0:
+                return True
+            if time.monotonic() + 0.2 >= end:
+                return False
+            time.sleep(0.2)
 
 
 class LabHost(LabNode):
@@ -847,11 +854,19 @@ class Lab:
                 os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        for proc in self._procs:
+        # unshare reaps the dead init and exits by itself: waiting for it (rather than killing
+        # it) leaves no zombie behind for PID 1 to collect.
+        for host in self.hosts.values():
             try:
-                proc.kill()
-            except OSError:
+                host.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
                 pass
+        for proc in self._procs:
+            if proc.poll() is None:
+                try:
+                    proc.kill()
+                except OSError:
+                    pass
         for proc in self._procs:
             try:
                 proc.wait(timeout=10)
