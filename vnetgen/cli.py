@@ -32,19 +32,20 @@ def _print_report(report, stream=None) -> None:
         typer.echo(str(diag), err=True)
 
 
-def _load(profile: str, extra_plugins: Optional[list] = None):
+def _load(profile: str, writes: bool = False):
     """Load and validate, or print every problem and exit 2."""
     from .diagnostics import InvalidProfile
     from .plugins import get_plugin_manager
     from .profile import load_valid
 
-    pm = get_plugin_manager(extra_plugins)
+    pm = get_plugin_manager()
     try:
         loaded, report = load_valid(profile, pm)
     except InvalidProfile as exc:
         _print_report(exc.report)
         count = len(exc.report.errors)
-        typer.echo(f"{profile}: {count} error{'s' if count != 1 else ''}; nothing was written", err=True)
+        tail = "; nothing was written" if writes else ""
+        typer.echo(f"{profile}: {count} error{'s' if count != 1 else ''}{tail}", err=True)
         raise typer.Exit(EXIT_INVALID)
     _print_report(report)
     loaded.warnings = report.warnings
@@ -71,7 +72,7 @@ def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
     from .bundle import build as build_bundle
     from .bundle import write
 
-    loaded, pm = _load(profile)
+    loaded, pm = _load(profile, writes=not check)
     unknown = [h for h in host if h not in loaded.hosts]
     if unknown:
         typer.echo(f"{profile}: no host {', '.join(unknown)} (hosts: {', '.join(loaded.hosts)})", err=True)

@@ -1,0 +1,58 @@
+"""Whole bundles of every shipped profile: snapshots of every file, byte determinism, layout."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import PROFILES, ROOT
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_bundle_snapshot(build_bundle, file_snapshot, profile):
+    bundle = build_bundle(profile)
+    for path, artifact in sorted(bundle.files.items()):
+        assert artifact.text == file_snapshot(name=path.replace("/", "--")), path
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_bundle_layout(build_bundle, profile):
+    bundle = build_bundle(profile)
+    assert {"REVIEW.md", "SHA256SUMS"} <= set(bundle.files)
+    for plan in bundle.plans:
+        for name in ("runbook.sh", "rollback.sh", "capture.sh"):
+            assert bundle.files[f"{plan.name}/{name}"].mode == 0o755
+        for net in plan.networks.values():
+            if net.net.state != "absent":
+                assert f"{plan.name}/networks/{net.name}.xml" in bundle.files
+        needs_hook = any(n.net.ports and n.mode.libvirt_bridge for n in plan.networks.values())
+        assert (f"{plan.name}/hooks/network" in bundle.files) == needs_hook
+    sums = bundle.files["SHA256SUMS"].text.splitlines()
+    assert sorted(line.split("  ", 1)[1] for line in sums) == sorted(set(bundle.files) - {"SHA256SUMS"})
+
+
+def _build_in_subprocess(profile, out, env_extra):
+    env = dict(os.environ, **env_extra)
+    out.parent.mkdir(parents=True)
+    subprocess.run([sys.executable, "-m", "vnetgen", "build", str(profile), "-o", str(out)], check=True,
+                   env=env, cwd=out.parent, capture_output=True)
+    return {str(p.relative_to(out)): (p.read_bytes(), p.stat().st_mode & 0o777)
+            for p in sorted(out.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_same_profile_same_bytes(tmp_path, profile):
+    """Two builds in different processes, directories, time zones, locales and hash seeds agree."""
+    a = _build_in_subprocess(profile, tmp_path / "one" / "out", {"TZ": "UTC", "PYTHONHASHSEED": "1"})
+    b = _build_in_subprocess(profile, tmp_path / "two" / "deeper" / "out",
+                             {"TZ": "Asia/Kolkata", "PYTHONHASHSEED": "2", "LC_ALL": "C"})
+    assert a == b
+
+
+def test_profile_name_only_is_recorded(build_bundle):
+    """Bundles are relocatable: nothing of the build machine's paths leaks into them."""
+    bundle = build_bundle(ROOT / "profiles" / "two-hosts.yaml")
+    for artifact in bundle.files.values():
+        assert str(ROOT) not in artifact.text

@@ -1,0 +1,160 @@
+"""The CLI contract of SPEC section 4: commands, exit codes, atomic writes, --check, hostile input."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from conftest import ROOT
+from vnetgen.cli import app
+
+NAT = str(ROOT / "profiles" / "nat-default.yaml")
+runner = CliRunner()
+
+
+def invoke(*args):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+def tree(directory):
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def test_version_and_help():
+    code, out = invoke("--version")
+    assert code == 0 and out.startswith("vnetgen ")
+    code, out = invoke("--help")
+    assert code == 0 and all(c in out for c in ("build", "validate", "plugins", "schema"))
+
+
+def test_validate_ok_and_errors(write_profile):
+    assert invoke("validate", NAT)[0] == 0
+    bad = write_profile("vnetgen: 1\nnetworks:\n  n: {mode: nat}\n")
+    code, out = invoke("validate", bad)
+    assert code == 2 and f"{bad}:3:3: error:" in out
+
+
+def test_warnings_alone_exit_zero(write_profile):
+    path = write_profile("vnetgen: 1\nbridges:\n  br0: {ports: [a, b], stp: false}\n")
+    code, out = invoke("validate", path)
+    assert code == 0 and "warning: bridge br0: stp is off" in out
+
+
+def test_build_writes_bundle(tmp_path):
+    out = tmp_path / "bundle"
+    code, text = invoke("build", NAT, "-o", str(out))
+    assert code == 0, text
+    assert (out / "caldera02" / "runbook.sh").exists() and (out / "SHA256SUMS").exists()
+
+
+def test_build_only_selected_host(tmp_path):
+    out = tmp_path / "b"
+    assert invoke("build", str(ROOT / "profiles" / "two-hosts.yaml"), "-o", str(out), "--host", "caldera03")[0] == 0
+    assert (out / "caldera03").is_dir() and not (out / "caldera02").exists()
+    assert invoke("build", NAT, "-o", str(out), "--host", "nope")[0] == 2
+
+
+def test_invalid_profile_writes_nothing_and_leaves_dir_as_it_was(tmp_path, write_profile):
+    out = tmp_path / "bundle"
+    assert invoke("build", NAT, "-o", str(out))[0] == 0
+    before = tree(out)
+    bad = write_profile("vnetgen: 1\nhost: caldera02\nnetworks:\n  default: {mode: nat}\n")
+    code, text = invoke("build", bad, "-o", str(out))
+    assert code == 2 and "nothing was written" in text
+    assert tree(out) == before
+    fresh = tmp_path / "fresh"
+    assert invoke("build", bad, "-o", str(fresh))[0] == 2 and not fresh.exists()
+
+
+def test_foreign_files_refused_unless_force(tmp_path):
+    out = tmp_path / "bundle"
+    out.mkdir()
+    (out / "notes.txt").write_text("mine")
+    code, text = invoke("build", NAT, "-o", str(out))
+    assert code == 2 and "did not write" in text and "notes.txt" in text
+    assert sorted(os.listdir(out)) == ["notes.txt"]
+    assert invoke("build", NAT, "-o", str(out), "--force")[0] == 0
+    assert (out / "notes.txt").read_text() == "mine"  # --force never deletes what is not ours
+    assert (out / "caldera02" / "runbook.sh").exists()
+
+
+def test_rebuild_replaces_own_files_and_drops_stale_ones(tmp_path):
+    out = tmp_path / "bundle"
+    assert invoke("build", str(ROOT / "profiles" / "two-hosts.yaml"), "-o", str(out))[0] == 0
+    assert invoke("build", NAT, "-o", str(out))[0] == 0
+    assert not (out / "caldera03").exists()
+
+
+def test_check_in_sync_tampered_missing_extra(tmp_path):
+    out = tmp_path / "bundle"
+    assert invoke("build", NAT, "-o", str(out))[0] == 0
+    assert invoke("build", NAT, "-o", str(out), "--check")[0] == 0
+    runbook = out / "caldera02" / "runbook.sh"
+    runbook.write_text(runbook.read_text() + "# edited\n")
+    (out / "REVIEW.md").unlink()
+    (out / "caldera02" / "extra.txt").write_text("x")
+    before = tree(out)
+    code, text = invoke("build", NAT, "-o", str(out), "--check")
+    assert code == 1
+    assert "differs: caldera02/runbook.sh" in text and "missing: REVIEW.md" in text
+    assert "extra: caldera02/extra.txt" in text
+    assert tree(out) == before  # --check writes nothing
+
+
+def test_plugins_lists_modes_with_package_and_version():
+    code, out = invoke("plugins")
+    assert code == 0
+    for mode in ("nat", "route", "isolated", "bridge", "open"):
+        assert any(line.split()[:2] == ["mode", mode] and "vnetgen" in line for line in out.splitlines())
+
+
+def test_schema_is_json_schema_with_modes():
+    code, out = invoke("schema")
+    schema = json.loads(out)
+    assert code == 0 and schema["required"] == ["vnetgen"]
+    mode = schema["properties"]["hosts"]["additionalProperties"]["properties"]["networks"][
+        "additionalProperties"]["properties"]["mode"]
+    assert set(mode["enum"]) >= {"nat", "route", "isolated", "bridge", "open"}
+
+
+def test_schema_accepts_the_shipped_profiles():
+    jsonschema = pytest.importorskip("jsonschema")
+    import yaml
+
+    schema = json.loads(invoke("schema")[1])
+    for profile in sorted((ROOT / "profiles").glob("*.yaml")):
+        jsonschema.validate(yaml.safe_load(profile.read_text()), schema)
+
+
+HOSTILE = [
+    b"vnetgen: 1\nnetworks:\n  'x; rm -rf /': {mode: nat}\n",
+    b"vnetgen: 1\nnetworks:\n  n: {mode: nat, bridge: \"$(reboot)\"}\n",
+    b"vnetgen: 1\nnetworks:\n  n: {mode: isolated, bridge: \"a</bridge><x>\"}\n",
+    b"vnetgen: 1\nname: \"line\\nbreak\"\nnetworks: {n: {mode: isolated}}\n",
+    b"vnetgen: 1\nvms: {v: {memory: 1, vcpus: 1, networks: [n], location: \"/x\\n; reboot\"}}\n"
+    b"networks: {n: {mode: isolated}}\n",
+    b"\x7fELF\x02\x01\x01\x00" + bytes(range(256)),
+    b"vnetgen: !!python/object/apply:os.system ['true']\n",
+    b"vnetgen: 1\nhosts: {'../../etc': {networks: {n: {mode: isolated}}}}\n",
+    b"[" * 5000,
+    b"vnetgen: 1\nnetworks: {n: {mode: isolated, ports: [" + b",".join([b"eth0"] * 3) + b"]}}\n",
+]
+
+
+@pytest.mark.parametrize("content", HOSTILE, ids=range(len(HOSTILE)))
+def test_hostile_input_exit_2_no_traceback_nothing_written(tmp_path, content):
+    profile = tmp_path / "hostile.yaml"
+    profile.write_bytes(content)
+    out = tmp_path / "out"
+    result = subprocess.run([sys.executable, "-m", "vnetgen", "build", str(profile), "-o", str(out)],
+                            capture_output=True, text=True, errors="replace", timeout=60)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    assert "hostile.yaml:" in result.stderr
+    assert not out.exists()

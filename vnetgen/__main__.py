@@ -1,0 +1,4 @@
+"""`python -m vnetgen`: the same CLI as the console script."""
+from .cli import main
+
+main()
