@@ -341,3 +341,39 @@ def test_teardown_leaves_nothing_even_after_failure(lab_ready, xml_dir):
     survivors = {pid: info for pid, info in seen.items() if _start_time(pid) == info[1]}
     assert survivors == {}
     assert not os.path.exists(workdir)
+
+
+_CRASHING_CHILD = r"""
+import json, os, signal, sys
+from vnetgen.lab import Lab
+lab = Lab(workdir_parent=sys.argv[1])
+host = lab.host("caldera02")
+lan = lab.lan("lan0", "10.10.10.0/24", dhcp=True)
+lab.nic(host, "enp0s25", lan)
+host.run("ip link add virbr0 type bridge && ip link set virbr0 up")
+lab.vm(host, "VM1", "virbr0")
+ids = sorted({n.netns_id() for n in lab.nodes.values()})
+print(json.dumps({"pids": lab.pids(), "netns": ids}), flush=True)
+os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit, no finally
+"""
+
+
+def test_hard_crash_of_the_owner_kills_the_lab(lab_ready, tmp_path):
+    import json
+    import sys
+    import time
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(labmod.__file__)))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
+    res = subprocess.run([sys.executable, "-c", _CRASHING_CHILD, str(tmp_path)], capture_output=True, text=True,
+                         timeout=60, env=env)
+    assert res.returncode == -9, res.stderr
+    info = json.loads(res.stdout)
+    assert len(info["pids"]) >= 5
+    # PR_SET_PDEATHSIG on every namespace holder: the kernel cleans up for the dead owner.
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and (any(labmod._alive(p) for p in info["pids"]) or
+                                           _processes_in(set(info["netns"]))):
+        time.sleep(0.1)
+    assert not [p for p in info["pids"] if labmod._alive(p)]
+    assert _processes_in(set(info["netns"])) == {}
