@@ -22,7 +22,8 @@ _BLANK = re.compile(r"\s*")
 _NO_PORT_INFO = " can't get port info"
 # brctl's stderr, which a capture with 2>&1 holds. Each says that a bridge is absent
 # or unreadable, which the result already expresses (absent, or unknown fields), so
-# they are skipped. On a pipe they come before stdout's lines, whatever the order.
+# they are skipped. Into a file stdout is flushed late and these lines come first,
+# above the header; only "can't get info" follows its "NAME\t\t" (brctl flushes that).
 _DIAGNOSTICS = (
     re.compile(r"bridge \S+ does not exist!"),
     re.compile(r"device \S+ is not a bridge!"),
