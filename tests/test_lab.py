@@ -377,3 +377,23 @@ def test_hard_crash_of_the_owner_kills_the_lab(lab_ready, tmp_path):
         time.sleep(0.1)
     assert not [p for p in info["pids"] if labmod._alive(p)]
     assert _processes_in(set(info["netns"])) == {}
+
+
+def test_bridged_vm_leases_from_upstream_lan(lab):
+    # The seed's bridged mode: the host's NIC moves into mybridge0, guests share the LAN's DHCP.
+    host = lab.host("caldera02")
+    lan = lab.lan("lan0", "10.10.10.0/24", dhcp=True, gateway_ip="10.10.10.1")
+    lab.nic(host, "enp0s25", lan, ip="10.10.10.98/24", gateway="10.10.10.1")
+    host.run(
+        "brctl addbr mybridge0 && ip addr flush dev enp0s25 && brctl addif mybridge0 enp0s25"
+        " && ip addr add 10.10.10.98/24 dev mybridge0 && ip link set mybridge0 up"
+        " && ip route replace default via 10.10.10.1"
+    )
+    vm = lab.vm(host, "VM3", "mybridge0", mac="52:54:00:33:cc:01")
+
+    lease = vm.dhcp()
+
+    assert ipaddress.ip_address(lease.ip) in ipaddress.ip_network("10.10.10.0/24")
+    assert lease.router == "10.10.10.1"
+    assert any(entry["mac"] == "52:54:00:33:cc:01" for entry in lan.leases())
+    assert vm.ping("203.0.113.10") and host.ping("203.0.113.10")

@@ -1096,6 +1096,7 @@ class Lab:
             f"--dhcp-range={lan.dhcp_range[0]},{lan.dhcp_range[1]},{lan.subnet.netmask},1h",
             f"--dhcp-option=option:router,{lan.gateway_ip}",
             "--dhcp-authoritative",
+            "--no-ping",  # our upstream knows its LAN: skip the 3 s "address in use?" probe
             # Every file in the lab's workdir: the defaults (/var/lib/misc, /run) are the machine's.
             f"--dhcp-leasefile={lan.leasefile}",
             f"--pid-file={os.path.join(self.workdir, f'lan-{lan.name}.pid')}",
