@@ -1,0 +1,85 @@
+"""Plugins: the built-in modes load through entry points; a third-party mode plugs in the same way."""
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+
+import pytest
+
+from vnetgen.api import Action, Mode, Step, hookimpl, NETWORKS
+from vnetgen.plugins import ENTRY_POINT_GROUP, get_plugin_manager, modes
+
+
+class MacvtapPlugin:
+    """A toy third-party mode: libvirt's macvtap ('direct') forward over a host NIC."""
+
+    MODE = Mode(name="macvtap", description="guests attach to a NIC through macvtap", forward="bridge",
+                libvirt_bridge=False, ip="forbidden")
+
+    @hookimpl
+    def vnetgen_modes(self):
+        return [self.MODE]
+
+    @hookimpl
+    def vnetgen_validate_network(self, host, network, report):
+        if network.mode == "macvtap" and network.bridge is not None:
+            report.error(network.at("bridge"), f"network {network.name}: macvtap takes no bridge")
+
+    @hookimpl
+    def vnetgen_network_xml(self, host, network, plan):
+        if network.mode.name != "macvtap":
+            return None
+        from lxml import etree
+
+        root = etree.Element("network")
+        etree.SubElement(root, "name").text = network.name
+        etree.SubElement(root, "uuid").text = network.uuid
+        forward = etree.SubElement(root, "forward", mode="bridge")
+        etree.SubElement(forward, "interface", dev="eth9")
+        return root
+
+    @hookimpl
+    def vnetgen_steps(self, host, plan):
+        return [Step((NETWORKS, -1, "macvtap"), "check eth9", "macvtap needs its parent NIC",
+                     (Action(check="[ -e /sys/class/net/eth9 ]", kind="require"),))]
+
+
+def test_builtin_modes_come_from_our_entry_points():
+    names = {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    assert {"nat", "route", "isolated", "bridge", "open", "el7"} <= names
+    assert set(modes(get_plugin_manager())) >= {"nat", "route", "isolated", "bridge", "open"}
+
+
+def test_without_entry_points_there_are_no_modes():
+    # The core names no mode: everything it knows comes from plugins.
+    assert modes(get_plugin_manager(entry_points=False)) == {}
+
+
+def test_toy_mode_builds(write_profile):
+    from vnetgen.bundle import build
+    from vnetgen.profile import load_valid
+
+    pm = get_plugin_manager([MacvtapPlugin()])
+    path = write_profile("vnetgen: 1\nhost: h\nnetworks:\n  direct: {mode: macvtap}\n")
+    profile, _ = load_valid(path, pm)
+    bundle = build(profile, pm, "p.yaml")
+    xml = bundle.files["h/networks/direct.xml"].text
+    assert "<interface dev=\"eth9\"/>" in xml and "<forward mode=\"bridge\">" in xml
+    runbook = bundle.files["h/runbook.sh"].text
+    assert "check eth9" in runbook and "must [ -e /sys/class/net/eth9 ]" in runbook
+    assert runbook.index("check eth9") < runbook.index("network direct (macvtap)")
+
+
+def test_toy_mode_validation_runs(write_profile, load_report):
+    from vnetgen.diagnostics import InvalidProfile
+    from vnetgen.profile import load_valid
+
+    pm = get_plugin_manager([MacvtapPlugin()])
+    path = write_profile("vnetgen: 1\nnetworks:\n  direct: {mode: macvtap, bridge: br0}\n")
+    with pytest.raises(InvalidProfile) as err:
+        load_valid(path, pm)
+    assert [(d.line, d.message) for d in err.value.report.errors] == [(3, "network direct: macvtap takes no bridge")]
+
+
+def test_unknown_mode_without_the_plugin(write_profile, pm, load_report):
+    report = load_report(write_profile("vnetgen: 1\nnetworks:\n  direct: {mode: macvtap}\n"))
+    assert report.errors and "macvtap" in report.errors[0].message

@@ -1,0 +1,148 @@
+"""Artifacts accepted by the real tools: libvirt's RelaxNG schema, virsh's test driver, virt-install
+--dry-run, bash -n and shellcheck. In CI (CI=true) a missing tool fails these tests."""
+from __future__ import annotations
+
+import re
+import shlex
+import subprocess
+
+import pytest
+
+from conftest import PROFILES, require_tool
+
+pytestmark = pytest.mark.realtool
+
+
+@pytest.fixture(scope="module")
+def bundles(pm_module):
+    from vnetgen.bundle import build
+    from vnetgen.profile import load_valid
+
+    out = {}
+    for path in PROFILES:
+        profile, _ = load_valid(str(path), pm_module)
+        out[path.stem] = build(profile, pm_module, path.name)
+    return out
+
+
+@pytest.fixture(scope="module")
+def pm_module():
+    from vnetgen.plugins import get_plugin_manager
+
+    return get_plugin_manager()
+
+
+def _files(bundles, predicate):
+    return [(name, path, artifact) for name, bundle in bundles.items()
+            for path, artifact in sorted(bundle.files.items()) if predicate(path)]
+
+
+def test_every_network_xml_matches_libvirts_relaxng(bundles):
+    from vnetgen.xml import rng_errors, rng_path
+
+    if rng_path() is None:
+        require_tool("virsh")  # the schema ships with libvirt's clients
+        pytest.fail("virsh is installed but network.rng is not where vnetgen looks")
+    files = _files(bundles, lambda p: "/networks/" in p)
+    assert files
+    for name, path, artifact in files:
+        assert rng_errors(artifact.text) is None, (name, path)
+
+
+def test_relaxng_rejects_what_libvirt_rejects():
+    from vnetgen.xml import rng_errors, rng_path
+
+    if rng_path() is None:
+        pytest.skip("no network.rng")
+    assert rng_errors("<network><name>x</name><forward mode='teleport'/></network>") is not None
+
+
+def test_virsh_test_driver_defines_every_network(bundles, tmp_path):
+    require_tool("virsh")
+    for name, path, artifact in _files(bundles, lambda p: "/networks/" in p):
+        # The test driver already has a network "default" (and its bridge): rename ours for the test.
+        text = re.sub(r"<name>([^<]*)</name>", r"<name>vg_\1</name>", artifact.text, count=1)
+        text = re.sub(r"<bridge name=\"virbr(\d+)\"", r'<bridge name="vgbr\1"', text)
+        xml = tmp_path / "net.xml"
+        xml.write_text(text)
+        result = subprocess.run(["virsh", "-c", "test:///default", "net-define", str(xml)],
+                                capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, (name, path, result.stderr)
+
+
+def test_virsh_test_driver_refuses_a_broken_network(tmp_path):
+    require_tool("virsh")
+    xml = tmp_path / "bad.xml"
+    xml.write_text("<network><name>bad</name><forward mode='nat'/></network>")  # nat without <ip>
+    result = subprocess.run(["virsh", "-c", "test:///default", "net-define", str(xml)], capture_output=True,
+                            text=True, timeout=30)
+    assert result.returncode != 0
+
+
+def _virt_install_lines(bundles):
+    for name, path, artifact in _files(bundles, lambda p: p.endswith("/runbook.sh")):
+        for line in artifact.text.splitlines():
+            if line.strip().startswith("run virt-install "):
+                yield name, shlex.split(line.strip())[1:]
+
+
+@pytest.fixture
+def install_tree(tmp_path):
+    """A minimal distribution tree, so --location resolves without the real ISO."""
+    tree = tmp_path / "tree"
+    (tree / "images" / "pxeboot").mkdir(parents=True)
+    for image in ("vmlinuz", "initrd.img"):
+        (tree / "images" / "pxeboot" / image).write_text("x")
+    (tree / ".treeinfo").write_text("[general]\nfamily = Ubuntu\nversion = 14.04\narch = x86_64\n"
+                                    "platforms = x86_64\n[images-x86_64]\nkernel = images/pxeboot/vmlinuz\n"
+                                    "initrd = images/pxeboot/initrd.img\n")
+    return tree
+
+
+def test_virt_install_accepts_every_command_line(bundles, tmp_path, install_tree):
+    require_tool("virt-install")
+    commands = list(_virt_install_lines(bundles))
+    assert commands
+    for name, argv in commands:
+        argv = [re.sub(r"^path=[^,]*", f"path={tmp_path}/disk.img", w) for w in argv]
+        argv = [str(install_tree) if prev == "--location" else w for prev, w in zip([""] + argv, argv)]
+        result = subprocess.run(argv[:1] + ["--connect", "test:///default"] + argv[1:] + ["--dry-run"],
+                                capture_output=True, text=True, timeout=120)
+        assert result.returncode == 0, (name, argv, result.stderr)
+
+
+def test_virt_install_refuses_a_bad_option(install_tree):
+    require_tool("virt-install")
+    result = subprocess.run(["virt-install", "--connect", "test:///default", "--name", "x", "--ram", "64",
+                             "--bogus-flag", "--dry-run"], capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+
+
+SCRIPTS = lambda p: p.endswith(".sh") or p.endswith("/hooks/network")  # noqa: E731
+
+
+def test_every_script_parses_with_bash(bundles, tmp_path):
+    require_tool("bash")
+    for name, path, artifact in _files(bundles, SCRIPTS):
+        script = tmp_path / "s.sh"
+        script.write_text(artifact.text)
+        result = subprocess.run(["bash", "-n", str(script)], capture_output=True, text=True, timeout=30)
+        assert result.returncode == 0, (name, path, result.stderr)
+
+
+def test_every_script_is_shellcheck_clean(bundles, tmp_path):
+    require_tool("shellcheck")
+    paths = []
+    for index, (name, path, artifact) in enumerate(_files(bundles, SCRIPTS)):
+        script = tmp_path / f"{index}-{name}-{path.replace('/', '_')}"
+        script.write_text(artifact.text)
+        paths.append(str(script))
+    result = subprocess.run(["shellcheck", "-S", "style", *paths], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-4000:]
+
+
+def test_shellcheck_is_really_checking(tmp_path):
+    require_tool("shellcheck")
+    script = tmp_path / "bad.sh"
+    script.write_text("#!/usr/bin/env bash\nrm -rf $1/*\n")
+    assert subprocess.run(["shellcheck", "-S", "style", str(script)], capture_output=True).returncode != 0
