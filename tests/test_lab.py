@@ -171,10 +171,19 @@ def test_nat_network_lives_inside_host_only(lab, xml_dir):
     # libvirt's own files went to the host's tmpfs, not to this machine's /etc.
     assert os.path.exists(host.root_path("/etc/libvirt/qemu/networks/default.xml"))
     assert not os.path.exists("/etc/libvirt/qemu/networks/default.xml")
-    # Files a runbook writes to /etc land in the host's private overlay.
-    host.run("mkdir -p /etc/sysctl.d && echo net.ipv4.ip_forward=1 > /etc/sysctl.d/90-vnetgen.conf")
-    assert "/etc/sysctl.d/90-vnetgen.conf" in host.etc_changes()
-    assert not os.path.exists("/etc/sysctl.d/90-vnetgen.conf")
+    # Files a runbook writes to /etc or /var land in the host's private overlays.
+    host.run("mkdir -p /etc/sysctl.d /etc/sysconfig/network-scripts /var/lib/vnetgen-lab-test"
+             " && echo net.ipv4.ip_forward=1 > /etc/sysctl.d/90-vnetgen.conf"
+             " && echo DEVICE=mybridge0 > /etc/sysconfig/network-scripts/ifcfg-mybridge0"
+             " && echo x > /var/lib/vnetgen-lab-test/backup")
+    assert host.changed_files() == [
+        "/etc/sysconfig/network-scripts/ifcfg-mybridge0",
+        "/etc/sysctl.d/90-vnetgen.conf",
+        "/var/lib/vnetgen-lab-test/backup",
+    ]
+    for path in host.changed_files():
+        assert not os.path.exists(path)
+        assert os.path.exists(host.root_path(path))
     # Commands run in our cwd, and a timeout kills what ran inside.
     assert host.run("pwd").stdout.strip() == os.getcwd()
     with pytest.raises(subprocess.TimeoutExpired):

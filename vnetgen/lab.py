@@ -44,10 +44,6 @@ LIBVIRT_URI = "network:///system"
 # Tools the lab cannot work without; each is looked up on PATH.
 REQUIRED_TOOLS = ("unshare", "nsenter", "ip", "libvirtd", "virsh", "dnsmasq", "busybox", "bash", "env")
 
-# Directories libvirtd writes to: each gets a private tmpfs inside a lab host. They must already
-# exist, because creating a mount point would change this machine's filesystem.
-LIBVIRT_STATE_DIRS = ("/etc/libvirt/qemu", "/var/lib/libvirt", "/var/log/libvirt")
-
 # Where distributions install libvirtd's loadable drivers.
 _DRIVER_DIR_CANDIDATES = (
     "/usr/lib/x86_64-linux-gnu/libvirt/connection-driver",
@@ -182,9 +178,6 @@ def lab_available() -> Tuple[bool, str]:
         return False, "missing tools: " + ", ".join(missing)
     if _connection_driver_dir() is None:
         return False, f"libvirt's {_NETWORK_DRIVER} not found (package libvirt-daemon)"
-    absent = [d for d in LIBVIRT_STATE_DIRS if not os.path.isdir(d)]
-    if absent:
-        return False, "libvirt state directories missing: " + ", ".join(absent)
     # A live probe: namespaces may be forbidden (unprivileged container, seccomp) even for root.
     # The veth pair is created inside the probe's own fresh netns and dies with it.
     probe = [
@@ -478,7 +471,7 @@ class LabHost(LabNode):
         self._vnet = 0
 
     def _nsenter(self) -> List[str]:
-        # Mount namespace too (libvirt's socket, the tmpfs state and /etc overlay live there), and
+        # Mount namespace too (libvirt's socket, the tmpfs state and overlays live there), and
         # PID namespace so `ps`/pgrep see the host's own processes only.
         return ["nsenter", "-t", str(self.pid), "-n", "-m", "-p", "-u", "--"]
 
@@ -490,7 +483,7 @@ class LabHost(LabNode):
         return merged
 
     def root_path(self, path: str) -> str:
-        """Outer path of ``path`` as the host sees it (its tmpfs mounts and /etc overlay)."""
+        """Outer path of ``path`` as the host sees it (its tmpfs mounts and overlays)."""
         return f"/proc/{self.pid}/root/{path.lstrip('/')}"
 
     def run(
@@ -505,7 +498,7 @@ class LabHost(LabNode):
         """Run ``cmd`` (argv list or bash string) inside the host, with LIBVIRT_DEFAULT_URI set.
 
         The working directory defaults to ours; the host's mount namespace is a private copy, so
-        /work and /tmp look the same there (only /run, /sys, /etc and libvirt's dirs differ).
+        /work and /tmp look the same there (only /run, /sys, and the /etc, /var overlays differ).
         """
         self.assert_private()
         explicit = cwd is not None
@@ -529,13 +522,17 @@ class LabHost(LabNode):
         except OSError:
             return ""
 
-    def etc_changes(self) -> List[str]:
-        """Files the host wrote under /etc (they land in a private overlay, never in the real /etc)."""
-        upper = self.root_path("/run/lab/etc-upper")
+    def changed_files(self) -> List[str]:
+        """Files the host wrote or deleted under /etc and /var (outside libvirt's tmpfs dirs).
+
+        They live in the host's private overlays; this machine's /etc and /var never change.
+        """
         changed = []
-        for root, _dirs, files in os.walk(upper):
-            for fname in files:
-                changed.append("/etc/" + os.path.relpath(os.path.join(root, fname), upper))
+        for top in ("etc", "var"):
+            upper = self.root_path(f"/run/lab/{top}-upper")
+            for root, _dirs, files in os.walk(upper):
+                for fname in files:
+                    changed.append(f"/{top}/" + os.path.relpath(os.path.join(root, fname), upper))
         return sorted(changed)
 
     def _next_vnet(self) -> str:
@@ -722,10 +719,18 @@ mount -t sysfs -o nosuid,nodev,noexec sysfs /sys
 # Private /run: hides the machine's D-Bus (a firewalld there would get our rules), pid files and
 # the xtables lock. The /etc overlay's upper layer lives here too, readable from outside.
 mount -t tmpfs -o mode=0755,nosuid,nodev tmpfs /run
-mkdir -p /run/libvirt /run/lock /run/lab/etc-upper /run/lab/etc-work
-# Runbooks write /etc/sysctl.d, ifcfg files, hooks: they must land in the lab, not this machine.
-mount -t overlay overlay -o lowerdir=/etc,upperdir=/run/lab/etc-upper,workdir=/run/lab/etc-work /etc
-for d in /etc/libvirt/qemu /var/lib/libvirt /var/log/libvirt; do
+mkdir -p /run/libvirt /run/lock
+# Runbooks write /etc/sysctl.d, ifcfg files, hooks, maybe backups under /var: all of it must land
+# in the lab, not on this machine. Writes go to the overlays' upper layers, in the private /run.
+for top in etc var; do
+    mkdir -p "/run/lab/$top-upper" "/run/lab/$top-work"
+    mount -t overlay overlay \
+        -o "lowerdir=/$top,upperdir=/run/lab/$top-upper,workdir=/run/lab/$top-work" "/$top"
+done
+# libvirt's own state starts empty in every host (no default network from this machine).
+# mkdir is safe here: it writes into the overlays.
+for d in /etc/libvirt/qemu /var/lib/libvirt /var/log/libvirt /var/cache/libvirt; do
+    mkdir -p "$d"
     mount -t tmpfs -o mode=0755 tmpfs "$d"
 done
 # Only the network driver: the QEMU driver would fail here (no libvirt-qemu user, no KVM).
