@@ -184,6 +184,12 @@ def test_nat_network_lives_inside_host_only(lab, xml_dir):
     for path in host.changed_files():
         assert not os.path.exists(path)
         assert os.path.exists(host.root_path(path))
+    # A libvirtd restart keeps the running network, as on a real host.
+    old_pid = host.run("cat /run/libvirt/libvirtd.pid").stdout.strip()
+    host.restart_libvirtd()
+    assert host.run("cat /run/libvirt/libvirtd.pid").stdout.strip() != old_pid
+    assert re.search(r"default\s+active", host.run("virsh net-list").stdout)
+    assert "virbr0" in host.interfaces()
     # Commands run in our cwd, and a timeout kills what ran inside.
     assert host.run("pwd").stdout.strip() == os.getcwd()
     with pytest.raises(subprocess.TimeoutExpired):

@@ -515,6 +515,26 @@ class LabHost(LabNode):
         """``virsh ARGS`` against this host's libvirtd."""
         return self.run(["virsh", *args], check=check, timeout=timeout)
 
+    def restart_libvirtd(self, timeout: float = 20) -> None:
+        """Restart the host's libvirtd, as `systemctl restart libvirtd` would (there is no systemd
+        in a lab host; the machine's systemd is unreachable behind the private /run).
+
+        Running networks survive, as on a real host; libvirtd re-reads its hooks on start.
+        """
+        conf = os.path.join(self.hostdir, "libvirtd.conf")
+        script = (
+            'pid=$(cat /run/libvirt/libvirtd.pid 2>/dev/null || :)\n'
+            'if [ -n "$pid" ] && kill "$pid" 2>/dev/null; then\n'
+            '    for _ in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done\n'
+            'fi\n'
+            'rm -f /run/libvirt/libvirt-sock\n'
+            'libvirtd -d -f "$1" -p /run/libvirt/libvirtd.pid >/dev/null 2>&1\n'
+            'for _ in $(seq 400); do [ -S /run/libvirt/libvirt-sock ] && exit 0; sleep 0.05; done\n'
+            'echo "libvirtd socket did not come back" >&2; exit 1\n'
+        )
+        self.run(["sh", "-c", script, "restart-libvirtd", conf], timeout=timeout)
+        self.virsh("-q", "net-list", "--all", timeout=timeout)
+
     def libvirtd_log(self) -> str:
         try:
             with open(self.root_path("/var/log/libvirt/libvirtd.log"), errors="replace") as fh:
