@@ -111,10 +111,9 @@ def _bridge_step(host, plan, bridge, rank: int) -> Step:
         actions.append(Action(commands=(cmd("ip", "addr", "add", addr, "dev", name),),
                               check=cmd("has_address", name, addr), done=f"{name} holds {addr}"))
         if bridge.gateway is not None:
-            route = f"default via {bridge.gateway} dev {name}"
             actions.append(Action(commands=(cmd("ip", "route", "replace", "default", "via", bridge.gateway,
                                                 "dev", name),),
-                                  check=f"ip -4 route show default | grep -qF {q(route)}",
+                                  check=cmd("has_default_route", bridge.gateway, name),
                                   done=f"default route via {bridge.gateway} on {name}"))
         if bridge.ports:
             port = bridge.ports[0]

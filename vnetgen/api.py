@@ -60,6 +60,7 @@ class Step:
     why: str
     actions: Tuple[Action, ...] = field(default_factory=tuple)
     undo: Tuple[Action, ...] = field(default_factory=tuple)   # for rollback.sh, run in reverse
+    skip_flag: str = ""   # a runbook option variable (e.g. NO_VMS) that skips the whole step when 1
 
 
 @dataclass(frozen=True)

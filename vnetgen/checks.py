@@ -20,6 +20,7 @@ class Check:
     severity: str = "error"
     tokens: Tuple[str, ...] = ()   # net-dumpxml line expectations, for net_xml_match
     network: str = ""          # the network (for xml checks), or ""
+    skip_flag: str = ""        # runbook option variable that turns this check off (NO_VMS)
 
     def describe(self) -> str:
         return f"{self.object}: {self.kind} {_show(self.expected)}"
@@ -132,12 +133,13 @@ def host_checks(plan: Any) -> List[Check]:
     for vm in plan.host.vms.values():
         checks.append(Check("vm-missing", f"vm/{vm.name}", vm.name,
                             cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1",
-                            "bash runbook.sh  # its VM step installs " + vm.name))
+                            "bash runbook.sh  # its VM step installs " + vm.name, skip_flag="NO_VMS"))
         for nic in vm.networks:
             words = ("vm_has_network", vm.name, nic.network) + ((nic.mac.lower(),) if nic.mac else ())
             checks.append(Check("vm-network", f"vm/{vm.name}", nic.network, cmd(*words),
                                 cmd("virsh", "attach-interface", vm.name, "network", nic.network,
-                                    *(("--mac", nic.mac.lower()) if nic.mac else ()), "--config")))
+                                    *(("--mac", nic.mac.lower()) if nic.mac else ()), "--config"),
+                                skip_flag="NO_VMS"))
     return checks
 
 

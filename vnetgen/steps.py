@@ -18,7 +18,8 @@ def install_file(bundle_path: str, dest: str, mode: str = "0644") -> Action:
 
 
 def restore_file(dest: str) -> Action:
-    return Action(commands=(cmd("restore_file", under_root(dest)),))
+    return Action(commands=(cmd("restore_file", under_root(dest)),), check="! " + cmd("has_backup", under_root(dest)),
+                  done=f"{dest}: nothing to restore")
 
 
 def core_steps(plan: Any, pm: Any) -> Iterable[Step]:
@@ -32,7 +33,7 @@ def core_steps(plan: Any, pm: Any) -> Iterable[Step]:
         if argv:
             yield Step((VMS, 0, vm.name), f"virtual machine {vm.name}",
                        "installed with virt-install unless a domain of that name exists; "
-                       "an existing VM is never touched",
+                       "an existing VM is never touched", skip_flag="NO_VMS", actions=
                        (Action(commands=(cmd(*argv),), check=cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1",
                                done=f"domain {vm.name} exists"),))
     yield Step((VERIFY, 0), "verify", "the same checks `vnetgen audit` makes; any drift fails the run",
@@ -44,13 +45,15 @@ def require(check: str) -> Action:
 
 
 def _preflight(plan: Any) -> Step:
-    tools = ["virsh", "sha256sum", "ip", "sysctl", *plan.target.tools] + (["virt-install"] if plan.host.vms else [])
+    tools = ["virsh", "sha256sum", "ip", "sysctl", *plan.target.tools]
     nics = sorted({p for b in plan.host.bridges.values() for p in b.ports} |
                   {p for n in plan.host.networks.values() for p in n.ports} | set(plan.host.nics))
     actions = [require("require_root"), require(cmd("require_tools", *sorted(set(tools)))),
                require("require_libvirtd"), require(cmd("require_checksums", plan.host.name))]
     if nics:
         actions.append(require(cmd("require_nics", *nics)))
+    if plan.host.vms:
+        actions.append(require(cmd("require_vm_tools", "virt-install")))
     return Step((PREFLIGHT, 0), "preflight",
                 "stop before changing anything if this is not the host, the tools are missing, "
                 "libvirtd is down, a NIC is absent or the bundle was altered", tuple(actions))
@@ -74,14 +77,13 @@ def _sysctl(plan: Any, pm: Any) -> Step:
 def _networks(plan: Any) -> Iterable[Step]:
     nets = list(plan.networks.values())
     backup = [Action(commands=(cmd("backup_net", n.name),),
-                     check=f"[ -e \"$BACKUP/networks/{n.name}.xml\" ] || ! "
-                           + cmd("virsh", "net-info", n.name) + " >/dev/null 2>&1",
-                     done=f"network {n.name}: nothing to back up, or backed up by an earlier run")
+                     check=f"[ -e \"$BACKUP/networks/{n.name}.xml\" ] || " + cmd("created", f"network-{n.name}"),
+                     done=f"network {n.name}: its state before the first run is kept already")
               for n in nets]
     if backup:
         yield Step((BACKUP, 0), "back up networks",
-                   "keep each network's definition as it was before the first run, for rollback.sh",
-                   tuple(backup))
+                   "keep each network's definition and state as they were before the first run (or note that "
+                   "it did not exist), for rollback.sh", tuple(backup))
     # Removals first, so their bridge names and subnets are free for what follows.
     for rank, net_plan in enumerate(sorted(nets, key=lambda n: n.net.state != "absent")):
         yield _network_step(plan, net_plan, rank)
@@ -91,7 +93,9 @@ def _network_step(plan: Any, np_: Any, rank: int) -> Step:
     name, net = np_.name, np_.net
     exists = cmd("virsh", "net-info", name) + " >/dev/null 2>&1"
     active = cmd("net_info_is", name, "Active", "yes")
-    undo = (Action(commands=(cmd("restore_net", name),)),)
+    undo = (Action(commands=(cmd("restore_net", name),),
+                   check=f"[ ! -e \"$BACKUP/networks/{name}.xml\" ] && ! " + cmd("created", f"network-{name}"),
+                   done=f"network {name}: nothing to restore"),)
     if net.state == "absent":
         return Step((NETWORKS, rank, name), f"remove network {name}",
                     "the profile marks it absent; its definition is backed up first",
@@ -101,8 +105,7 @@ def _network_step(plan: Any, np_: Any, rank: int) -> Step:
                             done=f"network {name} is not defined")), undo)
     tokens = definition_tokens(plan.checks, name)
     pinned = "pinned-uuid" if net.uuid else "keep-uuid"
-    actions = [Action(commands=(), check=exists, record=f"network-{name}"),
-               Action(commands=(cmd("define_net", name, here(f"networks/{name}.xml"), pinned),),
+    actions = [Action(commands=(cmd("define_net", name, here(f"networks/{name}.xml"), pinned),),
                       check=cmd("net_xml_match", "--inactive", name, *tokens),
                       done=f"definition of {name} is up to date")]
     if net.state == "active":
