@@ -85,8 +85,7 @@ def vnetgen_sysctl_path(host):
 
 def _from_checks(plan, obj: str, kinds: Tuple[str, ...]) -> List[Action]:
     """The live changes of a host bridge are the fixes of its audit checks, guarded by their tests."""
-    return [Action(commands=(c.fix,), check=c.test, done=f"{c.object}: {c.kind.replace('-missing', '')} "
-                                                          f"{c.expected} in place")
+    return [Action(commands=(c.fix,), check=c.test, done=c.holds())
             for kind in kinds for c in find(plan.checks, kind, obj)]
 
 
@@ -94,7 +93,7 @@ def _bridge_step(host, plan, bridge, rank: int) -> Step:
     name = bridge.name
     obj = f"bridge/{name}"
     actions = _from_checks(plan, obj, ("bridge-missing",))
-    actions[0] = Action(commands=actions[0].commands, check=actions[0].check, done=f"bridge {name} exists",
+    actions[0] = Action(commands=actions[0].commands, check=actions[0].check, done=actions[0].done,
                         record=f"bridge-{name}")
     actions += _from_checks(plan, obj, ("stp", "delay"))
     actions.append(Action(commands=(cmd("ip", "link", "set", name, "up"),), check=cmd("link_is_up", name),

@@ -25,6 +25,19 @@ class Check:
     def describe(self) -> str:
         return f"{self.object}: {self.kind} {_show(self.expected)}"
 
+    def holds(self) -> str:
+        """What is true when this check passes, in words for the runbook's `ok:` lines."""
+        name = self.object.split("/", 1)[-1]
+        value = self.expected
+        words = {
+            "bridge-missing": f"bridge {name} exists",
+            "port-missing": f"{value} is a port of {name}",
+            "stp": f"stp is {'on' if value else 'off'} on {name}",
+            "delay": f"forward delay of {name} is {value} s",
+            "ip-forward": f"net.ipv4.ip_forward is {value}",
+        }
+        return words.get(self.kind, f"{self.describe()} holds")
+
 
 def _show(value: Any) -> str:
     if isinstance(value, (list, tuple)):
