@@ -111,6 +111,11 @@ def test_own_process_is_not_private():
     assert in_private_netns(2**22 + 12345) is False  # no such process: cannot be proven private
 
 
+def test_lab_available_says_why():
+    ok, reason = lab_available()
+    assert isinstance(ok, bool) and isinstance(reason, str) and reason
+
+
 def test_run_refuses_outer_namespace(tmp_path):
     # A node pointing at our own process must never run anything.
     marker = tmp_path / "ran"

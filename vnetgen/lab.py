@@ -623,13 +623,18 @@ class LabVm(LabNode):
             self.ip("route", "replace", "default", "via", str(ipaddress.ip_address(gw)), "dev", "eth0")
 
 
-def dhcp_all(vms: Sequence[LabVm], timeout: float = 20) -> List["Lease"]:
-    """Lease for every VM, concurrently: the STP wait (~4 s) and dnsmasq's ping check before an
-    offer (~3 s) then overlap instead of adding up."""
+def dhcp_all(vms: Sequence[LabVm], timeout: Optional[float] = None) -> List["Lease"]:
+    """Lease for every VM, concurrently, so their STP waits (~4 s) overlap.
+
+    libvirt's dnsmasq still serialises its ~3 s ping check per new client, hence the default
+    timeout grows with the number of VMs.
+    """
     import concurrent.futures
 
     if not vms:
         return []
+    if timeout is None:
+        timeout = max(20.0, 8.0 + 4.0 * len(vms))
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(vms)) as pool:
         return list(pool.map(lambda vm: vm.dhcp(timeout), vms))
 
