@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Tuple
+from typing import Optional, Tuple
 
 import pluggy
 
@@ -70,3 +70,7 @@ class Artifact:
     path: str
     text: str
     mode: int = 0o644
+    data: Optional[bytes] = None   # binary content (archives); `text` is then ""
+
+    def content(self) -> bytes:
+        return self.data if self.data is not None else self.text.encode("utf-8")

@@ -9,7 +9,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .api import Artifact
 
-MANIFEST = ".vnetgen-manifest"  # lists the files vnetgen wrote, so a rebuild may replace exactly those
+MANIFEST = ".vnetgen-manifest"
+ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA256SUMS, which they carry  # lists the files vnetgen wrote, so a rebuild may replace exactly those
 
 
 class BundleError(Exception):
@@ -22,7 +23,8 @@ class Bundle:
     plans: List[Any]
 
 
-def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] = None) -> Bundle:
+def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] = None,
+          archive: bool = False) -> Bundle:
     """Plan and render every (selected) host; pure: touches no file."""
     from .plan import plan_profile
     from .render import host_artifacts, render, sha256sums
@@ -42,7 +44,25 @@ def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] =
     review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file))
     files["REVIEW.md"] = Artifact("REVIEW.md", review)
     files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
+    if archive:
+        files.update(archives(files, [p.name for p in plans]))
     return Bundle(files=files, plans=plans)
+
+
+def archives(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifact]:
+    """archives/hosts/<host>.tar.gz (that host's directory with REVIEW.md and SHA256SUMS, so its
+    runbook runs as is once unpacked) and archives/fleet.tar.gz (the whole bundle)."""
+    from .archive import tar_gz
+
+    everything = {path: (a.content(), a.mode) for path, a in files.items()}
+    shared = {p: everything[p] for p in ("REVIEW.md", "SHA256SUMS")}
+    out = {}
+    for host in hosts:
+        members = dict(shared, **{p: v for p, v in everything.items() if p.startswith(host + "/")})
+        path = f"{ARCHIVES}/hosts/{host}.tar.gz"
+        out[path] = Artifact(path, "", data=tar_gz(f"vnetgen-{host}", members))
+    out[f"{ARCHIVES}/fleet.tar.gz"] = Artifact(f"{ARCHIVES}/fleet.tar.gz", "", data=tar_gz("vnetgen-fleet", everything))
+    return out
 
 
 def review_context(profile: Any, plans: List[Any], profile_file: str) -> Dict[str, Any]:
@@ -89,8 +109,8 @@ def write(bundle: Bundle, directory: str, force: bool = False) -> None:
         for path, artifact in sorted(bundle.files.items()):
             target = os.path.join(staging, path)
             os.makedirs(os.path.dirname(target), exist_ok=True)
-            with open(target, "w", encoding="utf-8", newline="\n") as handle:
-                handle.write(artifact.text)
+            with open(target, "wb") as handle:
+                handle.write(artifact.content())
             os.chmod(target, artifact.mode)
         with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as handle:
             handle.write("".join(f"{p}\n" for p in sorted(bundle.files)))
@@ -145,9 +165,9 @@ def compare(bundle: Bundle, directory: str) -> Tuple[List[str], List[str], List[
             missing.append(path)
             continue
         try:
-            with open(full, encoding="utf-8", newline="") as handle:
-                same = handle.read() == artifact.text
-        except (OSError, UnicodeDecodeError):
+            with open(full, "rb") as handle:
+                same = handle.read() == artifact.content()
+        except OSError:
             same = False
         if not same or (os.stat(full).st_mode & 0o777) != artifact.mode:
             differ.append(path)

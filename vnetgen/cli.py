@@ -66,7 +66,9 @@ def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
           check: bool = typer.Option(False, "--check", help="Compare DIR with what PROFILE builds; exit 1 "
                                                             "if they differ. Writes nothing."),
           force: bool = typer.Option(False, "--force", help="Write into DIR even if it holds files vnetgen "
-                                                            "did not write (they are kept).")) -> None:
+                                                            "did not write (they are kept)."),
+          archive: bool = typer.Option(False, "--archive", help="Also write byte-reproducible archives: "
+                                       "DIR/archives/hosts/HOST.tar.gz and DIR/archives/fleet.tar.gz.")) -> None:
     """Compile PROFILE into a bundle: network XML, ifcfg, sysctl, runbook.sh, rollback.sh, capture.sh."""
     from .bundle import BundleError, compare
     from .bundle import build as build_bundle
@@ -78,7 +80,8 @@ def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
         typer.echo(f"{profile}: no host {', '.join(unknown)} (hosts: {', '.join(loaded.hosts)})", err=True)
         raise typer.Exit(EXIT_INVALID)
     try:
-        bundle = build_bundle(loaded, pm, profile_file=_display_name(profile), hosts=host or None)
+        bundle = build_bundle(loaded, pm, profile_file=_display_name(profile), hosts=host or None,
+                              archive=archive)
         if check:
             differ, missing, extra = compare(bundle, output)
             for label, paths in (("differs", differ), ("missing", missing), ("extra", extra)):
@@ -102,6 +105,47 @@ def _display_name(path: str) -> str:
     import os
 
     return os.path.basename(path)
+
+
+@app.command()
+def audit(profile: str = typer.Argument(..., help="The profile (YAML)."),
+          captures: Optional[str] = typer.Option(None, "--captures", metavar="DIR",
+                                                 help="Audit the captures in DIR (DIR/<host>/, written by each "
+                                                      "host's capture.sh) instead of this machine."),
+          host: List[str] = typer.Option([], "--host", help="Audit only this host (repeatable). Live: the host "
+                                                            "this machine is (default: by hostname, or the "
+                                                            "only host)."),
+          output_format: str = typer.Option("text", "--format", metavar="text|json", help="Report format."),
+          strict: bool = typer.Option(False, "--strict", help="Warnings (e.g. networks the profile does not "
+                                                              "mention) are drift too.")) -> None:
+    """Compare the live host (or captures) with PROFILE: exit 0 in sync, 1 drift, 2 invalid input or capture."""
+    import json
+    import os
+
+    from .audit import AuditError, audit_captures, audit_live, format_text
+    from .facts import FactError
+
+    if output_format not in ("text", "json"):
+        typer.echo(f"vnetgen audit: --format is text or json, not {output_format!r}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    loaded, pm = _load(profile)
+    try:
+        if captures is not None:
+            report = audit_captures(loaded, captures, host or None, strict=strict, pm=pm)
+        elif len(host) > 1:
+            raise AuditError("a live audit reads this machine only: give one --host, or audit captures "
+                             "with --captures DIR")
+        else:
+            report = audit_live(loaded, host[0] if host else None, strict=strict, pm=pm)
+    except (AuditError, FactError) as exc:
+        typer.echo(f"vnetgen audit: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    if output_format == "json":
+        typer.echo(json.dumps(report, indent=2))
+    else:
+        color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+        typer.echo(format_text(report, color=color), nl=False)
+    raise typer.Exit(EXIT_OK if report["in_sync"] else EXIT_DIFFERS)
 
 
 @app.command()

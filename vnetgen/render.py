@@ -48,5 +48,5 @@ def host_artifacts(plan: Any, profile_file: str) -> List[Artifact]:
 
 def sha256sums(files: Dict[str, Artifact]) -> str:
     """`sha256sum` format ("HASH  PATH"), sorted by path, so `sha256sum -c` can check the bundle."""
-    lines = [f"{hashlib.sha256(a.text.encode()).hexdigest()}  {path}\n" for path, a in sorted(files.items())]
+    lines = [f"{hashlib.sha256(a.content()).hexdigest()}  {path}\n" for path, a in sorted(files.items())]
     return "".join(lines)

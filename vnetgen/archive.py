@@ -1,0 +1,47 @@
+"""Byte-reproducible .tar.gz archives of a bundle, for carrying it to an air-gapped host."""
+from __future__ import annotations
+
+import gzip
+import io
+import tarfile
+from typing import Dict, Iterable, Tuple
+
+# A fixed timestamp (2000-01-01T00:00:00Z): archives of the same bundle are the same bytes, any day.
+EPOCH = 946684800
+
+
+def _dirs(paths: Iterable[str]) -> Iterable[str]:
+    seen = set()
+    for path in paths:
+        parts = path.split("/")[:-1]
+        for i in range(1, len(parts) + 1):
+            seen.add("/".join(parts[:i]))
+    return sorted(seen)
+
+
+def tar_gz(top: str, files: Dict[str, Tuple[bytes, int]]) -> bytes:
+    """A gzip'd ustar archive of `files` (path → (bytes, mode)) under the directory `top`:
+    sorted members, fixed mtime, owner 0:0 with no names, no gzip file name or time."""
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+        for directory in [""] + list(_dirs(files)):
+            info = tarfile.TarInfo(f"{top}/{directory}".rstrip("/"))
+            info.type, info.mode = tarfile.DIRTYPE, 0o755
+            _normalize(info)
+            tar.addfile(info)
+        for path in sorted(files):
+            data, mode = files[path]
+            info = tarfile.TarInfo(f"{top}/{path}")
+            info.size, info.mode = len(data), mode
+            _normalize(info)
+            tar.addfile(info, io.BytesIO(data))
+    out = io.BytesIO()
+    with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
+        gz.write(raw.getvalue())
+    return out.getvalue()
+
+
+def _normalize(info: tarfile.TarInfo) -> None:
+    info.mtime = EPOCH
+    info.uid = info.gid = 0
+    info.uname = info.gname = ""
