@@ -24,13 +24,15 @@ class Bundle:
 
 
 def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] = None,
-          archive: bool = False) -> Bundle:
-    """Plan and render every (selected) host; pure: touches no file."""
+          archive: bool = False, against: Optional[Any] = None) -> Bundle:
+    """Plan and render every (selected) host; pure: touches no file. `against` (an older profile)
+    adds a Changes section to REVIEW.md and lets runbooks apply DHCP changes live."""
     from .plan import plan_profile
     from .render import host_artifacts, render, sha256sums
     from .xml import rng_errors
 
-    plans = plan_profile(profile, pm, hosts)
+    previous = plan_profile(against, pm, hosts) if against is not None else None
+    plans = plan_profile(profile, pm, hosts, previous)
     files: Dict[str, Artifact] = {}
     for plan in plans:
         for artifact in host_artifacts(plan, profile_file):
@@ -41,7 +43,7 @@ def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] =
                                       f"network.rng: {problem}")
             files[f"{plan.name}/{artifact.path}"] = Artifact(f"{plan.name}/{artifact.path}", artifact.text,
                                                              artifact.mode)
-    review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file))
+    review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file, against, previous))
     files["REVIEW.md"] = Artifact("REVIEW.md", review)
     files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
     if archive:
@@ -65,10 +67,11 @@ def archives(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifact
     return out
 
 
-def review_context(profile: Any, plans: List[Any], profile_file: str) -> Dict[str, Any]:
+def review_context(profile: Any, plans: List[Any], profile_file: str, against: Optional[Any] = None,
+                   previous: Optional[List[Any]] = None) -> Dict[str, Any]:
     from .review import context
 
-    return context(profile, plans, profile_file)
+    return context(profile, plans, profile_file, against, previous)
 
 
 def _owned(directory: str) -> Optional[List[str]]:

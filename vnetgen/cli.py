@@ -68,20 +68,24 @@ def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
           force: bool = typer.Option(False, "--force", help="Write into DIR even if it holds files vnetgen "
                                                             "did not write (they are kept)."),
           archive: bool = typer.Option(False, "--archive", help="Also write byte-reproducible archives: "
-                                       "DIR/archives/hosts/HOST.tar.gz and DIR/archives/fleet.tar.gz.")) -> None:
+                                       "DIR/archives/hosts/HOST.tar.gz and DIR/archives/fleet.tar.gz."),
+          against: Optional[str] = typer.Option(None, "--against", metavar="OLD",
+                                                help="The profile the hosts run now: REVIEW.md gets a Changes "
+                                                     "section and runbooks apply DHCP changes live.")) -> None:
     """Compile PROFILE into a bundle: network XML, ifcfg, sysctl, runbook.sh, rollback.sh, capture.sh."""
     from .bundle import BundleError, compare
     from .bundle import build as build_bundle
     from .bundle import write
 
     loaded, pm = _load(profile, writes=not check)
+    old = _load(against)[0] if against else None
     unknown = [h for h in host if h not in loaded.hosts]
     if unknown:
         typer.echo(f"{profile}: no host {', '.join(unknown)} (hosts: {', '.join(loaded.hosts)})", err=True)
         raise typer.Exit(EXIT_INVALID)
     try:
         bundle = build_bundle(loaded, pm, profile_file=_display_name(profile), hosts=host or None,
-                              archive=archive)
+                              archive=archive, against=old)
         if check:
             differ, missing, extra = compare(bundle, output)
             for label, paths in (("differs", differ), ("missing", missing), ("extra", extra)):
@@ -146,6 +150,29 @@ def audit(profile: str = typer.Argument(..., help="The profile (YAML)."),
         color = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         typer.echo(format_text(report, color=color), nl=False)
     raise typer.Exit(EXIT_OK if report["in_sync"] else EXIT_DIFFERS)
+
+
+@app.command()
+def diff(old: str = typer.Argument(..., help="The profile the hosts run now."),
+         new: str = typer.Argument(..., help="The profile to apply.")) -> None:
+    """Say what changes from OLD to NEW, host by host, and its impact (restart, live, host networking)."""
+    from .diff import diff_links, diff_plans
+    from .plan import plan_profile
+
+    before, pm = _load(old)
+    after, _ = _load(new)
+    changes = diff_links(before, after) + diff_plans(plan_profile(before, pm), plan_profile(after, pm))
+    if not changes:
+        typer.echo("no changes")
+        return
+    host = None
+    for change in changes:
+        if change.host != host:
+            host = change.host
+            typer.echo(f"{host}:")
+        typer.echo(f"  {change.line()}")
+    restarts = sorted({f"{c.host}/{c.object.split(' ', 1)[1]}" for c in changes if c.impact == "restart"})
+    typer.echo(f"{len(changes)} change(s); networks that restart: {', '.join(restarts) or 'none'}")
 
 
 @app.command()

@@ -47,6 +47,7 @@ class HostPlan:
     checks: List[Any] = field(default_factory=list)
     steps: List[Step] = field(default_factory=list)
     artifacts: List[Artifact] = field(default_factory=list)
+    previous: Optional["HostPlan"] = None   # the plan of `build --against OLD`, when given
 
     @property
     def name(self) -> str:
@@ -92,14 +93,14 @@ def resolve_bridges(host: m.Host, modes: Dict[str, Mode]) -> Dict[str, Optional[
     return names
 
 
-def plan_host(profile: m.Profile, host: m.Host, pm: Any) -> HostPlan:
+def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[HostPlan] = None) -> HostPlan:
     """Everything the bundle of `host` needs, computed once; renderers only format it."""
     from .checks import host_checks
     from .steps import core_steps
     from .xml import network_xml
 
     modes = plugin_modes(pm)
-    plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile)
+    plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile, previous=previous)
     bridges = resolve_bridges(host, modes)
     for net in host.networks.values():
         mode = modes[net.mode]
@@ -131,5 +132,10 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any) -> HostPlan:
     return plan
 
 
-def plan_profile(profile: m.Profile, pm: Any, only: Optional[List[str]] = None) -> List[HostPlan]:
-    return [plan_host(profile, host, pm) for name, host in profile.hosts.items() if not only or name in only]
+def plan_profile(profile: m.Profile, pm: Any, only: Optional[List[str]] = None,
+                 previous: Optional[List[HostPlan]] = None) -> List[HostPlan]:
+    """Plans of every (selected) host; `previous` (plans of an older profile) lets steps apply
+    changes live where libvirt allows it."""
+    before = {p.name: p for p in previous or ()}
+    return [plan_host(profile, host, pm, before.get(name)) for name, host in profile.hosts.items()
+            if not only or name in only]

@@ -68,7 +68,14 @@ def mermaid(profile: Any, plans: List[Any]) -> List[str]:
     return lines
 
 
-def context(profile: Any, plans: List[Any], profile_file: str) -> Dict[str, Any]:
+def context(profile: Any, plans: List[Any], profile_file: str, against: Any = None,
+            previous: Any = None) -> Dict[str, Any]:
+    from .diff import IMPACT_WORDS, diff_links, diff_plans
+
+    changes = None
+    if against is not None:
+        changes = diff_links(against, profile) + diff_plans(previous or [], plans)
     return dict(profile_file=profile_file, profile_name=profile.name or "", plans=plans,
                 order=run_order(profile, plans), mermaid=mermaid(profile, plans),
-                warnings=getattr(profile, "warnings", []))
+                warnings=getattr(profile, "warnings", []), changes=changes,
+                against_file=getattr(against, "path", ""), impact_words=IMPACT_WORDS)

@@ -5,6 +5,7 @@ from typing import Any, Iterable, List
 
 from .api import BACKUP, NETWORKS, PORTS, PREFLIGHT, SYSCTL, VERIFY, VMS, Action, Step
 from .checks import definition_tokens
+from .diff import dhcp_leases, dhcp_range, live_dhcp_only
 from .shell import cmd, here, under_root
 
 HOOK_PATH = "/etc/libvirt/hooks/network"
@@ -105,7 +106,9 @@ def _network_step(plan: Any, np_: Any, rank: int) -> Step:
                             done=f"network {name} is not defined")), undo)
     tokens = definition_tokens(plan.checks, name)
     pinned = "pinned-uuid" if net.uuid else "keep-uuid"
-    actions = [Action(commands=(cmd("define_net", name, here(f"networks/{name}.xml"), pinned),),
+    old = plan.previous.networks.get(name) if plan.previous else None
+    live = _live_dhcp_actions(old, np_) if old is not None and live_dhcp_only(old, np_) else []
+    actions = live + [Action(commands=(cmd("define_net", name, here(f"networks/{name}.xml"), pinned),),
                       check=cmd("net_xml_match", "--inactive", name, *tokens),
                       done=f"definition of {name} is up to date")]
     if net.state == "active":
@@ -124,6 +127,33 @@ def _network_step(plan: Any, np_: Any, rank: int) -> Step:
                           done=f"autostart of {name} is {'on' if net.autostart else 'off'}"))
     why = f"{np_.mode.description}; defined from networks/{name}.xml"
     return Step((NETWORKS, rank, name), f"network {name} ({net.mode})", why, tuple(actions), undo)
+
+
+def _live_dhcp_actions(old: Any, new: Any) -> List[Action]:
+    """`virsh net-update` of DHCP ranges and static leases: applied without restarting the network
+    (so its guests keep their connectivity), on a host that still runs the old definition."""
+    name = new.name
+    absent = "! " + cmd("virsh", "net-info", name) + " >/dev/null 2>&1 || "
+    actions: List[Action] = []
+
+    def update(verb: str, section: str, xml: str, present_after: bool, done: str) -> None:
+        test = cmd("net_xml_match", name, f"has:{xml}")
+        actions.append(Action(commands=(cmd("net_update", name, verb, section, xml),),
+                              check=absent + (test if present_after else "! " + test), done=done))
+
+    before, after = dhcp_leases(old), dhcp_leases(new)
+    for line in before:
+        if line not in after:
+            update("delete", "ip-dhcp-host", line, False, f"lease {line} is gone")
+    if dhcp_range(old) != dhcp_range(new):
+        update("delete", "ip-dhcp-range", "<range start='{}' end='{}'/>".format(*dhcp_range(old)), False,
+               "the old DHCP range is gone")
+        update("add", "ip-dhcp-range", "<range start='{}' end='{}'/>".format(*dhcp_range(new)), True,
+               "the DHCP range is {}-{}".format(*dhcp_range(new)))
+    for line in after:
+        if line not in before:
+            update("add", "ip-dhcp-host", line, True, f"lease {line} is in place")
+    return actions
 
 
 def _ports(plan: Any) -> Iterable[Step]:

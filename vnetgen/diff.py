@@ -1,0 +1,173 @@
+"""What changes between two profiles, host by host, and what each change costs on a running host."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, List, Optional, Tuple
+
+# Impact of a change, in the words REVIEW.md and `vnetgen diff` use.
+RESTART = "restart"   # libvirt applies it only by restarting the network: its guests lose connectivity briefly
+LIVE = "live"         # applied on the running host without a restart
+HOST = "host"         # changes the host's own networking (addresses, bridges): may cut the operator off
+NEW = "new"
+REMOVED = "removed"
+MANUAL = "manual"     # vnetgen does not apply it (e.g. a changed VM): done by hand
+
+IMPACT_WORDS = {
+    RESTART: "network restarts: its guests lose connectivity briefly",
+    LIVE: "applies live, no restart",
+    HOST: "changes the host's own networking",
+    NEW: "added",
+    REMOVED: "removed",
+    MANUAL: "not applied by vnetgen (existing VMs are never touched)",
+}
+
+# Network properties libvirt can only change by restarting the network.
+_RESTART_FIELDS = (("mode", "mode"), ("bridge", "bridge"), ("stp", "stp"), ("delay", "delay"), ("mac", "mac"),
+                   ("uuid", "uuid"), ("ip", "address"))
+
+
+@dataclass(frozen=True)
+class Change:
+    host: str
+    object: str      # "network default", "bridge mybridge0", "vm VM1", "host", "sysctl"
+    what: str        # in words a reviewer understands
+    impact: str
+
+    def line(self) -> str:
+        return f"{self.object}: {self.what} ({IMPACT_WORDS[self.impact]})"
+
+
+def _net_fields(plan: Any) -> Dict[str, Any]:
+    net = plan.net
+    return {"mode": net.mode, "bridge": plan.bridge, "stp": plan.stp, "delay": plan.delay, "mac": plan.mac,
+            "uuid": plan.uuid, "ip": str(net.ip) if net.ip else None}
+
+
+def dhcp_range(plan: Any) -> Optional[Tuple[str, str]]:
+    dhcp = plan.net.dhcp
+    return (str(dhcp.start), str(dhcp.end)) if dhcp else None
+
+
+def dhcp_leases(plan: Any) -> Dict[str, Any]:
+    from .checks import lease_line
+
+    return {lease_line(lease): lease for lease in (plan.net.dhcp.hosts if plan.net.dhcp else [])}
+
+
+def live_dhcp_only(old: Any, new: Any) -> bool:
+    """True when `old` → `new` differs only in what `virsh net-update` changes live (DHCP range
+    and static leases of an existing DHCP block)."""
+    return (_net_fields(old) == _net_fields(new) and old.net.dhcp is not None and new.net.dhcp is not None
+            and (dhcp_range(old) != dhcp_range(new) or list(dhcp_leases(old)) != list(dhcp_leases(new))))
+
+
+def _show(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    return str(value)
+
+
+def _network_changes(host: str, old: Any, new: Any) -> List[Change]:
+    name = f"network {new.name}"
+    out: List[Change] = []
+    a, b = _net_fields(old), _net_fields(new)
+    for key, label in _RESTART_FIELDS:
+        if a[key] != b[key]:
+            out.append(Change(host, name, f"{label} {_show(a[key])} → {_show(b[key])}", RESTART))
+    if (old.net.dhcp is None) != (new.net.dhcp is None):
+        out.append(Change(host, name, "DHCP " + ("enabled" if new.net.dhcp else "disabled"), RESTART))
+    elif old.net.dhcp is not None:
+        impact = LIVE if not any(c.impact == RESTART for c in out) else RESTART
+        if dhcp_range(old) != dhcp_range(new):
+            out.append(Change(host, name, "DHCP range {}–{} → {}–{}".format(*dhcp_range(old), *dhcp_range(new)),
+                              impact))
+        before, after = dhcp_leases(old), dhcp_leases(new)
+        for line in after:
+            if line not in before:
+                out.append(Change(host, name, f"static lease added: {line}", impact))
+        for line in before:
+            if line not in after:
+                out.append(Change(host, name, f"static lease removed: {line}", impact))
+    if old.net.ports != new.net.ports:
+        out.append(Change(host, name, f"trunk ports {old.net.ports or 'none'} → {new.net.ports or 'none'}", LIVE))
+    if old.net.autostart != new.net.autostart:
+        out.append(Change(host, name, f"autostart {_show(old.net.autostart)} → {_show(new.net.autostart)}", LIVE))
+    if old.net.state != new.net.state:
+        impact = REMOVED if new.net.state == "absent" else LIVE
+        out.append(Change(host, name, f"state {old.net.state} → {new.net.state}", impact))
+    return out
+
+
+def _bridge_changes(host: str, old: Any, new: Any) -> List[Change]:
+    out = []
+    for key in ("ports", "ip", "gateway", "dns", "stp", "delay", "external"):
+        a, b = getattr(old, key), getattr(new, key)
+        if a != b:
+            out.append(Change(host, f"bridge {new.name}", f"{key} {_show(a)} → {_show(b)}", HOST))
+    return out
+
+
+def host_changes(name: str, old: Optional[Any], new: Optional[Any]) -> List[Change]:
+    """Changes of one host between two plans (either may be None: host added or removed)."""
+    if old is None:
+        return [Change(name, "host", "new host", NEW)]
+    if new is None:
+        return [Change(name, "host", "no longer in the profile (nothing is removed from it)", REMOVED)]
+    out: List[Change] = []
+    for net_name in list(old.networks) + [n for n in new.networks if n not in old.networks]:
+        a, b = old.networks.get(net_name), new.networks.get(net_name)
+        if a is None:
+            out.append(Change(name, f"network {net_name}", f"new {b.net.mode} network", NEW))
+        elif b is None:
+            out.append(Change(name, f"network {net_name}", "no longer in the profile (left as it is; "
+                                                           "use state: absent to remove it)", REMOVED))
+        else:
+            out.extend(_network_changes(name, a, b))
+    for br_name in list(old.host.bridges) + [b for b in new.host.bridges if b not in old.host.bridges]:
+        a, b = old.host.bridges.get(br_name), new.host.bridges.get(br_name)
+        if a is None:
+            out.append(Change(name, f"bridge {br_name}", "new host bridge", HOST))
+        elif b is None:
+            out.append(Change(name, f"bridge {br_name}", "no longer in the profile (left as it is)", REMOVED))
+        else:
+            out.extend(_bridge_changes(name, a, b))
+    before = {s.key: s.value for s in old.sysctl}
+    after = {s.key: s.value for s in new.sysctl}
+    for key in sorted(set(before) | set(after)):
+        if before.get(key) != after.get(key):
+            out.append(Change(name, "sysctl", f"{key} {before.get(key, 'unset')} → {after.get(key, 'unset')}",
+                              LIVE))
+    for vm in list(old.host.vms) + [v for v in new.host.vms if v not in old.host.vms]:
+        a, b = old.host.vms.get(vm), new.host.vms.get(vm)
+        if a is None:
+            out.append(Change(name, f"vm {vm}", "installed with virt-install", NEW))
+        elif b is None:
+            out.append(Change(name, f"vm {vm}", "no longer in the profile (the domain is left as it is)", REMOVED))
+        elif _vm_fields(a) != _vm_fields(b):
+            out.append(Change(name, f"vm {vm}", "definition changed", MANUAL))
+    return out
+
+
+def _vm_fields(vm: Any) -> Tuple:
+    return (vm.memory, vm.vcpus, [(n.network, n.mac) for n in vm.networks], vm.disk_path, vm.disk_size,
+            vm.location, vm.import_, vm.os_variant, vm.extra_args, vm.graphics)
+
+
+def diff_plans(old: List[Any], new: List[Any]) -> List[Change]:
+    before = {p.name: p for p in old}
+    after = {p.name: p for p in new}
+    out: List[Change] = []
+    for name in list(before) + [n for n in after if n not in before]:
+        out.extend(host_changes(name, before.get(name), after.get(name)))
+    return out
+
+
+def diff_links(old_profile: Any, new_profile: Any) -> List[Change]:
+    def ends(profile: Any) -> List[str]:
+        return sorted(" ↔ ".join(sorted(f"{e.host}:{e.nic}" for e in link.ends)) for link in profile.links)
+
+    a, b = ends(old_profile), ends(new_profile)
+    return ([Change("fleet", "link", f"{link} added", HOST) for link in b if link not in a] +
+            [Change("fleet", "link", f"{link} removed", HOST) for link in a if link not in b])
