@@ -48,7 +48,6 @@ def _load(profile: str, writes: bool = False):
         typer.echo(f"{profile}: {count} error{'s' if count != 1 else ''}{tail}", err=True)
         raise typer.Exit(EXIT_INVALID)
     _print_report(report)
-    loaded.warnings = report.warnings
     return loaded, pm
 
 

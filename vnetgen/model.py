@@ -116,3 +116,4 @@ class Profile(Located):
     name: Optional[str] = None
     hosts: Dict[str, Host] = field(default_factory=dict)
     links: List[Link] = field(default_factory=list)
+    warnings: List = field(default_factory=list)   # validation warnings, shown in REVIEW.md

@@ -169,6 +169,7 @@ def load_valid(path: str, pm: Any) -> Tuple[m.Profile, Report]:
         validate(profile, report, pm)
     if profile is None or report.errors:
         raise InvalidProfile(report)
+    profile.warnings = report.sorted()
     return profile, report
 
 

@@ -77,5 +77,5 @@ def context(profile: Any, plans: List[Any], profile_file: str, against: Any = No
         changes = diff_links(against, profile) + diff_plans(previous or [], plans)
     return dict(profile_file=profile_file, profile_name=profile.name or "", plans=plans,
                 order=run_order(profile, plans), mermaid=mermaid(profile, plans),
-                warnings=getattr(profile, "warnings", []), changes=changes,
+                warnings=profile.warnings, changes=changes,
                 against_file=getattr(against, "path", ""), impact_words=IMPACT_WORDS)
