@@ -37,7 +37,8 @@ def _profile(path: str, doc: LMap, report: Report) -> m.Profile:
         name = doc.get("host", "localhost")
         single = LMap(doc.mark)
         for key in shorthand:
-            single[key] = doc[key] if key in doc else None
+            if key in doc:  # a value that failed its schema is absent, as everywhere else
+                single[key] = doc[key]
             single.key_marks[key] = doc.key_marks[key]
             single.value_marks[key] = doc.value_marks[key]
         hosts = LMap(doc.mark)

@@ -103,8 +103,14 @@ class Walker:
         if "oneOf" in schema:
             return self._one_of(node, schema, where)
         kind = schema.get("type")
-        if kind in ("object", "array") and _is_null(node):
+        if kind == "array" and _is_null(node):
             return None
+        if kind == "object" and _is_null(node):
+            # "br0:" with nothing after it is an empty mapping: still subject to its required keys.
+            empty = LMap(mark_of(node))
+            for key in schema.get("required", ()):
+                self.report.error(empty.mark, f"{where or 'profile'}: missing required key '{key}'")
+            return empty
         handler = {"object": self._object, "array": self._array, "string": self._string,
                    "integer": self._integer, "boolean": self._boolean}[kind]
         return handler(node, schema, where)
