@@ -140,6 +140,8 @@ def test_unknown_mode_suggests(write_profile):
     ("vnetgen: 1\nnetworks:\n  n: [1, 2]\n", (3, 6), "expected a mapping"),
     ("vnetgen: 1\nnetworks:\n  n: {mode: isolated, ports: ens2}\n", (3, 30), "expected a list"),
     ("vnetgen: 1\nnetworks:\n  n: {}\n", (3, 6), "missing required key 'mode'"),
+    ("vnetgen: 1\nnetworks:\n  n:\n  m: {mode: isolated}\n", (3, 5), "missing required key 'mode'"),
+    ("vnetgen: 1\ntarget:\nnetworks:\n  n: {mode: isolated}\n", (2, 8), "expected a string, got nothing"),
     ("networks:\n  n: {mode: isolated}\n", (1, 1), "missing required key 'vnetgen'"),
     ("vnetgen: 2\nnetworks:\n  n: {mode: isolated}\n", (1, 10), "only 1 is supported"),
     ("vnetgen: 1\nnetworks:\n  n: {mode: isolated}\n  n: {mode: nat}\n", (4, 3), "duplicate key 'n'"),
