@@ -80,6 +80,7 @@ class BundleFileSnapshot(SingleFileSnapshotExtension):
 
     _write_mode = WriteMode.TEXT
     file_extension = "txt"
+    _file_extension = "txt"  # the name syrupy < 5 (the last for Python 3.9) reads
 
     @classmethod
     def dirname(cls, *, test_location) -> str:
