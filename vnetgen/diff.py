@@ -109,6 +109,12 @@ def _bridge_changes(host: str, old: Any, new: Any) -> List[Change]:
     return out
 
 
+def _paired(before: Dict[str, Any], after: Dict[str, Any]) -> List[Tuple[str, Any, Any]]:
+    """(name, old or None, new or None) for every name of either map: old order, then new names."""
+    names = list(before) + [n for n in after if n not in before]
+    return [(n, before.get(n), after.get(n)) for n in names]
+
+
 def host_changes(name: str, old: Optional[Any], new: Optional[Any]) -> List[Change]:
     """Changes of one host between two plans (either may be None: host added or removed)."""
     if old is None:
@@ -116,8 +122,7 @@ def host_changes(name: str, old: Optional[Any], new: Optional[Any]) -> List[Chan
     if new is None:
         return [Change(name, "host", "no longer in the profile (nothing is removed from it)", REMOVED)]
     out: List[Change] = []
-    for net_name in list(old.networks) + [n for n in new.networks if n not in old.networks]:
-        a, b = old.networks.get(net_name), new.networks.get(net_name)
+    for net_name, a, b in _paired(old.networks, new.networks):
         if a is None:
             out.append(Change(name, f"network {net_name}", f"new {b.net.mode} network", NEW))
         elif b is None:
@@ -125,8 +130,7 @@ def host_changes(name: str, old: Optional[Any], new: Optional[Any]) -> List[Chan
                                                            "use state: absent to remove it)", REMOVED))
         else:
             out.extend(_network_changes(name, a, b))
-    for br_name in list(old.host.bridges) + [b for b in new.host.bridges if b not in old.host.bridges]:
-        a, b = old.host.bridges.get(br_name), new.host.bridges.get(br_name)
+    for br_name, a, b in _paired(old.host.bridges, new.host.bridges):
         if a is None:
             out.append(Change(name, f"bridge {br_name}", "new host bridge", HOST))
         elif b is None:
@@ -139,8 +143,7 @@ def host_changes(name: str, old: Optional[Any], new: Optional[Any]) -> List[Chan
         if before.get(key) != after.get(key):
             out.append(Change(name, "sysctl", f"{key} {before.get(key, 'unset')} → {after.get(key, 'unset')}",
                               LIVE))
-    for vm in list(old.host.vms) + [v for v in new.host.vms if v not in old.host.vms]:
-        a, b = old.host.vms.get(vm), new.host.vms.get(vm)
+    for vm, a, b in _paired(old.host.vms, new.host.vms):
         if a is None:
             out.append(Change(name, f"vm {vm}", "installed with virt-install", NEW))
         elif b is None:
@@ -156,11 +159,9 @@ def _vm_fields(vm: Any) -> Tuple:
 
 
 def diff_plans(old: List[Any], new: List[Any]) -> List[Change]:
-    before = {p.name: p for p in old}
-    after = {p.name: p for p in new}
     out: List[Change] = []
-    for name in list(before) + [n for n in after if n not in before]:
-        out.extend(host_changes(name, before.get(name), after.get(name)))
+    for name, a, b in _paired({p.name: p for p in old}, {p.name: p for p in new}):
+        out.extend(host_changes(name, a, b))
     return out
 
 
