@@ -69,10 +69,15 @@ def _sysctl(plan: Any, pm: Any) -> Step:
         if setting.key.startswith("net.bridge."):
             # Exists only while br_netfilter is loaded; without it bridged traffic skips the firewall anyway.
             check = f"[ ! -e {proc} ] || {check}"
-        actions.append(Action(commands=(cmd("sysctl", "-w", f"{setting.key}={setting.value}"),), check=check,
+        actions.append(Action(commands=(cmd("set_sysctl", setting.key, setting.value),), check=check,
                               done=f"{setting.key} is {setting.value}"))
+    # The live values too: rollback.sh puts back what set_sysctl found before the first run.
+    undo = [restore_file(dest)] + [Action(commands=(cmd("restore_sysctl", s.key),),
+                                          check=f"[ ! -e \"$BACKUP/sysctl/{s.key}\" ]",
+                                          done=f"{s.key}: nothing to restore") for s in plan.sysctl]
     whys = list(dict.fromkeys(s.why for s in plan.sysctl))
-    return Step((SYSCTL, 0), "sysctl", "; ".join(whys) + "; the drop-in keeps it across reboots", tuple(actions), undo=(restore_file(dest),))
+    return Step((SYSCTL, 0), "sysctl", "; ".join(whys) + "; the drop-in keeps it across reboots", tuple(actions),
+                undo=tuple(undo))
 
 
 def _networks(plan: Any) -> Iterable[Step]:
