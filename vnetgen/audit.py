@@ -6,7 +6,7 @@ by meaning rather than text (LIBVIRT-NOTES, "What net-dumpxml adds or rewrites")
 
 - uuid and mac are compared only when the profile pins them (only then is there a check);
   the bridge name only when the profile pins `bridge:`. A name libvirt picked itself
-  (virbrN) is not drift; ports are then looked for on the bridge libvirt actually made.
+  (virbrN) is not drift. Ports are looked for on the bridge libvirt actually made.
 - stp and delay that net-dumpxml leaves out mean libvirt's defaults (on, 0) for the
   bridges libvirt creates; `<nat><port/>`, `connections`, quoting, mac case, element and
   attribute order, netmask vs prefix and IPv6 spelling never matter (the parsers absorb them).
@@ -163,7 +163,7 @@ class _Evaluator:
                 return
             actual = bridge.stp
         if actual != check.expected:
-            self.drift(check, actual, fix=self._redefine(check) if check.network else None)
+            self.drift(check, actual, fix=self._redefine(check) if check.network else self._setting_fix(check))
 
     def _delay(self, check: Check) -> None:
         if check.network:
@@ -179,7 +179,7 @@ class _Evaluator:
             if abs(seconds - check.expected) < 0.005:  # centiseconds, as the kernel keeps it
                 return
         if actual != check.expected:
-            self.drift(check, actual, fix=self._redefine(check) if check.network else None)
+            self.drift(check, actual, fix=self._redefine(check) if check.network else self._setting_fix(check))
 
     def _mac(self, check: Check) -> None:
         actual = self._def(check).mac
@@ -268,9 +268,8 @@ class _Evaluator:
         entry = self.obs.networks[check.network]
         if not entry.active:
             return None  # its bridge exists only while it runs; starting it is the fix reported
-        planned = self.plan.networks[check.network]
-        actual = self.obs.definitions[check.network].bridge
-        return actual if planned.net.bridge is None and actual else planned.bridge
+        # Where libvirt put the ports, even under a name the profile did not ask for (bridge-name says so).
+        return self.obs.definitions[check.network].bridge or self.plan.networks[check.network].bridge
 
     def _ports_of(self, check: Check, bridge: str) -> Optional[Tuple[str, ...]]:
         info = self.obs.bridges.get(bridge)
@@ -311,6 +310,15 @@ class _Evaluator:
         if verb == "addif":
             return cmd("ip", "link", "set", "dev", port, "master", bridge)
         return cmd("ip", "link", "set", "dev", port, "nomaster")
+
+    def _setting_fix(self, check: Check) -> str:
+        """A host bridge's stp or delay: the check's brctl command, or iproute2's where brctl is absent."""
+        if self.obs.bridge_tool == "brctl":
+            return check.fix
+        bridge = _name(check.object)
+        if check.kind == "stp":
+            return cmd("ip", "link", "set", "dev", bridge, "type", "bridge", "stp_state", int(bool(check.expected)))
+        return cmd("ip", "link", "set", "dev", bridge, "type", "bridge", "forward_delay", int(check.expected * 100))
 
     # --- host settings ---------------------------------------------------------------
 
