@@ -199,6 +199,29 @@ def schema() -> None:
     typer.echo(json.dumps(profile_schema(modes(get_plugin_manager())), indent=2, sort_keys=True))
 
 
+@app.command()
+def rehearse(profile: str = typer.Argument(..., help="The profile (YAML)."),
+             host: List[str] = typer.Option([], "--host", help="Rehearse only this host (repeatable); default: "
+                                                               "every host, cabled as the profile's links say.")
+             ) -> None:
+    """Replay the runbooks in a throw-away lab (needs root and libvirt) and report steps, leases,
+    reachability, idempotency, audit and rollback: exit 0 as expected, 1 not, 2 cannot run here."""
+    from . import rehearse as rehearsal
+    from .lab import lab_available
+
+    # Before the profile: a machine that cannot run a lab should say so whatever the profile.
+    ok, reason = lab_available()
+    if not ok:
+        typer.echo(rehearsal.unavailable_message(reason), err=True)
+        raise typer.Exit(EXIT_INVALID)
+    loaded, pm = _load(profile)
+    unknown = [h for h in host if h not in loaded.hosts]
+    if unknown:
+        typer.echo(f"{profile}: no host {', '.join(unknown)} (hosts: {', '.join(loaded.hosts)})", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    raise typer.Exit(rehearsal.rehearse(loaded, pm, host or None, echo=typer.echo))
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,135 @@
+"""Lab test helpers: build a profile's bundle, run its scripts in lab hosts, then prove idempotency, audit and rollback."""
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+from vnetgen.rehearse import (  # noqa: F401  (re-exported for the tests)
+    failed_step,
+    host_state,
+    host_state_ignoring,
+    run_script,
+    state_changes,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+PROFILE_DIR = ROOT / "profiles"
+
+
+def profile_path(name: str) -> Path:
+    return PROFILE_DIR / f"{name}.yaml"
+
+
+def build(profile: Path, out: Path) -> Path:
+    """Write the bundle of `profile` to `out` (the library's build + write, as `vnetgen build` does)."""
+    from vnetgen.bundle import build as build_bundle
+    from vnetgen.bundle import write
+    from vnetgen.plugins import get_plugin_manager
+    from vnetgen.profile import load_valid
+
+    pm = get_plugin_manager()
+    loaded, _ = load_valid(str(profile), pm)
+    write(build_bundle(loaded, pm, profile_file=profile.name), str(out))
+    return out
+
+
+def run_order(bundle: Path) -> List[str]:
+    """Hosts in the order REVIEW.md's "Run order" section gives."""
+    text = (bundle / "REVIEW.md").read_text()
+    section = text.split("## Run order", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"^\d+\. \*\*([^*]+)\*\*", section, re.M)
+
+
+def apply(host, bundle: Path, *args: str) -> str:
+    """Run the host's runbook.sh (--no-vms: the lab's libvirtd has no domain driver); it must succeed."""
+    host.assert_private()
+    result = run_script(host, str(bundle / host.name), "runbook.sh", "--no-vms", *args)
+    assert result.returncode == 0, f"runbook.sh on {host.name} failed:\n{result.stdout}\n{result.stderr}"
+    assert "every check holds" in result.stdout or "nothing to change" in result.stdout, result.stdout
+    return result.stdout
+
+
+def assert_second_run_changes_nothing(host, bundle: Path) -> None:
+    result = run_script(host, str(bundle / host.name), "runbook.sh", "--no-vms")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith(f"nothing to change: host {host.name} already matches the profile"), \
+        result.stdout
+    assert "\n   + " not in result.stdout, f"the second run changed something:\n{result.stdout}"
+
+
+def assert_audit_in_sync(host, bundle: Path, profile: Path, captures: Path) -> None:
+    """capture.sh inside the lab host, `vnetgen audit --captures` from here; and a live audit inside
+    the host (its own virsh, brctl and sysctl): both in sync (exit 0)."""
+    host.assert_private()
+    result = run_script(host, str(bundle / host.name), "capture.sh", str(captures))
+    assert result.returncode == 0, result.stdout + result.stderr
+    audit = subprocess.run([sys.executable, "-m", "vnetgen", "audit", str(profile), "--captures", str(captures),
+                            "--host", host.name], capture_output=True, text=True, timeout=60)
+    assert audit.returncode == 0, f"audit of {host.name}'s capture:\n{audit.stdout}\n{audit.stderr}"
+    live = host.run([sys.executable, "-m", "vnetgen", "audit", str(profile), "--host", host.name], check=False)
+    assert live.returncode == 0, f"live audit inside {host.name}:\n{live.stdout}\n{live.stderr}"
+
+
+def assert_rollback_restores(host, bundle: Path, before: Dict[str, str]) -> None:
+    """rollback.sh returns the host to `before` (taken before the first runbook run); a second
+    rollback has nothing left to undo."""
+    host.assert_private()
+    result = run_script(host, str(bundle / host.name), "rollback.sh")
+    assert result.returncode == 0, result.stdout + result.stderr
+    taps = [vm.host_ifname for vm in host.vms]
+    changes = state_changes(host_state_ignoring(before, taps), host_state(host, ignore=taps))
+    assert not changes, f"rollback.sh left {host.name} different:\n" + "\n".join(changes) + "\n" + result.stdout
+    again = run_script(host, str(bundle / host.name), "rollback.sh")
+    assert again.returncode == 0 and again.stdout.rstrip().endswith("nothing to undo"), again.stdout + again.stderr
+
+
+def finish(hosts: Sequence, bundle: Path, profile: Path, befores: Dict[str, Dict[str, str]], tmp: Path) -> None:
+    """After a replay: second runs change nothing, the audit is in sync, rollback (newest host
+    first) restores every host."""
+    for host in hosts:
+        assert_second_run_changes_nothing(host, bundle)
+    for host in hosts:
+        assert_audit_in_sync(host, bundle, profile, tmp / "captures")
+    for host in reversed(list(hosts)):
+        assert_rollback_restores(host, bundle, befores[host.name])
+
+
+def in_range(address: str, first: str, last: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ipaddress.ip_address(first) <= ip <= ipaddress.ip_address(last)
+
+
+def count_icmp_sources(node, *sources: str) -> None:
+    """iptables counters on `node` (the "internet" host): who its ICMP arrives from."""
+    for source in sources:
+        node.run(["iptables", "-A", "INPUT", "-p", "icmp", "-s", source])
+
+
+def icmp_counts(node) -> Dict[str, int]:
+    """Packets counted per source by count_icmp_sources()."""
+    counts = {}
+    for line in node.run(["iptables", "-nvxL", "INPUT"]).stdout.splitlines():
+        fields = line.split()
+        if len(fields) >= 8 and fields[0].isdigit():
+            counts[fields[-2]] = int(fields[0])
+    return counts
+
+
+def bridge_ports(host, bridge: str) -> List[str]:
+    """Ports of `bridge` as `brctl show BRIDGE` lists them (the tutorial's view)."""
+    out = host.run(["brctl", "show", bridge]).stdout.splitlines()[1:]
+    ports = []
+    for line in out:
+        fields = line.split("\t")
+        if fields and fields[-1].strip():
+            ports.append(fields[-1].strip())
+    return ports
+
+
+def default_route(node) -> Optional[str]:
+    out = node.run(["ip", "-4", "route", "show", "default"]).stdout.split()
+    return out[out.index("via") + 1] if "via" in out else None

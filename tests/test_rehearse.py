@@ -1,0 +1,137 @@
+"""`vnetgen rehearse`: a profile's runbooks replayed in a throw-away lab, reported as evidence; exit 2 where no lab can run."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+import labkit as kit
+from vnetgen import lab as labmod
+from vnetgen import rehearse as rehearsal
+from vnetgen.cli import app
+
+runner = CliRunner()
+
+
+def _invoke(*args):
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+# --- no lab needed -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reason", ["the lab needs root (network, mount and PID namespaces)",
+                                    "missing tools: libvirtd, dnsmasq"])
+def test_without_root_or_libvirt_exits_2_and_says_why(monkeypatch, reason):
+    monkeypatch.setattr(labmod, "lab_available", lambda: (False, reason))
+    code, out = _invoke("rehearse", str(kit.profile_path("nat-default")))
+    assert code == 2
+    assert reason in out and "cannot run a lab here" in out and "libvirt-daemon" in out
+    lines = []
+    assert rehearsal.rehearse(None, None, echo=lines.append) == 2 and reason in lines[0]
+
+
+def test_unavailable_comes_before_the_profile(monkeypatch, tmp_path):
+    # Even a missing profile gets the real reason first: this machine cannot rehearse anything.
+    monkeypatch.setattr(labmod, "lab_available", lambda: (False, "the lab needs root"))
+    code, out = _invoke("rehearse", str(tmp_path / "nope.yaml"))
+    assert code == 2 and "the lab needs root" in out
+
+
+def test_invalid_profile_and_unknown_host_exit_2(monkeypatch, write_profile):
+    monkeypatch.setattr(labmod, "lab_available", lambda: (True, "ok"))
+    bad = write_profile("vnetgen: 1\nnetworks:\n  n: {mode: nat}\n")
+    code, out = _invoke("rehearse", bad)
+    assert code == 2 and "error:" in out
+    code, out = _invoke("rehearse", str(kit.profile_path("two-hosts")), "--host", "caldera99")
+    assert code == 2 and "no host caldera99" in out
+
+
+def test_help_lists_rehearse():
+    code, out = _invoke("--help")
+    assert code == 0 and "rehearse" in out
+
+
+# --- real stack --------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lab_ready():
+    labmod.require_lab()
+
+
+@pytest.mark.lab
+def test_rehearse_two_hosts_end_to_end(lab_ready):
+    """The CLI as an administrator runs it: both hosts, cabled, in REVIEW.md's order; exit 0."""
+    before = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    result = subprocess.run([sys.executable, "-m", "vnetgen", "rehearse", str(kit.profile_path("two-hosts"))],
+                            capture_output=True, text=True, timeout=300)
+    out = result.stdout
+    assert result.returncode == 0, out + result.stderr
+    assert out.index("== caldera02: runbook.sh") < out.index("== caldera03: runbook.sh")
+    assert "cable caldera02:ens2 — caldera03:ens2" in out
+    assert "== step 1: preflight" in out and "change(s) applied to host caldera03" in out
+    assert "caldera03/VM1 on default (isolated, bridge virbr0): DHCP lease 192.168.122." in out
+    assert "router 192.168.122.1" in out
+    assert "ok   caldera03/VM1 → internet host 203.0.113.10: reached" in out
+    assert "ok   caldera02/VM1 → caldera03/VM2" in out
+    for host in ("caldera02", "caldera03"):
+        assert f"ok   {host}: nothing to change" in out
+        assert f"ok   {host}: capture.sh + vnetgen audit --captures" in out
+        assert f"ok   {host}: rollback.sh restored the state before the runbook" in out
+    assert "verdict: PASSED" in out
+    # Nothing of it on this machine: the same interfaces before and after.
+    after = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
+    assert [line.split(":")[1] for line in after.splitlines()] == [line.split(":")[1] for line in before.splitlines()]
+
+
+@pytest.mark.lab
+def test_rehearse_one_host_of_a_fleet(lab_ready):
+    """--host caldera03 alone: its trunk leads nowhere, so its isolated network is closed — and shown so."""
+    code, out = _invoke("rehearse", str(kit.profile_path("two-hosts")), "--host", "caldera03")
+    assert code == 0, out
+    assert "caldera02" not in out.split("== caldera03: runbook.sh")[1].split("verdict")[0]
+    assert "NIC ens2 on a LAN of its own" in out
+    assert "static" in out and "not reached — a closed segment" in out
+    assert "verdict: PASSED" in out
+
+
+@pytest.mark.lab
+def test_rehearse_routed_probes_networks_without_vms(lab_ready):
+    code, out = _invoke("rehearse", str(kit.profile_path("routed")))
+    assert code == 0, out
+    assert "upstream route 192.168.132.0/24 via caldera02" in out
+    assert "probe-router on router (route, bridge virbr1): static 192.168.132.254/24, gateway 192.168.132.1" in out
+    assert "ok   internet host → caldera02/probe-router 192.168.132.254 (its own address, no NAT): reached" in out
+
+
+@pytest.mark.lab
+def test_a_failing_runbook_is_reported_and_rolled_back(lab_ready, monkeypatch, tmp_path, pm):
+    """A host where `virsh net-start` fails: exit 1, the failed step named, and rollback.sh still run."""
+    from vnetgen.profile import load_valid
+
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "virsh").write_text('#!/bin/bash\nif [ "$1" = net-start ]; then echo "error: no can do" >&2; exit 1; fi\n'
+                                'exec /usr/bin/env PATH="$REAL_PATH" virsh "$@"\n')
+    os.chmod(fake / "virsh", 0o755)
+    real = rehearsal.run_script
+
+    def broken(host, host_dir, script, *args, env=None, timeout=300):
+        if script == "runbook.sh":
+            env = dict(env or {}, PATH=f"{fake}:{os.environ['PATH']}", REAL_PATH=os.environ["PATH"])
+        return real(host, host_dir, script, *args, env=env, timeout=timeout)
+
+    monkeypatch.setattr(rehearsal, "run_script", broken)
+    profile, _ = load_valid(str(kit.profile_path("nat-default")), pm)
+    lines = []
+    assert rehearsal.rehearse(profile, pm, echo=lines.append) == 1
+    out = "\n".join(lines)
+    assert "FAILED in step 4" in out and "error: no can do" in out and "rollback.sh" in out
+    assert "caldera02: runbook.sh failed in step 4 (exit 1)" in out
+    assert "ok   caldera02: rollback.sh restored the state before the runbook" in out
+    assert "verdict: FAILED" in out
