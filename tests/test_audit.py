@@ -373,6 +373,28 @@ def test_dhcp_change_on_a_stopped_network_is_config_only(tmp_path):
         "\"<range start='192.168.122.2' end='192.168.122.254'/>\" --config"]
 
 
+def test_fixes_of_a_network_to_start_come_before_its_start(tmp_path):
+    cap = captures(tmp_path, "two-hosts", "stopped")
+    edit(cap / "caldera02" / "net" / "default.xml", "end='192.168.122.254'", "end='192.168.122.99'")
+    edit(cap / "caldera02" / "net" / "default.xml", "stp='on'", "stp='off'")
+    report = audit("two-hosts", cap, ["caldera02"])
+    assert [d[0] for d in drift(report)] == ["stp", "dhcp-range", "network-inactive"]
+    # Configuration only, then net-start: the network starts with the fixed definition.
+    assert fixes(report) == [
+        "virsh net-define networks/default.xml",
+        "virsh net-update default delete ip-dhcp-range \"<range start='192.168.122.2' end='192.168.122.99'/>\" "
+        "--config && virsh net-update default add ip-dhcp-range "
+        "\"<range start='192.168.122.2' end='192.168.122.254'/>\" --config",
+        "virsh net-start default"]
+
+
+def test_fixes_of_a_network_to_stop_do_not_restart_it(tmp_path):
+    cap = captures(tmp_path, "bridged")
+    edit(cap / "caldera02" / "virsh-net-list.txt", " default           inactive", " default           active  ")
+    edit(cap / "caldera02" / "net" / "default.xml", "stp='on'", "stp='off'")
+    assert fixes(audit("bridged", cap)) == ["virsh net-destroy default", "virsh net-define networks/default.xml"]
+
+
 # --- bridges and ports -------------------------------------------------------------------
 
 def test_bridge_missing_hides_its_settings_and_ports(tmp_path):

@@ -1,33 +1,11 @@
-"""Observed host state vs the host's plan → drift items (SPEC section 5), and the audit reports.
-
-The definition of "in sync" is the list of Check objects of vnetgen.checks, the same
-that the runbook's verify step renders as bash; here each is evaluated on parsed facts,
-by meaning rather than text (LIBVIRT-NOTES, "What net-dumpxml adds or rewrites"):
-
-- uuid and mac are compared only when the profile pins them (only then is there a check);
-  the bridge name only when the profile pins `bridge:`. A name libvirt picked itself
-  (virbrN) is not drift. Ports are looked for on the bridge libvirt actually made.
-- stp and delay that net-dumpxml leaves out mean libvirt's defaults (on, 0) for the
-  bridges libvirt creates; `<nat><port/>`, `connections`, quoting, mac case, element and
-  attribute order, netmask vs prefix and IPv6 spelling never matter (the parsers absorb them).
-- The profile speaks IPv4: ip-address, dhcp-range and dhcp-host compare the IPv4 `<ip>`
-  elements; an IPv6 `<ip>` is drift only on a network the profile leaves unnumbered.
-- port-extra ignores ports a running host adds by itself (guests' taps, libvirt's
-  `<bridge>-nic` dummy: AUTOMATIC_PORT_PREFIXES).
-- Checks that follow from a failed one are not evaluated: nothing more about a network
-  that is missing, about the ports of a network that is not running, about a bridge that
-  is missing, or about the NICs of a VM that is missing.
-- An aspect whose capture is absent (virsh-list.txt, domiflist/<vm>.txt, a delay brctl
-  does not print) is listed under "not_audited", never reported in sync or drifted.
-
-Fixes are literal commands, run in the host's bundle directory (they name its networks/*.xml).
-"""
+"""Observed host state vs the host's plan → drift items (SPEC section 5), and the audit reports."""
 from __future__ import annotations
 
 import socket
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .checks import AUTOMATIC_PORT_PREFIXES, Check, lease_key, lease_line
 from .observe import AuditError, Observed, Runner, read_capture, read_live, run_command
@@ -68,7 +46,36 @@ class HostAudit:
 
 
 def audit_host(plan: Any, observed: Observed) -> List[Drift]:
-    """Every drift of one host: its plan's checks evaluated on `observed`, plus the networks it does not know."""
+    """Every drift of one host: its plan's checks evaluated on `observed`, plus the networks it does not know.
+
+    The definition of "in sync" is the list of Check objects of vnetgen.checks, the same
+    that the runbook's verify step renders as bash; here each is evaluated on parsed facts,
+    by meaning rather than text (LIBVIRT-NOTES, "What net-dumpxml adds or rewrites"):
+
+    - uuid and mac are compared only when the profile pins them (only then is there a check);
+      the bridge name only when the profile pins `bridge:`. A name libvirt picked itself
+      (virbrN) is not drift. Ports are looked for on the bridge libvirt actually made.
+    - stp and delay that net-dumpxml leaves out mean libvirt's defaults (on, 0) for the
+      bridges libvirt creates; `<nat><port/>`, `connections`, quoting, mac case, element and
+      attribute order, netmask vs prefix and IPv6 spelling never matter (the parsers absorb them).
+    - The profile speaks IPv4: ip-address, dhcp-range and dhcp-host compare the IPv4 `<ip>`
+      elements; an IPv6 `<ip>` is drift only on a network the profile leaves unnumbered.
+    - port-extra ignores ports a running host adds by itself (guests' taps, libvirt's
+      `<bridge>-nic` dummy: AUTOMATIC_PORT_PREFIXES).
+    - Checks that follow from a failed one are not evaluated: nothing more about a network
+      that is missing, about the ports of a network that is not running, about a bridge that
+      is missing, or about the NICs of a VM that is missing.
+    - What the profile does not mention is a warning (it counts only with --strict): a network
+      (network-extra) and a guest NIC it does not list (vm-network with expected None). Host
+      bridges and domains it does not mention are not reported (no drift kind says "extra" there).
+    - An aspect whose capture is absent (virsh-list.txt, domiflist/<vm>.txt, a delay brctl
+      does not print) is listed under "not_audited", never reported in sync or drifted.
+
+    Fixes are literal, quoted commands, meant to be run in the order listed, in the host's bundle
+    directory (they name its networks/*.xml). DHCP ranges and leases are changed with `virsh
+    net-update` (live, no restart); other definition changes redefine the network and restart it if
+    it runs; the start of a network that should run is listed after its definition fixes.
+    """
     return evaluate_host(plan, observed).drift
 
 
@@ -82,7 +89,11 @@ class _Evaluator:
         self.plan = plan
         self.obs = observed
         self.result = HostAudit(plan.name, not_audited=list(observed.not_audited))
+        self.skipped = {line.split(": ", 1)[0] for line in observed.not_audited}
         self.moot_networks: set = set()
+        # "net-start NAME", held back until the network's definition fixes (config only) are listed,
+        # so that fixes run in the order shown start the network with its corrected definition.
+        self.pending: Optional[Drift] = None
         self.moot_objects: set = set()
 
     # --- driver -----------------------------------------------------------------
@@ -93,6 +104,8 @@ class _Evaluator:
             if check.kind == "vm-network":
                 vm_checks.setdefault(check.object, []).append(check)
         for check in self.plan.checks:
+            if self.pending and check.object != self.pending.object:
+                self._flush()
             if check.network in self.moot_networks or check.object in self.moot_objects:
                 continue
             if check.kind == "vm-network":
@@ -101,8 +114,14 @@ class _Evaluator:
                 continue
             handler = getattr(self, "_" + check.kind.replace("-", "_"))
             handler(check)
+        self._flush()
         self._unknown_networks()
         return self.result
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.result.drift.append(self.pending)
+            self.pending = None
 
     def drift(self, check: Check, actual: Any, expected: Any = None, fix: Optional[str] = None,
               severity: Optional[str] = None, obj: Optional[str] = None) -> None:
@@ -111,7 +130,10 @@ class _Evaluator:
                                        severity or check.severity, check.fix if fix is None else fix))
 
     def skip(self, what: str, why: str) -> None:
-        self.result.not_audited.append(f"{what}: {why}")
+        """Say once that `what` was not audited, and why."""
+        if what not in self.skipped:
+            self.skipped.add(what)
+            self.result.not_audited.append(f"{what}: {why}")
 
     # --- networks -----------------------------------------------------------------
 
@@ -129,6 +151,8 @@ class _Evaluator:
         actual = _state(self.obs.networks[check.network])
         if actual != check.expected:
             self.drift(check, actual)
+            if check.expected == "active":
+                self.pending = self.result.drift.pop()
 
     def _network_autostart(self, check: Check) -> None:
         entry = self.obs.networks[check.network]
@@ -228,6 +252,12 @@ class _Evaluator:
         dhcp = self.plan.networks[network].net.dhcp
         return list(dhcp.hosts) if dhcp else []
 
+    def _stays_active(self, network: str) -> bool:
+        """Running, and meant to: its fixes change the live network too. A network that is to be
+        started gets them in its configuration (net-start, listed after them, applies them); one
+        that is to be stopped is stopped by the fix listed before them."""
+        return self.obs.networks[network].active and self.plan.networks[network].net.state == "active"
+
     def _redefine(self, check: Check) -> str:
         """The network's definition from the bundle, and a restart if it runs (the live XML changes only then)."""
         name, entry = check.network, self.obs.networks[check.network]
@@ -236,22 +266,24 @@ class _Evaluator:
         steps = []
         if check.kind == "uuid":
             # libvirt refuses to redefine a network under another UUID: remove it first.
-            steps += [cmd("virsh", "net-destroy", name)] if entry.active else []
+            steps += [cmd("virsh", "net-destroy", name)] if self._stays_active(name) else []
             steps += [cmd("virsh", "net-undefine", name)] if entry.persistent else []
             steps += [define]
-            steps += [cmd("virsh", "net-start", name)] if net.state == "active" else []
+            steps += [cmd("virsh", "net-start", name)] if self._stays_active(name) else []
             steps += [cmd("virsh", "net-autostart", name)] if net.autostart else []
         else:
             steps += [define]
-            if entry.active:
+            if self._stays_active(name):
                 steps += [cmd("virsh", "net-destroy", name), cmd("virsh", "net-start", name)]
         return " && ".join(steps)
 
     def _net_update(self, network: str, section: str, changes: Sequence[Tuple[str, str]]) -> str:
         """`virsh net-update`: DHCP changes apply to a running network without a restart."""
-        entry = self.obs.networks[network]
-        flags = ("--live", "--config") if entry.active and entry.persistent else (
-            ("--live",) if entry.active else ("--config",))
+        if not self._stays_active(network):
+            flags: Tuple[str, ...] = ("--config",)
+        else:
+            # A transient network has no configuration to update.
+            flags = ("--live", "--config") if self.obs.networks[network].persistent else ("--live",)
         return " && ".join(cmd("virsh", "net-update", network, verb, section, xml, *flags) for verb, xml in changes)
 
     # --- bridges and ports ----------------------------------------------------------
@@ -276,9 +308,7 @@ class _Evaluator:
         if info is None:
             return ()  # a running network without its bridge: none of its ports is there
         if not info.ports_known:
-            what = f"bridge/{bridge} ports"
-            if not any(line.startswith(what + ":") for line in self.result.not_audited):
-                self.skip(what, f"{self.obs.bridge_tool} could not list them")
+            self.skip(f"bridge/{bridge} ports", f"{self.obs.bridge_tool} could not list them")
             return None
         return info.ports
 
@@ -345,30 +375,44 @@ class _Evaluator:
         vm = _name(obj)
         interfaces = self.obs.interfaces.get(vm)
         if interfaces is None:
-            if self.obs.domains is not None and vm in self.obs.domains and not any(
-                    line.startswith(f"{obj} networks:") for line in self.result.not_audited):
+            if self.obs.domains is not None and vm in self.obs.domains:
                 self.skip(f"{obj} networks", "not captured")
             return
-        nics = {nic_index: nic for nic_index, nic in enumerate(self.plan.host.vms[vm].networks)}
-        unmatched = list(interfaces)
-        missing: List[Tuple[Check, Any]] = []
-        order = sorted(nics, key=lambda i: nics[i].mac is None)  # pinned MACs claim their NIC first
-        for index in order:
+        # Candidates by (network, mac) and by network, each list in the VM's NIC order.
+        by_mac: Dict[Tuple[Optional[str], str], Deque[int]] = {}
+        by_network: Dict[Optional[str], Deque[int]] = {}
+        for position, interface in enumerate(interfaces):
+            if interface.type == "network":
+                by_mac.setdefault((interface.source, interface.mac), deque()).append(position)
+                by_network.setdefault(interface.source, deque()).append(position)
+        used = set()
+
+        def claim(candidates: Deque[int]) -> bool:
+            while candidates:
+                position = candidates.popleft()
+                if position not in used:
+                    used.add(position)
+                    return True
+            return False
+
+        nics = self.plan.host.vms[vm].networks
+        missing = []
+        pinned_first = sorted(range(len(nics)), key=lambda i: nics[i].mac is None)
+        for index in pinned_first:
             nic = nics[index]
             mac = nic.mac.lower() if nic.mac else None
-            found = next((i for i in unmatched if i.type == "network" and i.source == nic.network
-                          and (mac is None or i.mac == mac)), None)
-            if found is None:
-                missing.append((checks[index], mac))
-            else:
-                unmatched.remove(found)
+            pool = by_mac.get((nic.network, mac), deque()) if mac else by_network.get(nic.network, deque())
+            if not claim(pool):
+                missing.append((index, mac))
         shown = [_interface(i) for i in interfaces]
-        for check, mac in sorted(missing, key=lambda m: checks.index(m[0])):
+        for index, mac in sorted(missing):
+            check = checks[index]
             self.drift(check, shown, expected=f"{check.expected} {mac}" if mac else None)
-        for interface in unmatched:
-            self.result.drift.append(Drift("vm-network", obj, None, _interface(interface), "warning",
-                                           cmd("virsh", "detach-interface", vm, interface.type, "--mac",
-                                               interface.mac, "--config")))
+        for position, interface in enumerate(interfaces):
+            if position not in used:
+                self.result.drift.append(Drift("vm-network", obj, None, _interface(interface), "warning",
+                                               cmd("virsh", "detach-interface", vm, interface.type, "--mac",
+                                                   interface.mac, "--config")))
 
     # --- what the profile does not mention ---------------------------------------------
 
