@@ -115,12 +115,17 @@ def _bridge_step(host, plan, bridge, rank: int) -> Step:
                                   check=cmd("has_default_route", bridge.gateway, name),
                                   done=f"default route via {bridge.gateway} on {name}"))
         if bridge.ports:
+            # Each part of the move is undone on its own: a run that stopped between taking the
+            # address off the port and putting it on the bridge must still get it back on the port.
             port = bridge.ports[0]
-            back = [cmd("ip", "addr", "del", addr, "dev", name), cmd("ip", "addr", "add", addr, "dev", port)]
+            undo.append(Action(commands=(cmd("ip", "addr", "del", addr, "dev", name),),
+                               check=f"! {created} || ! " + cmd("has_address", name, addr)))
+            undo.append(Action(commands=(cmd("ip", "addr", "add", addr, "dev", port),),
+                               check=f"! {created} || " + cmd("has_address", port, addr)))
             if bridge.gateway is not None:
-                back.append(cmd("ip", "route", "replace", "default", "via", bridge.gateway, "dev", port))
-            undo.append(Action(commands=tuple(back), check="! " + created + " || ! " + cmd("has_address", name,
-                                                                                         addr)))
+                undo.append(Action(commands=(cmd("ip", "route", "replace", "default", "via", bridge.gateway,
+                                                 "dev", port),),
+                                   check=f"! {created} || " + cmd("has_default_route", bridge.gateway, port)))
     for port in bridge.ports:
         undo.append(Action(commands=(cmd("brctl", "delif", name, port),),
                            check=f"! {created} || [ ! -e /sys/class/net/{name}/brif/{port} ]"))

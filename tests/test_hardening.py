@@ -149,10 +149,11 @@ def _scenario(lab, tmp_path, name):
 
 
 @pytest.mark.parametrize("name", ["nat-and-bridged", "two-hosts"])
-def test_a_run_failing_at_any_change_can_be_rerun(lab, tmp_path, name):
+def test_a_run_failing_at_any_change_rolls_back_or_reruns(lab, tmp_path, name):
     """Each change the runbook makes fails once in turn (the k-th virsh/brctl/ip/sysctl/install
     call that changes something): the failure names the step, the command, its output and
-    rollback.sh; a plain re-run then completes and verifies; rollback.sh then restores the host."""
+    rollback.sh, and rollback.sh restores the host; failed there again, a plain re-run completes
+    and verifies (and rollback.sh restores the host once more)."""
     profile, bundle, host = _scenario(lab, tmp_path, name)
     inject = Injector(tmp_path)
     initial = kit.host_state(host)
@@ -172,9 +173,33 @@ def test_a_run_failing_at_any_change_can_be_rerun(lab, tmp_path, name):
         _assert_failed_at(result, step, f"call {k} ({call})")
         assert f"injected failure: {call}" in result.stderr
         failed_in.add(step)
+        _rollback_restores(host, bundle, initial)
+        _assert_failed_at(_runbook(host, bundle, env=inject.at_call(k)), step, f"call {k} ({call}), again")
         _rerun_completes(host, bundle)
         _rollback_restores(host, bundle, initial)
     assert failed_in == changing_steps  # every step that changes something was interrupted
+
+
+@pytest.mark.parametrize("name", ["nat-and-bridged", "two-hosts"])
+def test_an_interrupted_rollback_can_be_rerun(lab, tmp_path, name):
+    """rollback.sh says it can be re-run: each change it makes fails once in turn, and a plain
+    re-run of rollback.sh then restores the state before the runbook all the same."""
+    profile, bundle, host = _scenario(lab, tmp_path, name)
+    inject = Injector(tmp_path)
+    initial = kit.host_state(host)
+    kit.apply(host, bundle)
+    clean = kit.run_script(host, str(bundle / host.name), "rollback.sh", env=inject.at_call(0))
+    assert clean.returncode == 0, clean.stdout + clean.stderr
+    calls = inject.calls()
+    assert len(calls) >= 4, calls
+    for k, call in enumerate(calls, 1):
+        kit.apply(host, bundle)
+        result = kit.run_script(host, str(bundle / host.name), "rollback.sh", env=inject.at_call(k))
+        out = result.stdout + result.stderr
+        assert result.returncode == 1 and f"injected failure: {call}" in result.stderr, out
+        assert kit.failed_step(result.stderr) == _current_step(result.stdout), out
+        assert "rollback.sh (it can be re-run)" in result.stderr, out
+        _rollback_restores(host, bundle, initial)
 
 
 @pytest.mark.parametrize("name", ["nat-and-bridged", "two-hosts"])
