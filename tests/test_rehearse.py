@@ -135,3 +135,45 @@ def test_a_failing_runbook_is_reported_and_rolled_back(lab_ready, monkeypatch, t
     assert "caldera02: runbook.sh failed in step 4 (exit 1)" in out
     assert "ok   caldera02: rollback.sh restored the state before the runbook" in out
     assert "verdict: FAILED" in out
+
+
+ODD_PROFILE = """\
+vnetgen: 1
+host: odd1
+target: el7
+bridges:
+  br-ext: {external: true}
+networks:
+  ext: {mode: bridge, bridge: br-ext}
+  opennet: {mode: open, ip: 192.168.140.1/24}
+  iso2:
+    mode: isolated
+    ip: 192.168.150.1/24
+    dhcp: {start: 192.168.150.10, end: 192.168.150.20}
+  gone: {mode: nat, ip: 192.168.160.1/24, state: absent}
+vms:
+  multi:
+    memory: 512
+    vcpus: 1
+    networks: [ext, opennet, iso2]
+    import: true
+    disk: {path: /data/multi.img}
+    os_variant: generic
+"""
+
+
+@pytest.mark.lab
+def test_rehearse_every_other_mode(lab_ready, write_profile):
+    """An external bridge, open and numbered isolated networks, an absent one, a VM on three of them.
+    (Found by it: libvirt turns ip_forward on for an open network, so the open mode must persist it
+    and rollback.sh must put it back.)"""
+    code, out = _invoke("rehearse", write_profile(ODD_PROFILE))
+    assert code == 0, out
+    assert "external bridge br-ext made by the lab" in out
+    assert "odd1/multi#0 on ext (bridge, bridge br-ext): DHCP lease 198.18." in out
+    assert "odd1/multi#1 on opennet (open, bridge virbr0): static 192.168.140.254/24, gateway 192.168.140.1" in out
+    assert "odd1/multi#2 on iso2 (isolated, bridge virbr1): DHCP lease 192.168.150." in out
+    assert "ok   odd1/multi#1 → internet host 203.0.113.10: reached" in out
+    assert "ok   odd1/multi#2 → internet host 203.0.113.10: not reached" in out
+    assert "set_sysctl net.ipv4.ip_forward 1" in out
+    assert "verdict: PASSED" in out
