@@ -529,7 +529,7 @@ class Rehearsal:
 
     # -- checks --------------------------------------------------------------------------
 
-    def plan_probes(self, lab: labmod.Lab, hosts: Dict[str, labmod.LabHost]) -> List[Tuple[Probe, Callable[[], bool]]]:
+    def plan_probes(self, lab: labmod.Lab) -> List[Tuple[Probe, Callable[[], bool]]]:
         router = lab.router()
         internet = router.internet_ip
         probes: List[Tuple[Probe, Callable[[], bool]]] = []
@@ -571,8 +571,9 @@ class Rehearsal:
                         lambda a=str(bridge.ip.ip): router.ping(a, timeout=8))
         return probes
 
-    def probe(self, lab: labmod.Lab, hosts: Dict[str, labmod.LabHost]) -> None:
-        planned = self.plan_probes(lab, hosts)
+    def probe(self, lab: labmod.Lab) -> None:
+        """Every reachability check, concurrently (an expected miss waits out its timeout)."""
+        planned = self.plan_probes(lab)
         if not planned:
             return
         with concurrent.futures.ThreadPoolExecutor(max_workers=min(8, len(planned))) as pool:
@@ -616,7 +617,7 @@ class Rehearsal:
                     if port.note and port.how:
                         self.problems.append(f"{port.label}: {port.note}")
                 echo("\n== reachability")
-                self.probe(lab, hosts)
+                self.probe(lab)
                 for probe in self.probes:
                     verdict = "ok  " if probe.ok else "FAIL"
                     seen = "reached" if probe.actual else "not reached"
