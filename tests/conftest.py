@@ -75,6 +75,23 @@ def build_bundle(pm):
     return _build
 
 
+@pytest.fixture(scope="session")
+def lab_ready():
+    """Skips when this machine cannot run a lab (root, libvirtd, dnsmasq…); fails instead when CI=true."""
+    from vnetgen.lab import require_lab
+
+    require_lab()
+
+
+@pytest.fixture
+def lab(lab_ready):
+    """A fresh vnetgen.lab.Lab, torn down after the test whatever happened."""
+    from vnetgen.lab import Lab
+
+    with Lab() as the_lab:
+        yield the_lab
+
+
 class BundleFileSnapshot(SingleFileSnapshotExtension):
     """One snapshot file per bundle file, under the top-level snapshots/ directory."""
 

@@ -8,7 +8,6 @@ import pytest
 
 from conftest import ROOT
 from vnetgen.audit import audit_captures, audit_live
-from vnetgen.lab import Lab, require_lab
 
 pytestmark = pytest.mark.lab
 
@@ -36,13 +35,6 @@ def lab_runner(host):
 
 def kinds(report, host="caldera02"):
     return [(d["kind"], d["object"]) for d in report["hosts"][host]["drift"]]
-
-
-@pytest.fixture
-def lab():
-    require_lab()
-    with Lab() as the_lab:
-        yield the_lab
 
 
 def test_capture_audit_perturb_audit_fix(lab, tmp_path, build_bundle):

@@ -1,12 +1,9 @@
 """Air-gapped delivery: reproducible archives that unpack into a runnable bundle; tamper detection."""
 from __future__ import annotations
 
-import hashlib
-import io
 import subprocess
 import tarfile
 
-import pytest
 
 from conftest import ROOT, require_tool
 from vnetgen.cli import app

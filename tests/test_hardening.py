@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 import labkit as kit
-from vnetgen.lab import Lab, require_lab
 
 pytestmark = pytest.mark.lab
 
@@ -79,17 +78,6 @@ class Injector:
 
     def calls(self):
         return self.log.read_text().splitlines() if self.log.exists() else []
-
-
-@pytest.fixture(scope="module")
-def lab_ready():
-    require_lab()
-
-
-@pytest.fixture
-def lab(lab_ready):
-    with Lab() as the_lab:
-        yield the_lab
 
 
 def _runbook(host, bundle, *args, env=None):

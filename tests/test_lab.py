@@ -64,18 +64,6 @@ ROUTED_XML = """\
 DHCP_RANGE = (ipaddress.IPv4Address("192.168.122.2"), ipaddress.IPv4Address("192.168.122.254"))
 
 
-@pytest.fixture(scope="module")
-def lab_ready():
-    # Skips when the machine cannot run a lab; fails instead when CI=true.
-    require_lab()
-
-
-@pytest.fixture
-def lab(lab_ready):
-    with Lab() as the_lab:
-        yield the_lab
-
-
 @pytest.fixture
 def xml_dir(tmp_path):
     (tmp_path / "default.xml").write_text(NAT_DEFAULT_XML)

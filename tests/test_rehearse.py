@@ -59,11 +59,6 @@ def test_help_lists_rehearse():
 # --- real stack --------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def lab_ready():
-    labmod.require_lab()
-
-
 @pytest.mark.lab
 def test_rehearse_two_hosts_end_to_end(lab_ready):
     """The CLI as an administrator runs it: both hosts, cabled, in REVIEW.md's order; exit 0."""

@@ -7,24 +7,12 @@ import ipaddress
 import pytest
 
 import labkit as kit
-from vnetgen.lab import Lab, dhcp_all, in_private_netns, require_lab
+from vnetgen.lab import dhcp_all, in_private_netns
 
 pytestmark = pytest.mark.lab
 
 INTERNET = "203.0.113.10"
 NAT_RANGE = ("192.168.122.2", "192.168.122.254")
-
-
-@pytest.fixture(scope="module")
-def lab_ready():
-    # Skips when this machine cannot run a lab; fails instead when CI=true.
-    require_lab()
-
-
-@pytest.fixture
-def lab(lab_ready):
-    with Lab() as the_lab:
-        yield the_lab
 
 
 def _host(lab, name):

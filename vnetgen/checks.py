@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Optional, Tuple
 
-from .shell import cmd, here
+from .shell import cmd
 
 # Interfaces a running host adds to libvirt's bridges by itself: guests' taps and libvirt's dummy NIC.
 AUTOMATIC_PORT_PREFIXES = ("vnet", "virbr", "tap", "macvtap", "veth")
