@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Set, Tuple
 
 from . import lab as labmod
+from .validate import UnionFind
 
 Echo = Callable[[str], None]
 
@@ -229,24 +230,6 @@ class Probe:
         return self.actual == self.expected
 
 
-class _Segments:
-    """Union-find over L2 nodes: ("br", host, bridge) and ("lan", name)."""
-
-    def __init__(self) -> None:
-        self.parent: Dict[Any, Any] = {}
-
-    def find(self, node: Any) -> Any:
-        root = node
-        while self.parent.setdefault(root, root) != root:
-            root = self.parent[root]
-        while self.parent[node] != root:
-            self.parent[node], node = root, self.parent[node]
-        return root
-
-    def join(self, a: Any, b: Any) -> None:
-        self.parent[self.find(a)] = self.find(b)
-
-
 @dataclass
 class _Wiring:
     """How the lab stands in for the hosts' surroundings."""
@@ -275,7 +258,7 @@ class Rehearsal:
         self.plans = sorted(chosen, key=lambda p: order.index(p.name))
         self.names = [p.name for p in self.plans]
         self.workdir_parent = workdir_parent
-        self.segments = _Segments()
+        self.segments = UnionFind()
         self.wiring = _Wiring()
         self.ports: List[Port] = []
         self.probes: List[Probe] = []

@@ -240,20 +240,30 @@ def _check_vms(host: m.Host, report: Report) -> None:
 
 # --- fleet -----------------------------------------------------------------------------
 
-def segments(profile: m.Profile, known_modes: Dict[str, Any]) -> List[List[Tuple[str, str]]]:
-    """L2 segments: lists of (host, bridge) joined by links, each bridge with its NIC ports."""
-    parent: Dict[Tuple[str, str], Tuple[str, str]] = {}
+class UnionFind:
+    """Disjoint sets of hashable nodes (L2 segments); path compression keeps it linear overall."""
 
-    def find(node: Tuple[str, str]) -> Tuple[str, str]:
+    def __init__(self) -> None:
+        self.parent: Dict[Any, Any] = {}
+
+    def find(self, node: Any) -> Any:
         root = node
-        while parent.setdefault(root, root) != root:
-            root = parent[root]
-        while parent[node] != root:  # path compression keeps this linear overall
-            parent[node], node = root, parent[node]
+        while self.parent.setdefault(root, root) != root:
+            root = self.parent[root]
+        while self.parent[node] != root:
+            self.parent[node], node = root, self.parent[node]
         return root
 
+    def join(self, a: Any, b: Any) -> None:
+        self.parent[self.find(a)] = self.find(b)
+
+
+def segments(profile: m.Profile, known_modes: Dict[str, Any]) -> List[List[Tuple[str, str]]]:
+    """L2 segments: lists of (host, bridge) joined by links, each bridge with its NIC ports."""
     from .plan import resolve_bridges
 
+    joined = UnionFind()
+    find = joined.find
     port_owner: Dict[Tuple[str, str], Tuple[str, str]] = {}
     for host in profile.hosts.values():
         bridge_of = resolve_bridges(host, known_modes)
@@ -270,9 +280,9 @@ def segments(profile: m.Profile, known_modes: Dict[str, Any]) -> List[List[Tuple
     for link in profile.links:
         a, b = (port_owner.get((end.host, end.nic)) for end in link.ends)
         if a and b:
-            parent[find(a)] = find(b)
+            joined.join(a, b)
     groups: Dict[Tuple[str, str], List[Tuple[str, str]]] = {}
-    for node in parent:
+    for node in list(joined.parent):
         groups.setdefault(find(node), []).append(node)
     return [sorted(group) for _, group in sorted(groups.items())]
 
