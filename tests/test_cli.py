@@ -131,6 +131,16 @@ def test_schema_accepts_the_shipped_profiles():
         jsonschema.validate(yaml.safe_load(profile.read_text()), schema)
 
 
+def test_a_newline_in_the_profile_file_name_cannot_reach_a_command_line(tmp_path):
+    profile = tmp_path / "x\nreboot\n.yaml"
+    profile.write_text((ROOT / "profiles" / "nat-default.yaml").read_text())
+    out = tmp_path / "out"
+    assert invoke("build", str(profile), "-o", str(out))[0] == 0
+    runbook = (out / "caldera02" / "runbook.sh").read_text()
+    assert "\nreboot" not in runbook and "x?reboot?.yaml" in runbook
+    assert "\nreboot" not in (out / "REVIEW.md").read_text()
+
+
 HOSTILE = [
     b"vnetgen: 1\nnetworks:\n  'x; rm -rf /': {mode: nat}\n",
     b"vnetgen: 1\nnetworks:\n  n: {mode: nat, bridge: \"$(reboot)\"}\n",

@@ -148,6 +148,11 @@ def test_stp_off_with_two_ports_warns(check):
     assert_reported(report, 6, "stp is off with 2 physical ports", "warning")
 
 
+def test_stp_off_on_a_libvirt_bridge_with_two_ports_warns(check):
+    report = check("networks:\n  n:\n    mode: isolated\n    ports: [eth0, eth1]\n    stp: false\n")
+    assert_reported(report, 7, "network n: stp is off with 2 physical ports", "warning")
+
+
 def test_host_bridge_stp_needs_delay_of_two(check):
     assert_reported(check("bridges:\n  br0: {stp: true, delay: 0}\n"), 4, "below 2 seconds")
 

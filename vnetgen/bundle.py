@@ -28,8 +28,10 @@ def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] =
     """Plan and render every (selected) host; pure: touches no file. `against` (an older profile)
     adds a Changes section to REVIEW.md and lets runbooks apply DHCP changes live."""
     from .plan import plan_profile
-    from .render import host_artifacts, render, sha256sums
+    from .render import host_artifacts, one_line, render, sha256sums
     from .xml import rng_errors
+
+    profile_file = one_line(profile_file)
 
     previous = plan_profile(against, pm, hosts) if against is not None else None
     plans = plan_profile(profile, pm, hosts, previous)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import re
 from typing import Any, Dict, List
 
 from .api import Artifact
@@ -21,6 +22,12 @@ def environment() -> Any:
         comment_start_string="{%#", comment_end_string="#%}")
     env.filters["q"] = q
     return env
+
+
+def one_line(text: str) -> str:
+    """A file name made safe for a comment line of a script or a line of REVIEW.md: a newline in a
+    profile's file name must not end the comment and start a command."""
+    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
 
 
 def render(template: str, **context: Any) -> str:

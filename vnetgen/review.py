@@ -1,6 +1,7 @@
 """The data of REVIEW.md: fleet run order with reasons, per-host changes, and a Mermaid diagram."""
 from __future__ import annotations
 
+import os
 import re
 from typing import Any, Dict, List, Tuple
 
@@ -71,6 +72,7 @@ def mermaid(profile: Any, plans: List[Any]) -> List[str]:
 def context(profile: Any, plans: List[Any], profile_file: str, against: Any = None,
             previous: Any = None) -> Dict[str, Any]:
     from .diff import IMPACT_WORDS, diff_links, diff_plans
+    from .render import one_line
 
     changes = None
     if against is not None:
@@ -78,4 +80,4 @@ def context(profile: Any, plans: List[Any], profile_file: str, against: Any = No
     return dict(profile_file=profile_file, profile_name=profile.name or "", plans=plans,
                 order=run_order(profile, plans), mermaid=mermaid(profile, plans),
                 warnings=profile.warnings, changes=changes,
-                against_file=getattr(against, "path", ""), impact_words=IMPACT_WORDS)
+                against_file=one_line(os.path.basename(getattr(against, "path", ""))), impact_words=IMPACT_WORDS)

@@ -131,14 +131,15 @@ def _check_host_bridges(host: m.Host, report: Report) -> None:
         if bridge.external and any(k in bridge.marks for k in ("ports", "ip", "gateway", "dns")):
             report.error(bridge.mark, f"{who}: an external bridge is not managed by vnetgen; "
                                       "give it no ports or addresses")
-        physical = len(bridge.ports)
-        if not bridge.stp and physical >= 2:
-            report.warning(bridge.at("stp") if "stp" in bridge.marks else bridge.mark,
-                           f"{who}: stp is off with {physical} physical ports: a loop between them "
-                           "would flood the LAN")
+        if not bridge.stp and len(bridge.ports) >= 2:
+            _warn_stp_off(report, bridge.at("stp"), who, len(bridge.ports))
         if bridge.stp and bridge.delay is not None and bridge.delay < 2:
             report.error(bridge.at("delay"), f"{who}: with stp on the kernel refuses a forward delay "
                                              "below 2 seconds")
+
+
+def _warn_stp_off(report: Report, mark: Mark, who: str, ports: int) -> None:
+    report.warning(mark, f"{who}: stp is off with {ports} physical ports: a loop between them would flood the LAN")
 
 
 def _check_bridge_names(host: m.Host, known_modes: Dict[str, Any], report: Report) -> None:
@@ -308,7 +309,11 @@ def _check_fleet(profile: m.Profile, known_modes: Dict[str, Any], report: Report
     for host in profile.hosts.values():
         for net in host.networks.values():
             mode = known_modes.get(net.mode)
-            if mode is None or not mode.forwards_ipv4:
+            if mode is None:
+                continue
+            if len(net.ports) >= 2 and net.stp is False:
+                _warn_stp_off(report, net.at("stp"), f"network {net.name}", len(net.ports))
+            if not mode.forwards_ipv4:
                 continue
             for index, port in enumerate(net.ports):
                 if (host.name, port) not in linked:
@@ -316,9 +321,6 @@ def _check_fleet(profile: m.Profile, known_modes: Dict[str, Any], report: Report
                                    f"network {net.name}: port {port} on a {net.mode} bridge without a link "
                                    "explaining it: libvirt's bridge is private to the host unless a cable "
                                    "joins it to another host (add it to 'links')")
-            if len(net.ports) >= 2 and net.stp is False:
-                report.warning(net.at("stp"), f"network {net.name}: stp is off with {len(net.ports)} "
-                                              "physical ports: a loop between them would flood the LAN")
     on_bridge = networks_by_bridge(profile, known_modes)
     for group in segments(profile, known_modes):
         if len({h for h, _ in group}) > 1:
