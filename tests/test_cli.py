@@ -101,7 +101,7 @@ def test_check_in_sync_tampered_missing_extra(tmp_path):
     before = tree(out)
     code, text = invoke("build", NAT, "-o", str(out), "--check")
     assert code == 1
-    assert "differs: caldera02/runbook.sh" in text and "missing: REVIEW.md" in text
+    assert "differs: caldera02/runbook.sh (a rebuild writes +0 -1 lines)" in text and "missing: REVIEW.md" in text
     assert "extra: caldera02/extra.txt" in text
     assert tree(out) == before  # --check writes nothing
 

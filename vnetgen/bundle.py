@@ -160,6 +160,28 @@ def _merge(staging: str, directory: str, bundle: Bundle) -> None:
     shutil.rmtree(staging, ignore_errors=True)
 
 
+def how_it_differs(artifact: Artifact, path: str) -> str:
+    """A one-line summary of how the file at `path` differs from `artifact`: lines or mode."""
+    import difflib
+
+    with open(path, "rb") as handle:
+        on_disk = handle.read()
+    parts = []
+    if on_disk != artifact.content():
+        if artifact.data is not None:
+            parts.append("binary content")
+        else:
+            old = on_disk.decode("utf-8", errors="replace").splitlines()
+            ops = difflib.SequenceMatcher(None, old, artifact.text.splitlines(), autojunk=False).get_opcodes()
+            added = sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag in ("replace", "insert"))
+            removed = sum(i2 - i1 for tag, i1, i2, _, _ in ops if tag in ("replace", "delete"))
+            parts.append(f"+{added} -{removed} lines")
+    mode = os.stat(path).st_mode & 0o777
+    if mode != artifact.mode:
+        parts.append(f"mode {mode:o} → {artifact.mode:o}")
+    return ", ".join(parts)
+
+
 def compare(bundle: Bundle, directory: str) -> Tuple[List[str], List[str], List[str]]:
     """(differ, missing, extra) paths between the built bundle and `directory`."""
     existing = set(_existing(directory)) - {MANIFEST} if os.path.isdir(directory) else set()

@@ -1,6 +1,7 @@
 """The `vnetgen` command: parses arguments, calls the library, maps results to exit codes."""
 from __future__ import annotations
 
+import os
 import sys
 from typing import List, Optional
 
@@ -72,7 +73,7 @@ def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
                                                 help="The profile the hosts run now: REVIEW.md gets a Changes "
                                                      "section and runbooks apply DHCP changes live.")) -> None:
     """Compile PROFILE into a bundle: network XML, ifcfg, sysctl, runbook.sh, rollback.sh, capture.sh."""
-    from .bundle import BundleError, compare
+    from .bundle import BundleError, compare, how_it_differs
     from .bundle import build as build_bundle
     from .bundle import write
 
@@ -87,7 +88,10 @@ def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
                               archive=archive, against=old)
         if check:
             differ, missing, extra = compare(bundle, output)
-            for label, paths in (("differs", differ), ("missing", missing), ("extra", extra)):
+            for path in differ:
+                typer.echo(f"differs: {path} (a rebuild writes "
+                           f"{how_it_differs(bundle.files[path], os.path.join(output, path))})")
+            for label, paths in (("missing", missing), ("extra", extra)):
                 for path in paths:
                     typer.echo(f"{label}: {path}")
             if differ or missing or extra:
@@ -105,8 +109,6 @@ def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
 
 def _display_name(path: str) -> str:
     """The profile's name as recorded in the bundle: its base name, so bundles are relocatable."""
-    import os
-
     return os.path.basename(path)
 
 
