@@ -104,6 +104,9 @@ def test_check_in_sync_tampered_missing_extra(tmp_path):
     assert "differs: caldera02/runbook.sh (a rebuild writes +0 -1 lines)" in text and "missing: REVIEW.md" in text
     assert "extra: caldera02/extra.txt" in text
     assert tree(out) == before  # --check writes nothing
+    (out / "caldera02" / "capture.sh").chmod(0o644)
+    code, text = invoke("build", NAT, "-o", str(out), "--check")
+    assert "differs: caldera02/capture.sh (a rebuild writes mode 644 → 755)" in text
 
 
 def test_plugins_lists_modes_with_package_and_version():
