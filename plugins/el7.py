@@ -1,25 +1,146 @@
 """Target `el7` (RHEL/CentOS 7, the seed's world): host bridges live with brctl, persisted as ifcfg files."""
 from __future__ import annotations
 
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from vnetgen.api import HOST_BRIDGES, Action, Artifact, Step, Target, hookimpl
-from vnetgen.checks import find
-from vnetgen.shell import cmd, q
-from vnetgen.steps import install_file, restore_file
+from vnetgen.api import (HOST_BRIDGES, Action, Artifact, BrctlShow, CaptureFile, CaptureReader, HostNetworking,
+                         Step, cmd, hookimpl, install_file, q, restore_file)
 
-TARGET = Target(name="el7", description="RHEL/CentOS 7: ifcfg files, brctl, virt-install 1.x flags",
-                tools=("brctl",))
+from .iproute2 import IpRoute2Target, observe_iproute2, observe_iproute2_v1
+
 IFCFG_DIR = "/etc/sysconfig/network-scripts"
+BRCTL_SHOW = "brctl-show.txt"
+
+
+class El7(IpRoute2Target):
+    name = "el7"
+    description = "RHEL/CentOS 7: ifcfg files, brctl, virt-install 1.x flags"
+    tools = ("brctl", "ip")
+    default = True   # profile v1: a host that names no target is el7, as the seed's hosts are
+    versions = "RHEL/CentOS 7 (initscripts network-scripts)"
+    persists = f"ifcfg files in {IFCFG_DIR}"
+    ip_required = False   # RHEL 7's iproute2 may predate `ip -j`: brctl show is what it surely has
+
+    def add_bridge(self, bridge: str) -> str:
+        return cmd("brctl", "addbr", bridge)
+
+    def delete_bridge(self, bridge: str) -> Tuple[str, ...]:
+        return (cmd("ip", "link", "set", bridge, "down"), cmd("brctl", "delbr", bridge))
+
+    def set_stp(self, bridge: str, on: bool) -> str:
+        return cmd("brctl", "stp", bridge, "on" if on else "off")
+
+    def set_delay(self, bridge: str, seconds: int) -> str:
+        return cmd("brctl", "setfd", bridge, seconds)
+
+    def add_port(self, bridge: str, port: str) -> str:
+        return cmd("brctl", "addif", bridge, port)
+
+    def remove_port(self, bridge: str, port: str) -> str:
+        return cmd("brctl", "delif", bridge, port)
+
+    def capture_files(self) -> Sequence[CaptureFile]:
+        brctl = CaptureFile(BRCTL_SHOW, tuple(BrctlShow().command()), "bridges and ports as brctl shows them",
+                            required=False, owner="el7")
+        return (brctl, *super().capture_files())
+
+    def observe(self, reader: CaptureReader) -> HostNetworking:
+        # iproute2 JSON when the host's ip has -j (it also shows forward delays); else brctl show.
+        found = observe_iproute2(reader)
+        if found is not None:
+            return found
+        got = reader.read(BRCTL_SHOW)
+        if got is None:
+            found = observe_iproute2_v1(reader, required=False)
+            if found is not None:
+                return found
+            got = reader.require(BRCTL_SHOW)
+        return HostNetworking(bridges={b.name: b for b in BrctlShow().process(*got)}, tool="brctl")
+
+    def host_files(self, plan) -> List[Artifact]:
+        return [Artifact(f"ifcfg/ifcfg-{name}", text) for name, text in ifcfg_files(plan).items()]
+
+    def host_steps(self, plan) -> List[Step]:
+        steps = [self._bridge_step(plan, b, rank) for rank, b in enumerate(plan.host.bridges.values())
+                 if not b.external]
+        files = ifcfg_files(plan)
+        if files:
+            dests = [f"{IFCFG_DIR}/ifcfg-{name}" for name in files]
+            steps.append(Step((HOST_BRIDGES, 1 << 20), "persist interfaces (ifcfg)",
+                              "initscripts recreates the same bridges and unnumbered ports at boot",
+                              tuple(install_file(f"ifcfg/ifcfg-{name}", dest) for name, dest in zip(files, dests)),
+                              tuple(restore_file(dest) for dest in dests)))
+        return steps
+
+    def _bridge_step(self, plan, bridge, rank: int) -> Step:
+        name = bridge.name
+        checks = {(c.kind, c.object, str(c.expected)): c for c in plan.checks}
+
+        def fixed(kind: str, obj: str, expected: object, record: str = "") -> Action:
+            """The live change of a host bridge is the fix of its audit check, guarded by its test."""
+            check = checks[(kind, obj, str(expected))]
+            return Action(commands=(check.fix,), check=check.test, done=check.holds(), record=record)
+
+        obj = f"bridge/{name}"
+        actions = [fixed("bridge-missing", obj, name, record=f"bridge-{name}"), fixed("stp", obj, bridge.stp),
+                   fixed("delay", obj, plan.bridge_delay[name]),
+                   Action(commands=(self.link_up(name),), check=cmd("link_is_up", name), done=f"{name} is up")]
+        actions += [fixed("port-missing", obj, port) for port in bridge.ports]
+        undo: List[Action] = []
+        created = cmd("created", f"bridge-{name}")
+        if bridge.ip is not None:
+            addr = bridge.ip.with_prefixlen
+            actions += [fixed("bridge-address", f"nic/{port}", addr) for port in bridge.ports]
+            actions.append(fixed("bridge-address", obj, addr))
+            if bridge.gateway is not None:
+                actions.append(fixed("default-route", "host", f"via {bridge.gateway} dev {name}"))
+            if bridge.ports:
+                # Each part of the move is undone on its own: a run that stopped between taking the
+                # address off the port and putting it on the bridge must still get it back on the port.
+                port = bridge.ports[0]
+                undo.append(Action(commands=(self.delete_address(name, addr),),
+                                   check=f"! {created} || ! " + cmd("has_address", name, addr)))
+                undo.append(Action(commands=(self.add_address(port, addr),),
+                                   check=f"! {created} || " + cmd("has_address", port, addr)))
+                if bridge.gateway is not None:
+                    undo.append(Action(commands=(self.replace_default_route(str(bridge.gateway), port),),
+                                       check=f"! {created} || " + cmd("has_default_route", bridge.gateway, port)))
+        for port in bridge.ports:
+            undo.append(Action(commands=(self.remove_port(name, port),),
+                               check=f"! {created} || [ ! -e /sys/class/net/{name}/brif/{port} ]"))
+        undo.append(Action(commands=(*self.delete_bridge(name), cmd("forget", f"bridge-{name}")), check=f"! {created}"))
+        why = (f"guests of bridge-mode networks join {name} and, through "
+               f"{', '.join(bridge.ports) or 'its ports'}, the host's LAN")
+        if bridge.ip is not None and bridge.ports:
+            why += f"; the host's address {bridge.ip} moves from {bridge.ports[0]} to the bridge in this one step"
+        return Step((HOST_BRIDGES, rank, name), f"host bridge {name}", why, tuple(actions), tuple(undo))
+
+    def vm_install(self, vm) -> Optional[List[str]]:
+        argv: List[str] = ["virt-install", "--name", vm.name, "--ram", str(vm.memory), "--vcpu", str(vm.vcpus)]
+        for nic in vm.networks:
+            argv += ["--network", f"network={nic.network}" + (f",mac={nic.mac.lower()}" if nic.mac else "")]
+        argv += ["--graphics", vm.graphics or "none", "--os-type", "linux"]
+        if vm.os_variant:
+            argv += ["--os-variant", vm.os_variant]
+        if vm.disk_path:
+            argv += ["--disk", f"path={vm.disk_path}" + (f",size={vm.disk_size}" if vm.disk_size else "")]
+        if vm.import_:
+            argv.append("--import")
+        if vm.location:
+            argv += ["--location", vm.location]
+        if vm.extra_args:
+            argv += ["--extra-args", vm.extra_args]
+        # Without it virt-install attaches to the console and the runbook would wait for the guest.
+        argv.append("--noautoconsole")
+        return argv
+
+
+TARGET = El7()
 
 
 @hookimpl
 def vnetgen_targets():
     return [TARGET]
-
-
-def _mine(host) -> bool:
-    return host.target == TARGET.name
 
 
 def _ifcfg(pairs: List[Tuple[str, object]]) -> str:
@@ -35,8 +156,9 @@ def _nic_identity(host, name: str) -> List[Tuple[str, object]]:
             ("HWADDR", nic.hwaddr.upper() if nic and nic.hwaddr else None)]
 
 
-def ifcfg_files(host, plan) -> Dict[str, str]:
+def ifcfg_files(plan) -> Dict[str, str]:
     """ifcfg name → text: managed host bridges, their ports, trunk ports and numbered NICs."""
+    host = plan.host
     files: Dict[str, str] = {}
     for bridge in host.bridges.values():
         if bridge.external:
@@ -69,115 +191,3 @@ def ifcfg_files(host, plan) -> Dict[str, str]:
                                       ("PREFIX", nic.ip.network.prefixlen), *_nic_identity(host, nic.name),
                                       ("ONBOOT", "yes"), ("NM_CONTROLLED", "no")])
     return dict(sorted(files.items()))
-
-
-@hookimpl
-def vnetgen_host_artifacts(host, plan):
-    if not _mine(host):
-        return []
-    return [Artifact(f"ifcfg/ifcfg-{name}", text) for name, text in ifcfg_files(host, plan).items()]
-
-
-@hookimpl
-def vnetgen_sysctl_path(host):
-    return "/etc/sysctl.d/90-vnetgen.conf" if _mine(host) else None
-
-
-def _from_checks(plan, obj: str, kinds: Tuple[str, ...]) -> List[Action]:
-    """The live changes of a host bridge are the fixes of its audit checks, guarded by their tests."""
-    return [Action(commands=(c.fix,), check=c.test, done=c.holds())
-            for kind in kinds for c in find(plan.checks, kind, obj)]
-
-
-def _bridge_step(host, plan, bridge, rank: int) -> Step:
-    name = bridge.name
-    obj = f"bridge/{name}"
-    actions = _from_checks(plan, obj, ("bridge-missing",))
-    actions[0] = Action(commands=actions[0].commands, check=actions[0].check, done=actions[0].done,
-                        record=f"bridge-{name}")
-    actions += _from_checks(plan, obj, ("stp", "delay"))
-    actions.append(Action(commands=(cmd("ip", "link", "set", name, "up"),), check=cmd("link_is_up", name),
-                          done=f"{name} is up"))
-    actions += _from_checks(plan, obj, ("port-missing",))
-    undo: List[Action] = []
-    created = cmd("created", f"bridge-{name}")
-    if bridge.ip is not None:
-        addr = bridge.ip.with_prefixlen
-        for port in bridge.ports:
-            actions.append(Action(commands=(cmd("ip", "addr", "del", addr, "dev", port),),
-                                  check="! " + cmd("has_address", port, addr),
-                                  done=f"{port} no longer holds {addr}"))
-        actions.append(Action(commands=(cmd("ip", "addr", "add", addr, "dev", name),),
-                              check=cmd("has_address", name, addr), done=f"{name} holds {addr}"))
-        if bridge.gateway is not None:
-            actions.append(Action(commands=(cmd("ip", "route", "replace", "default", "via", bridge.gateway,
-                                                "dev", name),),
-                                  check=cmd("has_default_route", bridge.gateway, name),
-                                  done=f"default route via {bridge.gateway} on {name}"))
-        if bridge.ports:
-            # Each part of the move is undone on its own: a run that stopped between taking the
-            # address off the port and putting it on the bridge must still get it back on the port.
-            port = bridge.ports[0]
-            undo.append(Action(commands=(cmd("ip", "addr", "del", addr, "dev", name),),
-                               check=f"! {created} || ! " + cmd("has_address", name, addr)))
-            undo.append(Action(commands=(cmd("ip", "addr", "add", addr, "dev", port),),
-                               check=f"! {created} || " + cmd("has_address", port, addr)))
-            if bridge.gateway is not None:
-                undo.append(Action(commands=(cmd("ip", "route", "replace", "default", "via", bridge.gateway,
-                                                 "dev", port),),
-                                   check=f"! {created} || " + cmd("has_default_route", bridge.gateway, port)))
-    for port in bridge.ports:
-        undo.append(Action(commands=(cmd("brctl", "delif", name, port),),
-                           check=f"! {created} || [ ! -e /sys/class/net/{name}/brif/{port} ]"))
-    undo.append(Action(commands=(cmd("ip", "link", "set", name, "down"), cmd("brctl", "delbr", name),
-                                 cmd("forget", f"bridge-{name}")),
-                       check=f"! {created}"))
-    why = (f"guests of bridge-mode networks join {name} and, through "
-           f"{', '.join(bridge.ports) or 'its ports'}, the host's LAN")
-    if bridge.ip is not None and bridge.ports:
-        why += f"; the host's address {bridge.ip} moves from {bridge.ports[0]} to the bridge in this one step"
-    return Step((HOST_BRIDGES, rank, name), f"host bridge {name}", why, tuple(actions), tuple(undo))
-
-
-@hookimpl
-def vnetgen_steps(host, plan):
-    if not _mine(host):
-        return []
-    steps = [_bridge_step(host, plan, b, rank) for rank, b in enumerate(host.bridges.values()) if not b.external]
-    for bridge in host.bridges.values():
-        if bridge.external:
-            check = find(plan.checks, "bridge-missing", f"bridge/{bridge.name}")[0]
-            steps.append(Step((HOST_BRIDGES, -1, bridge.name), f"external bridge {bridge.name}",
-                              "the profile says it exists already; vnetgen does not manage it",
-                              (Action(check=check.test, kind="require"),)))
-    files = ifcfg_files(host, plan)
-    if files:
-        dests = [f"{IFCFG_DIR}/ifcfg-{name}" for name in files]
-        steps.append(Step((HOST_BRIDGES, 1 << 20), "persist interfaces (ifcfg)",
-                          "initscripts recreates the same bridges and unnumbered ports at boot",
-                          tuple(install_file(f"ifcfg/ifcfg-{name}", dest) for name, dest in zip(files, dests)),
-                          tuple(restore_file(dest) for dest in dests)))
-    return steps
-
-
-@hookimpl
-def vnetgen_vm_install(host, vm, plan):
-    if not _mine(host):
-        return None
-    argv: List[str] = ["virt-install", "--name", vm.name, "--ram", str(vm.memory), "--vcpu", str(vm.vcpus)]
-    for nic in vm.networks:
-        argv += ["--network", f"network={nic.network}" + (f",mac={nic.mac.lower()}" if nic.mac else "")]
-    argv += ["--graphics", vm.graphics or "none", "--os-type", "linux"]
-    if vm.os_variant:
-        argv += ["--os-variant", vm.os_variant]
-    if vm.disk_path:
-        argv += ["--disk", f"path={vm.disk_path}" + (f",size={vm.disk_size}" if vm.disk_size else "")]
-    if vm.import_:
-        argv.append("--import")
-    if vm.location:
-        argv += ["--location", vm.location]
-    if vm.extra_args:
-        argv += ["--extra-args", vm.extra_args]
-    # Without it virt-install attaches to the console and the runbook would wait for the guest.
-    argv.append("--noautoconsole")
-    return argv

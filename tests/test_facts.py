@@ -18,7 +18,7 @@ if str(ROOT) not in sys.path:  # the package may not be installed yet
     sys.path.insert(0, str(ROOT))
 
 from vnetgen.facts import (BrctlShow, BridgeInfo, BridgePorts, DomIfList, FactError,  # noqa: E402
-                           IpLinkBridges, NetDumpXml, NetList, Sysctl, VirshList, bridges_from_iproute,
+                           IpAddrs, IpLinkBridges, IpLinks, IpRoutes, NetDumpXml, NetList, Sysctl, VirshList, bridges_from_iproute,
                            combine, process_file, to_jsonable)
 
 FIXTURES = ROOT / "tests" / "fixtures" / "facts"
@@ -195,8 +195,9 @@ def test_combine_ignores_ports_of_unknown_masters():
 
 def test_commands():
     assert NetList().command() == ["virsh", "net-list", "--all"]
-    assert NetDumpXml().command("lab net") == ["virsh", "net-dumpxml", "lab net"]
-    assert NetDumpXml().command("x", inactive=True) == ["virsh", "net-dumpxml", "--inactive", "x"]
+    # --network/--domain: a name that starts with "-" stays a name (what capture.sh runs, too)
+    assert NetDumpXml().command("lab net") == ["virsh", "net-dumpxml", "--network", "lab net"]
+    assert NetDumpXml().command("x", inactive=True) == ["virsh", "net-dumpxml", "--inactive", "--network", "x"]
     assert BrctlShow().command() == ["brctl", "show"]
     assert IpLinkBridges().command() == ["ip", "-j", "-d", "link", "show", "type", "bridge"]
     assert BridgePorts().command() == ["bridge", "-j", "link"]
@@ -204,7 +205,10 @@ def test_commands():
     assert Sysctl().command() == ["sysctl", "net.ipv4.ip_forward"]
     assert Sysctl().command("a.b", "c.d") == ["sysctl", "a.b", "c.d"]
     assert VirshList().command() == ["virsh", "list", "--all"]
-    assert DomIfList().command("VM1") == ["virsh", "domiflist", "VM1"]
+    assert DomIfList().command("VM1") == ["virsh", "domiflist", "--domain", "VM1"]
+    assert IpLinks().command() == ["ip", "-j", "-d", "link", "show"]
+    assert IpAddrs().command() == ["ip", "-j", "addr", "show"]
+    assert IpRoutes().command() == ["ip", "-j", "route", "show"]
 
 
 def test_fact_error_format():

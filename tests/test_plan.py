@@ -53,7 +53,8 @@ def test_resolve_bridges_ignores_unknown_modes(write_profile, pm):
     from vnetgen.profile import load
 
     profile, _ = load(write_profile("vnetgen: 1\nnetworks:\n  a: {mode: teleport}\n  b: {mode: nat}\n"))
-    assert resolve_bridges(profile.hosts["localhost"], modes(pm)) == {"a": None, "b": "virbr0"}
+    # virbr0 is libvirt's stock default network's: an unpinned bridge never takes it (SPEC 6)
+    assert resolve_bridges(profile.hosts["localhost"], modes(pm)) == {"a": None, "b": "virbr1"}
 
 
 def test_libvirt_defaults_resolved(write_profile, pm):

@@ -1,15 +1,36 @@
-"""The small vocabulary that core and plugins share: modes, targets, steps, artifacts."""
+"""The vocabulary core and plugins share; a plugin imports nothing of vnetgen but this module.
+
+Modes (`Mode`), host targets (`Target`), runbook `Step`s of guarded `Action`s, bundle `Artifact`s,
+audit `Check`s of registered `CheckKind`s, the capture layout's `CaptureFile`s, the observed facts a
+target returns, and the one quoting function (`cmd`, `q`) every shell word from a profile goes through.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
 
 import pluggy
+
+from .facts import (BrctlShow, BridgeInfo, BridgePort, BridgePorts, FactError, IpAddrs, IpLinkBridges, IpLinks,
+                    IpRoutes, LinkInfo, RouteInfo, as_text, bridges_from_iproute, combine)
+from .shell import Raw, cmd, here, q, under_root
+
+if TYPE_CHECKING:  # for annotations only: no import cost at run time
+    from .model import Host, Vm
+    from .plan import HostPlan
 
 hookimpl = pluggy.HookimplMarker("vnetgen")
 
 # Runbook phases, in the order SPEC section 3 fixes; a step's order key starts with one.
 PREFLIGHT, SYSCTL, HOST_BRIDGES, BACKUP, NETWORKS, PORTS, VMS, VERIFY = 10, 20, 30, 40, 50, 60, 70, 80
+
+__all__ = [
+    "BACKUP", "HOST_BRIDGES", "NETWORKS", "PORTS", "PREFLIGHT", "SYSCTL", "VERIFY", "VMS",
+    "Action", "Artifact", "BrctlShow", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader",
+    "Check", "FactError", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
+    "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "here",
+    "hookimpl", "install_file", "q", "restore_file", "show", "under_root",
+]
 
 
 @dataclass(frozen=True)
@@ -25,16 +46,9 @@ class Mode:
 
 
 @dataclass(frozen=True)
-class Target:
-    """A host OS family: how host bridges are made live and persisted (el7: brctl + ifcfg)."""
-
-    name: str
-    description: str
-    tools: Tuple[str, ...] = ()   # commands its runbook steps need on the host
-
-
-@dataclass(frozen=True)
 class Sysctl:
+    """A kernel setting a host needs, and why (REVIEW.md and the runbook say it)."""
+
     key: str
     value: str
     why: str
@@ -49,6 +63,9 @@ class Action:
     done: str = ""     # said instead of running, when the check holds
     record: str = ""   # a marker name for rollback.sh: "this run created it"
     kind: str = "change"   # "require": `check` must hold, or the run stops here
+    installs: Tuple[str, ...] = ()   # host paths this action installs or replaces (REVIEW.md lists them)
+    removes: Tuple[str, ...] = ()    # host paths it removes
+    words: str = ""    # a `require` check in the administrator's words, for its ok: line
 
 
 @dataclass(frozen=True)
@@ -61,6 +78,7 @@ class Step:
     actions: Tuple[Action, ...] = field(default_factory=tuple)
     undo: Tuple[Action, ...] = field(default_factory=tuple)   # for rollback.sh, run in reverse
     skip_flag: str = ""   # a runbook option variable (e.g. NO_VMS) that skips the whole step when 1
+    restarts: Tuple[str, ...] = ()   # what this step may restart (a network, a connection), for REVIEW.md
 
 
 @dataclass(frozen=True)
@@ -74,3 +92,207 @@ class Artifact:
 
     def content(self) -> bytes:
         return self.data if self.data is not None else self.text.encode("utf-8")
+
+
+# --- checks -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Check:
+    """One fact that must hold on the host. Its kind (a `CheckKind`, registered by name) knows how the
+    audit evaluates it on observed facts; the check itself carries the bash the runbook's verify step
+    runs (`test`), the fix the audit suggests, and what holds, in words."""
+
+    kind: str                  # a drift kind (SPEC section 5), the name of its CheckKind
+    object: str                # "network/default", "bridge/virbr0", "host", "vm/VM1"
+    expected: Any              # JSON-able; None means "absent"
+    test: str = ""             # literal bash test, true when in sync ("" = audit only)
+    fix: str = ""              # literal command that removes the drift
+    severity: str = "error"
+    tokens: Tuple[str, ...] = ()   # net-dumpxml line expectations, for net_xml_match
+    network: str = ""          # the network (for definition checks), or ""
+    skip_flag: str = ""        # runbook option variable that turns this check off (NO_VMS)
+    words: str = ""            # what holds when it passes, e.g. "network default is running"
+    params: Tuple[Tuple[str, Any], ...] = ()   # kind-specific data (e.g. the sysctl key)
+
+    @property
+    def id(self) -> str:
+        """The identity runbook verify and the audit both report: "KIND OBJECT"."""
+        return f"{self.kind} {self.object}"
+
+    def param(self, key: str, default: Any = None) -> Any:
+        return dict(self.params).get(key, default)
+
+    def holds(self) -> str:
+        return self.words or f"{self.object}: {self.kind} is {show(self.expected)}"
+
+    def describe(self) -> str:
+        """The drift line of the runbook's verify step: the check id and what should hold."""
+        return f"{self.id}: expected {self.holds()}"
+
+
+def show(value: Any) -> str:
+    """A value in an administrator's words: yes/no, none, a comma list; never Python's True or []."""
+    if value is None:
+        return "absent"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return ", ".join(show(v) for v in value) if value else "none"
+    return str(value)
+
+
+# --- the capture layout ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaptureFile:
+    """One file of the audit capture layout (SPEC section 5): written by capture.sh with exactly
+    `argv`, run again by a live audit, read by the audit. `each`: "" (once), "network" (one per
+    network libvirt lists, `{name}` in name and argv) or "vm" (one per domain)."""
+
+    name: str
+    argv: Tuple[str, ...]
+    about: str
+    required: bool = True
+    each: str = ""
+    since: int = 1             # the capture layout version that added it
+    owner: str = "core"        # "core" or the target that records it
+    status_ok: bool = False    # a non-zero exit still leaves a usable output (sysctl: a key the kernel lacks)
+
+    def path(self, item: str = "") -> str:
+        return self.name.replace("{name}", item)
+
+    def command(self, item: str = "") -> List[str]:
+        return [word.replace("{name}", item) for word in self.argv]
+
+
+class CaptureReader:
+    """What a target's observation reads through: `read(name)` gives (text, source) or None when the
+    file was not captured (or the command could not run live: `why(name)` says why)."""
+
+    def read(self, name: str) -> Optional[Tuple[str, str]]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def why(self, name: str) -> str:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def require(self, name: str) -> Tuple[str, str]:  # pragma: no cover - interface
+        """(text, source) of a file the audit cannot do without; raises the audit's error naming it."""
+        raise NotImplementedError
+
+
+@dataclass
+class HostNetworking:
+    """The host's own networking, as a target's observation reads it from its capture files.
+
+    None means "not observed" (the file was not captured): the audit then says what it could not
+    audit, never that it is in sync or drifted."""
+
+    bridges: Dict[str, BridgeInfo] = field(default_factory=dict)
+    tool: str = ""                                     # what listed the bridges, for "not audited" lines
+    links: Optional[Dict[str, LinkInfo]] = None        # every link, with its addresses when captured
+    routes: Optional[Tuple[RouteInfo, ...]] = None     # the main table's routes
+    not_audited: List[str] = field(default_factory=list)
+    # why "addresses" or "routes" were not observed, for the checks that need them to say
+    missing: Dict[str, str] = field(default_factory=dict)
+
+
+# --- targets -------------------------------------------------------------------------------
+
+
+class Target:
+    """A host OS family: how host bridges are made live and persisted, how the host is observed.
+
+    A plugin subclasses it and returns an instance from `vnetgen_targets()`. Every host-OS detail
+    lives here: the files that persist bridges and ports, the commands that change them live, the
+    capture files and parsers that observe them, and the bash helpers the runbook's checks call.
+    The core names no target and no host tool.
+    """
+
+    name: str = ""
+    description: str = ""
+    tools: Tuple[str, ...] = ()     # commands its runbooks need on the host
+    default: bool = False           # the target of a host that names none (profile v1: el7)
+    versions: str = ""              # the OS releases it is for (docs, `vnetgen plugins`)
+    persists: str = ""              # what it writes (docs)
+    sysctl_path: str = "/etc/sysctl.d/90-vnetgen.conf"
+
+    # --- live changes: each returns one command line, words quoted with `cmd` ---------------
+    def add_bridge(self, bridge: str) -> str:
+        raise NotImplementedError
+
+    def delete_bridge(self, bridge: str) -> Tuple[str, ...]:
+        raise NotImplementedError
+
+    def set_stp(self, bridge: str, on: bool) -> str:
+        raise NotImplementedError
+
+    def set_delay(self, bridge: str, seconds: int) -> str:
+        raise NotImplementedError
+
+    def add_port(self, bridge: str, port: str) -> str:
+        raise NotImplementedError
+
+    def remove_port(self, bridge: str, port: str) -> str:
+        raise NotImplementedError
+
+    def link_up(self, dev: str) -> str:
+        raise NotImplementedError
+
+    def add_address(self, dev: str, cidr: str) -> str:
+        raise NotImplementedError
+
+    def delete_address(self, dev: str, cidr: str) -> str:
+        raise NotImplementedError
+
+    def replace_default_route(self, gateway: str, dev: str) -> str:
+        raise NotImplementedError
+
+    def shell_helpers(self) -> str:
+        """Bash functions the runbook's checks call: link_is_up DEV, has_address DEV CIDR,
+        has_default_route GATEWAY DEV, default_routes (prints "GATEWAY DEV" lines),
+        dev_has_default_route DEV, interface_exists DEV, route_for SUBNET (prints the dev
+        routing it, if any), save_routes FILE and restore_routes FILE."""
+        raise NotImplementedError
+
+    # --- observation ------------------------------------------------------------------------
+    def capture_files(self) -> Sequence[CaptureFile]:
+        """The host-networking files of the capture layout this target records."""
+        return ()
+
+    def observe(self, reader: CaptureReader) -> HostNetworking:
+        """The host's bridges, links, addresses and routes from the capture files."""
+        raise NotImplementedError
+
+    # --- the bundle ---------------------------------------------------------------------------
+    def host_files(self, plan: "HostPlan") -> List[Artifact]:
+        """Files that persist the host's bridges, ports and addresses (ifcfg, keyfiles, netplan)."""
+        return []
+
+    def host_steps(self, plan: "HostPlan") -> List[Step]:
+        """Runbook steps that make and persist the host bridges (phase HOST_BRIDGES)."""
+        return []
+
+    def validate(self, host: "Host", report: Any) -> None:
+        """Report what this target cannot express for `host` (report.error(mark, message))."""
+
+    def vm_install(self, vm: "Vm") -> Optional[List[str]]:
+        """The argv that installs `vm` on a host of this target, or None to install nothing."""
+        return None
+
+
+# --- helpers for steps ---------------------------------------------------------------------
+
+
+def install_file(bundle_path: str, dest: str, mode: str = "0644") -> Action:
+    """Install a bundle file under --root, backing up what it replaces; skipped when identical."""
+    return Action(commands=(cmd("install_file", here(bundle_path), under_root(dest), mode),),
+                  check=cmd("same_file", here(bundle_path), under_root(dest)),
+                  done=f"{dest} is up to date", installs=(dest,))
+
+
+def restore_file(dest: str) -> Action:
+    """rollback.sh: put back what install_file replaced, or remove what it added."""
+    return Action(commands=(cmd("restore_file", under_root(dest)),), check="! " + cmd("has_backup", under_root(dest)),
+                  done=f"{dest}: nothing to restore")

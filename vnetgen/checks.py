@@ -1,53 +1,440 @@
-"""The checks that define "in sync": the audit evaluates them on facts, the runbook's verify step in bash."""
+"""What "in sync" means, defined once: each check kind builds its checks from the plan (with the bash
+the runbook's verify step runs and the fix the audit suggests) and evaluates them on observed facts.
+
+Runbook verify, `vnetgen audit`, REVIEW.md and the drift-kind table of docs/audit.md all come from
+the registry below (`kinds()`); a plugin adds kinds with `vnetgen_check_kinds` and checks with
+`vnetgen_checks`.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, List, Optional, Tuple
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
+from .api import Check, show
 from .shell import cmd
+
+__all__ = ["AUTOMATIC_PORT_PREFIXES", "Check", "CheckKind", "Drift", "Evaluation", "HostAudit", "definition_tokens",
+           "find", "host_checks", "kinds", "lease_key", "lease_line"]
 
 # Interfaces a running host adds to libvirt's bridges by itself: guests' taps and libvirt's dummy NIC.
 AUTOMATIC_PORT_PREFIXES = ("vnet", "virbr", "tap", "macvtap", "veth")
 
 
 @dataclass(frozen=True)
-class Check:
-    kind: str                  # a drift kind of SPEC section 5
-    object: str                # "network/default", "bridge/virbr0", "host", "vm/VM1"
-    expected: Any              # JSON-able; None means "absent"
-    test: str = ""             # literal bash test, true when in sync ("" = audit only)
-    fix: str = ""              # literal command that removes the drift
-    severity: str = "error"
-    tokens: Tuple[str, ...] = ()   # net-dumpxml line expectations, for net_xml_match
-    network: str = ""          # the network (for xml checks), or ""
-    skip_flag: str = ""        # runbook option variable that turns this check off (NO_VMS)
+class Drift:
+    """One difference between the profile and the host (SPEC section 5)."""
 
-    def describe(self) -> str:
-        return f"{self.object}: {self.kind} {_show(self.expected)}"
+    kind: str
+    object: str
+    expected: Any
+    actual: Any
+    severity: str
+    fix: str
 
-    def holds(self) -> str:
-        """What is true when this check passes, in words for the runbook's `ok:` lines."""
-        name = self.object.split("/", 1)[-1]
-        value = self.expected
-        words = {
-            "bridge-missing": f"bridge {name} exists",
-            "port-missing": f"{value} is a port of {name}",
-            "stp": f"stp is {'on' if value else 'off'} on {name}",
-            "delay": f"forward delay of {name} is {value} s",
-            "ip-forward": f"net.ipv4.ip_forward is {value}",
-        }
-        return words.get(self.kind, f"{self.describe()} holds")
+    @property
+    def id(self) -> str:
+        return f"{self.kind} {self.object}"
+
+    def to_dict(self) -> Dict[str, Any]:
+        return {"kind": self.kind, "object": self.object, "expected": self.expected, "actual": self.actual,
+                "severity": self.severity, "fix": self.fix}
 
 
-def _show(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(str(v) for v in value) + "]"
-    return "absent" if value is None else str(value)
+@dataclass
+class HostAudit:
+    host: str
+    drift: List[Drift] = field(default_factory=list)
+    not_audited: List[str] = field(default_factory=list)
+
+    def in_sync(self, strict: bool = False) -> bool:
+        """No errors; with `strict`, no warnings either."""
+        return not any(d.severity == "error" or strict for d in self.drift)
 
 
-def _xml(kind: str, net: Any, expected: Any, tokens: Tuple[str, ...], fix: str) -> Check:
-    test = cmd("net_xml_match", net.name, *tokens)
-    return Check(kind, f"network/{net.name}", expected, test, fix, tokens=tokens, network=net.name)
+class CheckKind:
+    """A drift kind: what it compares (docs), the capture files that feed it, and how the audit
+    evaluates one of its checks on observed facts (`evaluate` adds drift to the Evaluation)."""
+
+    name = ""
+    summary = ""
+    captures: Tuple[str, ...] = ()
+    severity = "error"
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+# --- network checks ------------------------------------------------------------------------------
+
+
+def _redefine_fix(name: str) -> str:
+    return cmd("virsh", "net-define", f"networks/{name}.xml")
+
+
+class NetworkMissing(CheckKind):
+    name = "network-missing"
+    summary = "a network of the profile is not defined"
+    captures = ("virsh-net-list.txt",)
+
+    @staticmethod
+    def make(name: str) -> Check:
+        return Check("network-missing", f"network/{name}", True, cmd("net_exists", name), _redefine_fix(name),
+                     network=name, words=f"network {name} is defined")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        if check.network not in ev.obs.networks:
+            ev.drift(check, False)
+            ev.moot_networks.add(check.network)
+
+
+class NetworkExtra(CheckKind):
+    name = "network-extra"
+    summary = "a network the profile marks absent, or does not mention (a warning), is defined"
+    captures = ("virsh-net-list.txt",)
+
+    @staticmethod
+    def make(name: str) -> Check:
+        return Check("network-extra", f"network/{name}", None, "! " + cmd("net_exists", name),
+                     cmd("virsh", "net-undefine", name), network=name, words=f"network {name} is not defined")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        entry = ev.obs.networks.get(check.network)
+        if entry is not None:
+            ev.drift(check, _state(entry), fix=_removal(entry))
+
+
+class NetworkInactive(CheckKind):
+    name = "network-inactive"
+    summary = "a network runs, or not, against its `state`"
+    captures = ("virsh-net-list.txt",)
+
+    @staticmethod
+    def make(name: str, active: bool) -> Check:
+        return Check("network-inactive", f"network/{name}", "active" if active else "inactive",
+                     ("" if active else "! ") + cmd("net_info_is", name, "Active", "yes"),
+                     cmd("virsh", "net-start" if active else "net-destroy", name), network=name,
+                     words=f"network {name} is {'running' if active else 'stopped'}")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        actual = _state(ev.obs.networks[check.network])
+        if actual != check.expected:
+            ev.drift(check, actual)
+            if check.expected == "active":
+                # listed after the definition's fixes, so that it starts with the corrected definition
+                ev.pending = ev.result.drift.pop()
+
+
+class NetworkAutostart(CheckKind):
+    name = "network-autostart"
+    summary = "a network's autostart flag"
+    captures = ("virsh-net-list.txt",)
+
+    @staticmethod
+    def make(name: str, autostart: bool) -> Check:
+        return Check("network-autostart", f"network/{name}", autostart,
+                     cmd("net_info_is", name, "Autostart", "yes" if autostart else "no"),
+                     cmd("virsh", "net-autostart", *(() if autostart else ("--disable",)), name), network=name,
+                     words=f"autostart of network {name} is {'on' if autostart else 'off'}")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        entry = ev.obs.networks[check.network]
+        if entry.autostart != check.expected:
+            fix = check.fix
+            if not entry.persistent:  # a transient network has no autostart until it is defined
+                fix = _redefine_fix(check.network) + " && " + fix
+            ev.drift(check, entry.autostart, fix=fix)
+
+
+def definition_check(kind: str, net: str, expected: Any, tokens: Tuple[str, ...], words: str) -> Check:
+    """A check of a network's definition: the runbook matches net-dumpxml lines (`tokens`); the audit
+    compares the parsed definition; the fix redefines the network from the bundle."""
+    return Check(kind, f"network/{net}", expected, cmd("net_xml_match", net, *tokens), _redefine_fix(net),
+                 tokens=tokens, network=net, words=words)
+
+
+class _Definition(CheckKind):
+    """A part of the network's XML definition; the runbook compares net-dumpxml lines (tokens)."""
+
+    captures = ("net/<network>.xml",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        actual, equal = self.observed(check, ev.obs.definitions[check.network], ev)
+        if not equal:
+            ev.drift(check, actual, fix=ev.redefine(check))
+
+    def observed(self, check: Check, definition: Any, ev: "Evaluation") -> Tuple[Any, bool]:
+        raise NotImplementedError  # pragma: no cover
+
+
+class ForwardMode(_Definition):
+    name = "forward-mode"
+    summary = "the network's `<forward mode>` (none: isolated)"
+
+    def observed(self, check, definition, ev):
+        return definition.forward_mode, definition.forward_mode == check.expected
+
+
+class BridgeName(_Definition):
+    name = "bridge-name"
+    summary = "the bridge a network uses, when the profile pins it (a virbrN libvirt picked is not drift)"
+
+    def observed(self, check, definition, ev):
+        if ev.plan.networks[check.network].net.bridge is None:
+            return None, True  # unpinned: whatever name libvirt or the planner picked is fine
+        return definition.bridge, definition.bridge == check.expected
+
+
+class Mac(_Definition):
+    name = "mac"
+    summary = "the MAC of a libvirt bridge, when the profile pins it"
+
+    def observed(self, check, definition, ev):
+        return definition.mac, (definition.mac or "").lower() == str(check.expected).lower()
+
+
+class Uuid(_Definition):
+    name = "uuid"
+    summary = "the network's UUID, when the profile pins it"
+
+    def observed(self, check, definition, ev):
+        return definition.uuid, (definition.uuid or "").lower() == str(check.expected).lower()
+
+
+class IpAddress(_Definition):
+    name = "ip-address"
+    summary = "the network's IPv4 address and prefix (an IPv6 `<ip>` only on an unnumbered network)"
+
+    def observed(self, check, definition, ev):
+        if check.expected is None:
+            found = [str(ip.address.with_prefixlen) for ip in definition.ips]
+            return _one(found), not found
+        found = [str(ip.address.with_prefixlen) for ip in definition.ips if ip.family == "ipv4"]
+        return _one(found), found == [check.expected]
+
+
+class Stp(CheckKind):
+    name = "stp"
+    summary = "STP on a libvirt bridge (from its definition; libvirt's default is on) or a host bridge"
+    captures = ("net/<network>.xml", "ip-link.json", "brctl-show.txt")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        if check.network:
+            stp = ev.obs.definitions[check.network].stp
+            actual = True if stp is None else stp  # libvirt's default for the bridges it creates
+            if actual != check.expected:
+                ev.drift(check, actual, fix=ev.redefine(check))
+            return
+        bridge = ev.obs.networking.bridges[_name(check.object)]
+        if bridge.stp is None:
+            ev.skip(f"{check.object} stp", f"{ev.obs.networking.tool} could not read it")
+        elif bridge.stp != check.expected:
+            ev.drift(check, bridge.stp)
+
+
+class Delay(CheckKind):
+    name = "delay"
+    summary = "the forward delay of a libvirt bridge (definition) or a host bridge (seconds)"
+    captures = ("net/<network>.xml", "ip-link.json")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        if check.network:
+            delay = ev.obs.definitions[check.network].delay
+            actual: Any = 0 if delay is None else delay
+            if actual != check.expected:
+                ev.drift(check, actual, fix=ev.redefine(check))
+            return
+        seconds = ev.obs.networking.bridges[_name(check.object)].delay
+        if seconds is None:
+            why = f"{ev.obs.networking.tool} show does not print it" if ev.obs.networking.tool == "brctl" else "not captured"
+            ev.skip(f"{check.object} delay", why)
+        elif abs(seconds - check.expected) >= 0.005:  # centiseconds, as the kernel keeps it
+            ev.drift(check, int(seconds) if float(seconds).is_integer() else seconds)
+
+
+class DhcpRange(CheckKind):
+    name = "dhcp-range"
+    summary = "the IPv4 DHCP range (fixed live with `virsh net-update`, no restart)"
+    captures = ("net/<network>.xml",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        ranges = [f"{start}-{end}" for ip in ev.ipv4(check) for start, end in ip.dhcp_ranges]
+        wanted = [] if check.expected is None else [check.expected]
+        if sorted(ranges) == wanted:
+            return
+        words = [("delete", _range_xml(r)) for r in ranges if r not in wanted]
+        words += [("add", _range_xml(r)) for r in wanted if r not in ranges]
+        ev.drift(check, _one(ranges), fix=ev.net_update(check.network, "ip-dhcp-range", words))
+
+
+class DhcpHost(CheckKind):
+    name = "dhcp-host"
+    summary = "the static DHCP leases (fixed live with `virsh net-update`, no restart)"
+    captures = ("net/<network>.xml",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        hosts = {lease_key(h): h for ip in ev.ipv4(check) for h in ip.dhcp_hosts}
+        actual = sorted(hosts)
+        if actual == check.expected:
+            return
+        dhcp = ev.plan.networks[check.network].net.dhcp
+        wanted = {lease_key(lease): lease for lease in (dhcp.hosts if dhcp else [])}
+        words = [("delete", lease_line(hosts[k])) for k in actual if k not in wanted]
+        words += [("add", lease_line(wanted[k])) for k in sorted(wanted) if k not in hosts]
+        ev.drift(check, actual, fix=ev.net_update(check.network, "ip-dhcp-host", words))
+
+
+# --- bridges, ports, addresses, routes --------------------------------------------------------
+
+
+class BridgeMissing(CheckKind):
+    name = "bridge-missing"
+    summary = "a host bridge of the profile does not exist"
+    captures = ("ip-link.json", "brctl-show.txt")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        if check.expected not in ev.obs.networking.bridges:
+            ev.drift(check, None)
+            ev.moot_objects.add(check.object)
+
+
+class PortMissing(CheckKind):
+    name = "port-missing"
+    summary = "a NIC is not a port of its bridge (host bridge, or a libvirt bridge's trunk port)"
+    captures = ("ip-link.json", "bridge-link.json", "brctl-show.txt")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        bridge = ev.port_bridge(check)
+        ports = None if bridge is None else ev.ports_of(bridge)
+        if ports is not None and check.expected not in ports:
+            fix = check.fix if bridge == _name(check.object) else ev.plan.target.add_port(bridge, check.expected)
+            ev.drift(check, None, obj=f"bridge/{bridge}", fix=fix)
+
+
+class PortExtra(CheckKind):
+    name = "port-extra"
+    summary = "a bridge has a physical port the profile does not list (guests' taps are not drift)"
+    captures = ("ip-link.json", "bridge-link.json", "brctl-show.txt")
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        bridge = ev.port_bridge(check)
+        ports = None if bridge is None else ev.ports_of(bridge)
+        if ports is None:
+            return
+        physical = sorted(p for p in ports if not _automatic(p, bridge))
+        extra = [p for p in physical if p not in check.expected]
+        if extra:
+            fix = " && ".join(ev.plan.target.remove_port(bridge, p) for p in extra)
+            ev.drift(check, physical, obj=f"bridge/{bridge}", fix=fix)
+
+
+class BridgeAddress(CheckKind):
+    name = "bridge-address"
+    summary = "a host bridge holds its address (and the NIC it came from does not)"
+    captures = ("ip-addr.json",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        links = ev.obs.networking.links
+        if links is None or any(link.addresses is None for link in links.values()):
+            ev.skip("addresses", ev.obs.networking.missing.get("addresses", "ip-addr.json not captured"))
+            return
+        dev = check.param("dev")
+        link = links.get(dev)
+        held = list(link.addresses or ()) if link else []
+        if (check.expected in held) != (check.param("held", True)):
+            ev.drift(check, held)
+
+
+class DefaultRoute(CheckKind):
+    name = "default-route"
+    summary = "the host's default route goes via the profile's gateway on its bridge"
+    captures = ("ip-route.json",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        routes = ev.obs.networking.routes
+        if routes is None:
+            ev.skip("default route", ev.obs.networking.missing.get("routes", "ip-route.json not captured"))
+            return
+        defaults = [r for r in routes if r.dst == "default" and r.family == "ipv4"]
+        if not any(r.gateway == check.param("gateway") and r.dev == check.param("dev") for r in defaults):
+            ev.drift(check, [f"via {r.gateway} dev {r.dev}" if r.gateway else f"dev {r.dev}" for r in defaults])
+
+
+# --- host settings and guests ---------------------------------------------------------------
+
+
+class IpForward(CheckKind):
+    name = "ip-forward"
+    summary = "net.ipv4.ip_forward, which nat/route/open networks need"
+    captures = ("sysctl.txt",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        value = ev.obs.sysctl.get("net.ipv4.ip_forward")
+        if value is None:
+            ev.skip("host ip-forward", "net.ipv4.ip_forward is not in the sysctl capture")
+            return
+        actual: Any = int(value) if value.isdigit() else value
+        if actual != check.expected:
+            ev.drift(check, actual)
+
+
+class SysctlSetting(CheckKind):
+    name = "sysctl"
+    summary = "another kernel setting of the drop-in (bridge-nf-call-*: only while br_netfilter is loaded)"
+    captures = ("sysctl.txt",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        key = check.param("key")
+        value = ev.obs.sysctl.get(key)
+        if value is None:
+            if ev.obs.layout < 2:
+                ev.skip("sysctl", "a layout-1 capture holds net.ipv4.ip_forward only")
+            elif not check.param("optional"):
+                ev.drift(check, None)
+            return  # optional: the key exists only while its module is loaded, and then it holds
+        if value != check.expected:
+            ev.drift(check, value)
+
+
+class VmMissing(CheckKind):
+    name = "vm-missing"
+    summary = "a VM of the profile is not defined"
+    captures = ("virsh-list.txt",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        if ev.obs.domains is None:
+            return  # not observed: the observation says so
+        if check.expected not in ev.obs.domains:
+            ev.drift(check, None)
+            ev.moot_objects.add(check.object)
+
+
+class VmNetwork(CheckKind):
+    name = "vm-network"
+    summary = "a VM's NIC is on its network (with its pinned MAC); one the profile does not list is a warning"
+    captures = ("domiflist/<vm>.txt",)
+
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        pass  # evaluated per VM, all its NICs at once: Evaluation._vm_networks
+
+
+_CORE_KINDS: Tuple[CheckKind, ...] = (
+    NetworkMissing(), NetworkExtra(), NetworkInactive(), NetworkAutostart(), ForwardMode(), BridgeName(), Stp(),
+    Delay(), Mac(), Uuid(), IpAddress(), DhcpRange(), DhcpHost(), BridgeMissing(), PortMissing(), PortExtra(),
+    BridgeAddress(), DefaultRoute(), IpForward(), SysctlSetting(), VmMissing(), VmNetwork())
+
+
+def kinds(pm: Any = None) -> Dict[str, CheckKind]:
+    """Every check kind by name: the core's, then the plugins' (a plugin cannot replace a core kind)."""
+    found = {kind.name: kind for kind in _CORE_KINDS}
+    if pm is not None:
+        for result in pm.hook.vnetgen_check_kinds():
+            for kind in result or ():
+                found.setdefault(kind.name, kind)
+    return found
+
+
+# --- checks of a host plan --------------------------------------------------------------------------
 
 
 def lease_line(lease: Any) -> str:
@@ -61,98 +448,141 @@ def lease_key(lease: Any) -> str:
     return f"{(lease.mac or '').lower()}|{lease.name or ''}|{lease.ip}"
 
 
-def network_checks(plan: Any) -> List[Check]:
+def network_checks(network: Any, target: Any) -> List[Check]:
     """Checks of one libvirt network's definition, state and ports."""
-    np_, net = plan, plan.net
-    name, redefine = net.name, cmd("virsh", "net-define", f"networks/{net.name}.xml")
-    checks = [Check("network-missing", f"network/{name}", True,
-                    cmd("virsh", "net-info", name) + " >/dev/null 2>&1", redefine, network=name)]
+    net = network.net
+    name = net.name
     if net.state == "absent":
-        return [Check("network-extra", f"network/{name}", None, "! " + checks[0].test,
-                      cmd("virsh", "net-undefine", name), network=name)]
-    active = net.state == "active"
-    checks.append(Check("network-inactive", f"network/{name}", "active" if active else "inactive",
-                        ("" if active else "! ") + cmd("net_info_is", name, "Active", "yes"),
-                        cmd("virsh", "net-start" if active else "net-destroy", name), network=name))
-    checks.append(Check("network-autostart", f"network/{name}", net.autostart,
-                        cmd("net_info_is", name, "Autostart", "yes" if net.autostart else "no"),
-                        cmd("virsh", "net-autostart", *(() if net.autostart else ("--disable",)), name),
-                        network=name))
-    mode = np_.mode
+        return [NetworkExtra.make(name)]
+    checks = [NetworkMissing.make(name), NetworkInactive.make(name, net.state == "active"),
+              NetworkAutostart.make(name, net.autostart)]
+    mode = network.mode
     forward = (f"has:<forward mode='{mode.forward}'",) if mode.forward else ("lacks:<forward",)
-    checks.append(_xml("forward-mode", net, mode.forward or None, forward, redefine))
-    if np_.bridge:
-        checks.append(_xml("bridge-name", net, np_.bridge, (f"has:<bridge name='{np_.bridge}'",), redefine))
-    if np_.stp is not None:
-        checks.append(_xml("stp", net, np_.stp, (f"has:stp='{'on' if np_.stp else 'off'}'",), redefine))
-    if np_.delay is not None:
-        checks.append(_xml("delay", net, np_.delay, (f"has:delay='{np_.delay}'",), redefine))
+    checks.append(definition_check("forward-mode", name, mode.forward or None, forward,
+                                   f"network {name} forwards in mode {mode.forward}" if mode.forward
+                                   else f"network {name} has no <forward> (isolated)"))
+    if network.bridge:
+        checks.append(definition_check("bridge-name", name, network.bridge, (f"has:<bridge name='{network.bridge}'",),
+                                      f"network {name} uses bridge {network.bridge}"))
+    if network.stp is not None:
+        stp = "on" if network.stp else "off"
+        checks.append(definition_check("stp", name, network.stp, (f"has:stp='{stp}'",),
+                                                f"stp is {stp} for the bridge of network {name}"))
+    if network.delay is not None:
+        checks.append(definition_check("delay", name, network.delay,
+                                                (f"has:delay='{network.delay}'",),
+                                                f"forward delay of network {name} is {network.delay} s"))
     if net.mac:  # a generated MAC or UUID the profile did not pin is not drift
-        checks.append(_xml("mac", net, np_.mac, (f"has:<mac address='{np_.mac}'/>",), redefine))
+        checks.append(definition_check("mac", name, network.mac, (f"has:<mac address='{network.mac}'/>",),
+                               f"network {name}'s bridge has MAC {network.mac}"))
     if net.uuid:
-        checks.append(_xml("uuid", net, np_.uuid, (f"has:<uuid>{np_.uuid}</uuid>",), redefine))
+        checks.append(definition_check("uuid", name, network.uuid, (f"has:<uuid>{network.uuid}</uuid>",),
+                                f"network {name} has UUID {network.uuid}"))
     if net.ip is not None:
-        checks.append(_xml("ip-address", net, str(net.ip.with_prefixlen),
-                           (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",), redefine))
+        checks.append(definition_check("ip-address", name, str(net.ip.with_prefixlen),
+                                     (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",),
+                                     f"network {name} has address {net.ip.with_prefixlen}"))
     elif mode.ip != "forbidden":
-        checks.append(_xml("ip-address", net, None, ("lacks:<ip ",), redefine))
+        checks.append(definition_check("ip-address", name, None, ("lacks:<ip ",), f"network {name} has no address"))
     dhcp = net.dhcp
     if dhcp is not None:
-        checks.append(_xml("dhcp-range", net, f"{dhcp.start}-{dhcp.end}",
-                           (f"has:<range start='{dhcp.start}' end='{dhcp.end}'/>",), redefine))
+        checks.append(definition_check("dhcp-range", name, f"{dhcp.start}-{dhcp.end}",
+                                     (f"has:<range start='{dhcp.start}' end='{dhcp.end}'/>",),
+                                     f"network {name} leases {dhcp.start}-{dhcp.end}"))
     elif net.ip is not None:
-        checks.append(_xml("dhcp-range", net, None, ("lacks:<range ",), redefine))
+        checks.append(definition_check("dhcp-range", name, None, ("lacks:<range ",), f"network {name} runs no DHCP range"))
     leases = dhcp.hosts if dhcp else []
     if net.ip is not None:
-        tokens = tuple(f"has:{lease_line(l)}" for l in leases) + (f"count:{len(leases)}:<host ",)
-        checks.append(_xml("dhcp-host", net, sorted(lease_key(l) for l in leases), tokens, redefine))
-    if np_.bridge and mode.libvirt_bridge:
+        tokens = tuple(f"has:{lease_line(lease)}" for lease in leases) + (f"count:{len(leases)}:<host ",)
+        checks.append(definition_check("dhcp-host", name, sorted(lease_key(lease) for lease in leases),
+                                                tokens, f"network {name} has {_leases(len(leases))}"))
+    if network.bridge and mode.libvirt_bridge:
+        bridge = network.bridge
         for port in net.ports:
-            checks.append(Check("port-missing", f"bridge/{np_.bridge}", port,
-                                f"[ -e /sys/class/net/{np_.bridge}/brif/{port} ]",
-                                cmd("brctl", "addif", np_.bridge, port), network=name))
-        checks.append(Check("port-extra", f"bridge/{np_.bridge}", sorted(net.ports), "", "", network=name))
+            checks.append(Check("port-missing", f"bridge/{bridge}", port, f"[ -e /sys/class/net/{bridge}/brif/{port} ]",
+                                target.add_port(bridge, port), network=name, words=f"{port} is a port of {bridge}"))
+        checks.append(Check("port-extra", f"bridge/{bridge}", sorted(net.ports), network=name))
     return checks
 
 
-def host_checks(plan: Any) -> List[Check]:
-    """Every check of one host, in a stable order."""
-    checks: List[Check] = []
-    for net_plan in plan.networks.values():
-        checks.extend(network_checks(net_plan))
-    for bridge in plan.host.bridges.values():
-        obj = f"bridge/{bridge.name}"
-        checks.append(Check("bridge-missing", obj, bridge.name, f"[ -d /sys/class/net/{bridge.name}/bridge ]",
-                            cmd("brctl", "addbr", bridge.name)))
-        if bridge.external:
-            continue
-        checks.append(Check("stp", obj, bridge.stp,
-                            f"[ \"$(cat /sys/class/net/{bridge.name}/bridge/stp_state)\" "
-                            f"{'!=' if bridge.stp else '='} 0 ]",
-                            cmd("brctl", "stp", bridge.name, "on" if bridge.stp else "off")))
-        delay = plan.bridge_delay[bridge.name]
-        checks.append(Check("delay", obj, delay,
-                            f"[ \"$(cat /sys/class/net/{bridge.name}/bridge/forward_delay)\" = {delay * 100} ]",
-                            cmd("brctl", "setfd", bridge.name, delay)))
+def _leases(count: int) -> str:
+    return "no static lease" if count == 0 else f"{count} static lease{'s' if count > 1 else ''}"
+
+
+def bridge_checks(plan: Any, bridge: Any) -> List[Check]:
+    """Checks of one host bridge: it exists, its stp, delay, ports, address and default route."""
+    target, name = plan.target, bridge.name
+    obj = f"bridge/{name}"
+    checks = [Check("bridge-missing", obj, name, f"[ -d /sys/class/net/{name}/bridge ]", target.add_bridge(name),
+                    words=f"bridge {name} exists")]
+    if bridge.external:
+        return checks
+    checks.append(Check("stp", obj, bridge.stp,
+                        f"[ \"$(cat /sys/class/net/{name}/bridge/stp_state)\" {'!=' if bridge.stp else '='} 0 ]",
+                        target.set_stp(name, bridge.stp), words=f"stp is {'on' if bridge.stp else 'off'} on {name}"))
+    delay = plan.bridge_delay[name]
+    checks.append(Check("delay", obj, delay,
+                        f"[ \"$(cat /sys/class/net/{name}/bridge/forward_delay)\" = {delay * 100} ]",
+                        target.set_delay(name, delay), words=f"forward delay of {name} is {delay} s"))
+    for port in bridge.ports:
+        checks.append(Check("port-missing", obj, port, f"[ -e /sys/class/net/{name}/brif/{port} ]",
+                            target.add_port(name, port), words=f"{port} is a port of {name}"))
+    checks.append(Check("port-extra", obj, sorted(bridge.ports)))
+    if bridge.ip is not None:
+        cidr = bridge.ip.with_prefixlen
+        checks.append(Check("bridge-address", obj, cidr, cmd("has_address", name, cidr),
+                            target.add_address(name, cidr), words=f"{name} holds {cidr}",
+                            params=(("dev", name),)))
         for port in bridge.ports:
-            checks.append(Check("port-missing", obj, port, f"[ -e /sys/class/net/{bridge.name}/brif/{port} ]",
-                                cmd("brctl", "addif", bridge.name, port)))
-        checks.append(Check("port-extra", obj, sorted(bridge.ports)))
-    forward = next((s for s in plan.sysctl if s.key == "net.ipv4.ip_forward"), None)
-    if forward is not None:
-        checks.append(Check("ip-forward", "host", int(forward.value),
-                            f"[ \"$(cat /proc/sys/net/ipv4/ip_forward)\" = {forward.value} ]",
-                            cmd("sysctl", "-w", f"net.ipv4.ip_forward={forward.value}")))
+            checks.append(Check("bridge-address", f"nic/{port}", cidr, "! " + cmd("has_address", port, cidr),
+                                target.delete_address(port, cidr), words=f"{port} no longer holds {cidr}",
+                                params=(("dev", port), ("held", False))))
+        if bridge.gateway is not None:
+            checks.append(Check("default-route", "host", f"via {bridge.gateway} dev {name}",
+                                cmd("has_default_route", bridge.gateway, name),
+                                target.replace_default_route(str(bridge.gateway), name),
+                                words=f"default route via {bridge.gateway} on {name}",
+                                params=(("gateway", str(bridge.gateway)), ("dev", name))))
+    return checks
+
+
+def host_checks(plan: Any, pm: Any = None) -> List[Check]:
+    """Every check of one host, in a stable order: networks, host bridges, sysctl, VMs, then plugins'."""
+    checks: List[Check] = []
+    for network in plan.networks.values():
+        checks.extend(network_checks(network, plan.target))
+    for bridge in plan.host.bridges.values():
+        checks.extend(bridge_checks(plan, bridge))
+    for setting in plan.sysctl:
+        proc = "/proc/sys/" + setting.key.replace(".", "/")
+        test = f"[ \"$(cat {proc})\" = {setting.value} ]"
+        fix = cmd("sysctl", "-w", f"{setting.key}={setting.value}")
+        if setting.key == "net.ipv4.ip_forward":
+            checks.append(Check("ip-forward", "host", int(setting.value), test, fix,
+                                words=f"net.ipv4.ip_forward is {setting.value}"))
+            continue
+        optional = setting.key.startswith("net.bridge.")
+        if optional:
+            # Exists only while br_netfilter is loaded; without it bridged traffic skips the firewall anyway.
+            test = f"[ ! -e {proc} ] || {test}"
+        checks.append(Check("sysctl", f"sysctl/{setting.key}", setting.value, test, fix,
+                            words=f"{setting.key} is {setting.value}" + (" (or br_netfilter is not loaded)"
+                                                                         if optional else ""),
+                            params=(("key", setting.key), ("optional", optional))))
     for vm in plan.host.vms.values():
-        checks.append(Check("vm-missing", f"vm/{vm.name}", vm.name,
-                            cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1",
-                            "bash runbook.sh  # its VM step installs " + vm.name, skip_flag="NO_VMS"))
+        checks.append(Check("vm-missing", f"vm/{vm.name}", vm.name, cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1",
+                            "bash runbook.sh  # its VM step installs " + vm.name, skip_flag="NO_VMS",
+                            words=f"VM {vm.name} is defined"))
         for nic in vm.networks:
             words = ("vm_has_network", vm.name, nic.network) + ((nic.mac.lower(),) if nic.mac else ())
             checks.append(Check("vm-network", f"vm/{vm.name}", nic.network, cmd(*words),
                                 cmd("virsh", "attach-interface", vm.name, "network", nic.network,
                                     *(("--mac", nic.mac.lower()) if nic.mac else ()), "--config"),
-                                skip_flag="NO_VMS"))
+                                skip_flag="NO_VMS", words=f"VM {vm.name} has a NIC on network {nic.network}"
+                                + (f" with MAC {nic.mac.lower()}" if nic.mac else "")))
+    if pm is not None:
+        for result in pm.hook.vnetgen_checks(host=plan.host, plan=plan):
+            checks.extend(result or ())
     return checks
 
 
@@ -167,3 +597,222 @@ def definition_tokens(checks: List[Check], network: str) -> Tuple[str, ...]:
 
 def find(checks: List[Check], kind: str, obj: Optional[str] = None) -> List[Check]:
     return [c for c in checks if c.kind == kind and (obj is None or c.object == obj)]
+
+
+# --- evaluation on observed facts -----------------------------------------------------------
+
+
+class Evaluation:
+    """The checks of one host plan evaluated on what the host runs (an `Observed`), in plan order.
+
+    Checks that follow from a failed one are not evaluated: nothing more about a network that is
+    missing, about a bridge that is missing, or about the NICs of a VM that is missing. Aspects
+    whose capture is absent are listed under `not_audited`, never reported in sync or drifted.
+    """
+
+    def __init__(self, plan: Any, observed: Any, registry: Dict[str, CheckKind]) -> None:
+        self.plan = plan
+        self.obs = observed
+        self.registry = registry
+        self.result = HostAudit(plan.name, not_audited=list(observed.not_audited))
+        self.skipped = {line.split(": ", 1)[0] for line in observed.not_audited}
+        self.moot_networks: set = set()
+        self.moot_objects: set = set()
+        self.pending: Optional[Drift] = None
+
+    def run(self) -> HostAudit:
+        vm_checks: Dict[str, List[Check]] = {}
+        for check in self.plan.checks:
+            if check.kind == "vm-network":
+                vm_checks.setdefault(check.object, []).append(check)
+        for check in self.plan.checks:
+            if self.pending and check.object != self.pending.object:
+                self._flush()
+            if check.network in self.moot_networks or check.object in self.moot_objects:
+                continue
+            if check.kind == "vm-network":
+                if check is vm_checks[check.object][0]:
+                    self._vm_networks(check.object, vm_checks[check.object])
+                continue
+            kind = self.registry.get(check.kind)
+            if kind is None:
+                self.skip(check.id, "no plugin evaluates this kind of check")
+                continue
+            kind.evaluate(check, self)
+        self._flush()
+        self._unknown_networks()
+        return self.result
+
+    def _flush(self) -> None:
+        if self.pending:
+            self.result.drift.append(self.pending)
+            self.pending = None
+
+    def drift(self, check: Check, actual: Any, expected: Any = None, fix: Optional[str] = None,
+              severity: Optional[str] = None, obj: Optional[str] = None) -> None:
+        self.result.drift.append(Drift(check.kind, obj or check.object,
+                                       check.expected if expected is None else expected, actual,
+                                       severity or check.severity, check.fix if fix is None else fix))
+
+    def skip(self, what: str, why: str) -> None:
+        """Say once that `what` was not audited, and why."""
+        if what not in self.skipped:
+            self.skipped.add(what)
+            self.result.not_audited.append(f"{what}: {why}")
+
+    # --- what kinds ask of the host ---------------------------------------------------------
+
+    def ipv4(self, check: Check) -> List[Any]:
+        return [ip for ip in self.obs.definitions[check.network].ips if ip.family == "ipv4"]
+
+    def _stays_active(self, network: str) -> bool:
+        """Running, and meant to: its fixes change the live network too. A network that is to be
+        started gets them in its configuration (net-start, listed after them, applies them); one
+        that is to be stopped is stopped by the fix listed before them."""
+        return self.obs.networks[network].active and self.plan.networks[network].net.state == "active"
+
+    def redefine(self, check: Check) -> str:
+        """The network's definition from the bundle, and a restart if it runs (the live XML changes only then)."""
+        name, entry = check.network, self.obs.networks[check.network]
+        net = self.plan.networks[name].net
+        steps = []
+        if check.kind == "uuid":
+            # libvirt refuses to redefine a network under another UUID: remove it first.
+            steps += [cmd("virsh", "net-destroy", name)] if self._stays_active(name) else []
+            steps += [cmd("virsh", "net-undefine", name)] if entry.persistent else []
+            steps += [_redefine_fix(name)]
+            steps += [cmd("virsh", "net-start", name)] if self._stays_active(name) else []
+            steps += [cmd("virsh", "net-autostart", name)] if net.autostart else []
+        else:
+            steps += [_redefine_fix(name)]
+            if self._stays_active(name):
+                steps += [cmd("virsh", "net-destroy", name), cmd("virsh", "net-start", name)]
+        return " && ".join(steps)
+
+    def net_update(self, network: str, section: str, changes: Sequence[Tuple[str, str]]) -> str:
+        """`virsh net-update`: DHCP changes apply to a running network without a restart."""
+        if not self._stays_active(network):
+            flags: Tuple[str, ...] = ("--config",)
+        else:
+            # A transient network has no configuration to update.
+            flags = ("--live", "--config") if self.obs.networks[network].persistent else ("--live",)
+        return " && ".join(cmd("virsh", "net-update", network, verb, section, xml, *flags) for verb, xml in changes)
+
+    def port_bridge(self, check: Check) -> Optional[str]:
+        """The bridge a port check is about: the one libvirt made for the network, or the host bridge."""
+        if not check.network:
+            return _name(check.object)
+        if not self.obs.networks[check.network].active:
+            return None  # its bridge exists only while it runs; starting it is the fix reported
+        # Where libvirt put the ports, even under a name the profile did not ask for (bridge-name says so).
+        return self.obs.definitions[check.network].bridge or self.plan.networks[check.network].bridge
+
+    def ports_of(self, bridge: str) -> Optional[Tuple[str, ...]]:
+        info = self.obs.networking.bridges.get(bridge)
+        if info is None:
+            return ()  # a running network without its bridge: none of its ports is there
+        if not info.ports_known:
+            self.skip(f"bridge/{bridge} ports", f"{self.obs.networking.tool} could not list them")
+            return None
+        return info.ports
+
+    # --- guests ---------------------------------------------------------------------------
+
+    def _vm_networks(self, obj: str, checks: List[Check]) -> None:
+        """A VM's NICs against its profile NICs, matched one to one (pinned MACs first)."""
+        vm = _name(obj)
+        interfaces = self.obs.interfaces.get(vm)
+        if interfaces is None:
+            if self.obs.domains is not None and vm in self.obs.domains:
+                self.skip(f"{obj} networks", "not captured")
+            return
+        # Candidates by (network, mac) and by network, each list in the VM's NIC order.
+        by_mac: Dict[Tuple[Optional[str], str], Deque[int]] = {}
+        by_network: Dict[Optional[str], Deque[int]] = {}
+        for position, interface in enumerate(interfaces):
+            if interface.type == "network":
+                by_mac.setdefault((interface.source, interface.mac), deque()).append(position)
+                by_network.setdefault(interface.source, deque()).append(position)
+        used = set()
+
+        def claim(candidates: Deque[int]) -> bool:
+            while candidates:
+                position = candidates.popleft()
+                if position not in used:
+                    used.add(position)
+                    return True
+            return False
+
+        nics = self.plan.host.vms[vm].networks
+        missing = []
+        for index in sorted(range(len(nics)), key=lambda i: nics[i].mac is None):
+            nic = nics[index]
+            mac = nic.mac.lower() if nic.mac else None
+            pool = by_mac.get((nic.network, mac), deque()) if mac else by_network.get(nic.network, deque())
+            if not claim(pool):
+                missing.append((index, mac))
+        shown = [_interface(i) for i in interfaces]
+        for index, mac in sorted(missing):
+            check = checks[index]
+            self.drift(check, shown, expected=f"{check.expected} {mac}" if mac else None)
+        for position, interface in enumerate(interfaces):
+            if position not in used:
+                self.result.drift.append(Drift("vm-network", obj, None, _interface(interface), "warning",
+                                               cmd("virsh", "detach-interface", vm, interface.type, "--mac",
+                                                   interface.mac, "--config")))
+
+    # --- what the profile does not mention -----------------------------------------------------
+
+    def _unknown_networks(self) -> None:
+        for name, entry in sorted(self.obs.networks.items()):
+            if name not in self.plan.networks:
+                self.result.drift.append(Drift("network-extra", f"network/{name}", None, _state(entry), "warning",
+                                               _removal(entry)))
+
+
+def _name(obj: str) -> str:
+    return obj.split("/", 1)[1]
+
+
+def _state(entry: Any) -> str:
+    return "active" if entry.active else "inactive"
+
+
+def _removal(entry: Any) -> str:
+    """Stop and undefine a network: net-destroy only if it runs, net-undefine only if it is persistent."""
+    steps = [cmd("virsh", "net-destroy", entry.name)] if entry.active else []
+    steps += [cmd("virsh", "net-undefine", entry.name)] if entry.persistent else []
+    return "; ".join(steps)
+
+
+def _one(values: List[str]) -> Any:
+    """A list of observed values as the report shows it: None, the one value, or the list."""
+    if not values:
+        return None
+    return values[0] if len(values) == 1 else sorted(values)
+
+
+def _range_xml(text: str) -> str:
+    start, end = text.split("-", 1)
+    return f"<range start='{start}' end='{end}'/>"
+
+
+def _automatic(port: str, bridge: str) -> bool:
+    return port.startswith(AUTOMATIC_PORT_PREFIXES) or port == f"{bridge}-nic"
+
+
+def _interface(interface: Any) -> str:
+    where = interface.source or "-"
+    if interface.type != "network":
+        where = f"{interface.type}:{where}"
+    return f"{where} {interface.mac}"
+
+
+def drift_table(registry: Dict[str, CheckKind]) -> List[Tuple[str, str, str, str]]:
+    """(kind, severity, what it compares, capture files) per kind: the table of docs/audit.md."""
+    return [(k.name, k.severity, k.summary, ", ".join(f"`{c}`" for c in k.captures)) for k in registry.values()]
+
+
+def iter_runbook_checks(checks: Iterable[Check]) -> List[Check]:
+    """The checks the runbook's verify step runs (those with a bash test)."""
+    return [c for c in checks if c.test]

@@ -1,9 +1,24 @@
-"""Every hook a vnetgen plugin can implement. Hooks are called with keyword arguments only."""
+"""Every hook a vnetgen plugin can implement, with when it is called and what it returns.
+
+Hooks are called with keyword arguments only. A hook marked firstresult stops at the first plugin
+that returns something other than None; the others collect every plugin's result in a list. Modes
+and targets are described by objects (`vnetgen.api.Mode`, `vnetgen.api.Target`); a target's host-OS
+behaviour is the methods of its Target object, not hooks.
+"""
 from __future__ import annotations
 
-from typing import Any, List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import pluggy
+
+if TYPE_CHECKING:
+    from lxml.etree import _Element
+
+    from .api import Artifact, Check, Mode, Step, Sysctl, Target
+    from .checks import CheckKind
+    from .diagnostics import Report
+    from .model import Host, Network
+    from .plan import HostPlan, NetworkPlan
 
 hookspec = pluggy.HookspecMarker("vnetgen")
 
@@ -11,58 +26,66 @@ hookspec = pluggy.HookspecMarker("vnetgen")
 # --- what a plugin provides -------------------------------------------------------------
 
 @hookspec
-def vnetgen_modes() -> List[Any]:
-    """Return the `vnetgen.api.Mode`s this plugin provides. Called once per plugin manager."""
+def vnetgen_modes() -> List["Mode"]:
+    """Return the libvirt modes this plugin provides. Called once per plugin manager, when the
+    profile is loaded; a mode name claimed by an earlier plugin stays with it."""
 
 
 @hookspec
-def vnetgen_targets() -> List[Any]:
-    """Return the `vnetgen.api.Target`s (host OS families) this plugin provides."""
+def vnetgen_targets() -> List["Target"]:
+    """Return the host targets (OS families) this plugin provides, as `Target` subclass instances.
+    Called once per plugin manager. Exactly one target of all should say `default = True`: the
+    target of a host that names none."""
+
+
+@hookspec
+def vnetgen_check_kinds() -> List["CheckKind"]:
+    """Return new drift kinds (`vnetgen.checks.CheckKind` subclass instances): each evaluates its
+    checks on observed facts for `vnetgen audit`. A name the core already has is ignored."""
 
 
 # --- validation ------------------------------------------------------------------------
 
 @hookspec
-def vnetgen_validate_network(host: Any, network: Any, report: Any) -> None:
+def vnetgen_validate_network(host: "Host", network: "Network", report: "Report") -> None:
     """Check one network of `host` after the core's checks; report problems with
-    `report.error(network.at(key), message)`. Called for every network: a plugin
-    checks only networks whose `network.mode` is its own."""
+    `report.error(network.at(key), message)`. Called for every network of a known mode: a
+    plugin checks only networks whose `network.mode` is its own. Returns nothing."""
 
 
 @hookspec
-def vnetgen_validate_host(host: Any, report: Any) -> None:
-    """Check one host as its target sees it (called for every host; a target plugin
-    checks only hosts whose `host.target` is its own)."""
+def vnetgen_validate_host(host: "Host", report: "Report") -> None:
+    """Check one host after the core's checks (called for every host, after its target's own
+    `Target.validate`). Returns nothing."""
 
 
-# --- artifacts and steps ---------------------------------------------------------------
+# --- artifacts, steps and checks ------------------------------------------------------------
 
 @hookspec(firstresult=True)
-def vnetgen_network_xml(host: Any, network: Any, plan: Any) -> Optional[Any]:
-    """Return the lxml `<network>` element of `network` (a NetworkPlan), or None when
-    the network's mode is not this plugin's. The first non-None result wins."""
+def vnetgen_network_xml(host: "Host", network: "NetworkPlan", plan: "HostPlan") -> Optional["_Element"]:
+    """Return the lxml `<network>` element of `network`, or None when the network's mode is not
+    this plugin's (the core then builds it from the Mode). The first non-None result wins."""
 
 
 @hookspec
-def vnetgen_sysctl(host: Any, network: Any) -> List[Any]:
-    """Return the `Sysctl` settings `network` (a NetworkPlan) needs on its host."""
+def vnetgen_sysctl(host: "Host", network: "NetworkPlan") -> List["Sysctl"]:
+    """Return the kernel settings `network` needs on its host (called for every network); the
+    core writes them to the drop-in, sets them live and checks them."""
 
 
 @hookspec
-def vnetgen_host_artifacts(host: Any, plan: Any) -> List[Any]:
-    """Return extra `Artifact`s for `host` (e.g. a target's ifcfg files). All results are kept."""
+def vnetgen_host_artifacts(host: "Host", plan: "HostPlan") -> List["Artifact"]:
+    """Return extra files for the bundle of `host` (paths relative to its directory). Called once
+    per host after its checks are made; every plugin's files are kept."""
 
 
 @hookspec
-def vnetgen_steps(host: Any, plan: Any) -> List[Any]:
-    """Return runbook `Step`s for `host`. Steps carry their own order key; all results are kept."""
+def vnetgen_steps(host: "Host", plan: "HostPlan") -> List["Step"]:
+    """Return extra runbook steps for `host`. Steps carry their own order key (a phase of
+    `vnetgen.api` first), so plugin call order never matters; every plugin's steps are kept."""
 
 
-@hookspec(firstresult=True)
-def vnetgen_vm_install(host: Any, vm: Any, plan: Any) -> Optional[List[str]]:
-    """Return the argv that installs `vm` on a host of this plugin's target, or None."""
-
-
-@hookspec(firstresult=True)
-def vnetgen_sysctl_path(host: Any) -> Optional[str]:
-    """Return where the host's sysctl drop-in is installed (absolute path), or None."""
+@hookspec
+def vnetgen_checks(host: "Host", plan: "HostPlan") -> List["Check"]:
+    """Return extra checks of `host`: the runbook's verify step runs their bash tests, and the
+    audit evaluates them with the CheckKind of their `kind` (see vnetgen_check_kinds)."""

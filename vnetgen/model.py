@@ -32,7 +32,9 @@ class Bridge(Located):
     ports: List[str] = field(default_factory=list)
     ip: Optional[IPv4Interface] = None
     gateway: Optional[IPv4Address] = None
+    no_gateway: bool = False       # `gateway: none`: the host's default route via its ports is given up
     dns: List[IPv4Address] = field(default_factory=list)
+    no_dns: bool = False           # `dns: none`: the host keeps no resolvers from this bridge
     stp: bool = False
     delay: Optional[int] = None    # resolved by the planner: 0, or 2 s (the kernel's minimum) with stp
     external: bool = False
@@ -92,7 +94,7 @@ class Vm(Located):
 @dataclass
 class Host(Located):
     name: str = ""
-    target: str = "el7"
+    target: Optional[str] = None   # None: the default target's (validation fills it in)
     nics: Dict[str, Nic] = field(default_factory=dict)
     bridges: Dict[str, Bridge] = field(default_factory=dict)
     networks: Dict[str, Network] = field(default_factory=dict)

@@ -1,4 +1,5 @@
-"""The observed state of one host, read from a capture directory (SPEC section 5) or from live commands."""
+"""The capture layout (one table: capture.sh, the readers and docs/audit.md come from it) and the
+observed state of one host, read from a capture directory or by running the same commands live."""
 from __future__ import annotations
 
 import os
@@ -6,18 +7,26 @@ import re
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
-from .facts import (BridgeInfo, BrctlShow, DomainEntry, DomIf, DomIfList, FactError, NetDumpXml, NetList,
-                    NetListEntry, NetworkDef, Sysctl, VirshList, as_text, bridges_from_iproute)
+from .api import CaptureFile, CaptureReader, HostNetworking
+from .facts import (DomainEntry, DomIf, DomIfList, FactError, NetDumpXml, NetList, NetListEntry, NetworkDef,
+                    Sysctl, VirshList, as_text)
 
-# The capture layout of SPEC section 5 (plus the iproute2 pair capture.sh writes where brctl is absent).
-NET_LIST = "virsh-net-list.txt"
-BRCTL = "brctl-show.txt"
-IP_LINK = "ip-link-bridge.json"
-BRIDGE_LINK = "bridge-link.json"
-SYSCTL = "sysctl.txt"
-DOMAINS = "virsh-list.txt"
+# The capture layout version capture.sh writes into LAYOUT_FILE; a capture without it is layout 1
+# (SPEC section 5 as first written: no iproute2 addresses or routes, only ip_forward in sysctl.txt).
+LAYOUT = 2
+LAYOUT_FILE = "capture-layout.txt"
+
+NET_LIST = CaptureFile("virsh-net-list.txt", tuple(NetList().command()), "every network, its state and autostart")
+# --network: a name that starts with "-" stays a name.
+NET_XML = CaptureFile("net/{name}.xml", tuple(NetDumpXml().command("{name}")),
+                      "the live definition of each network listed", each="network")
+DOMAINS = CaptureFile("virsh-list.txt", tuple(VirshList().command()), "the domains (optional: VMs are then "
+                      "not audited)", required=False)
+DOMIFLIST = CaptureFile("domiflist/{name}.txt", tuple(DomIfList().command("{name}")),
+                        "each domain's NICs (optional: that VM's NICs are then not audited)", required=False,
+                        each="vm")
 IP_FORWARD = "net.ipv4.ip_forward"
 
 # Seconds one live command may take; virsh waits much longer than this for a hung libvirtd.
@@ -34,12 +43,18 @@ class AuditError(Exception):
     """Input the audit cannot use (exit 2): a missing capture, virsh absent, libvirtd unreachable, ..."""
 
 
-def net_file(network: str) -> str:
-    return f"net/{network}.xml"
+def sysctl_file(keys: Sequence[str]) -> CaptureFile:
+    """sysctl.txt: the keys a host's plan sets (a key the kernel lacks, e.g. bridge-nf-call-* without
+    br_netfilter, is left out of the output and sysctl exits non-zero: the rest is still good)."""
+    keys = tuple(dict.fromkeys((IP_FORWARD, *keys)))
+    return CaptureFile("sysctl.txt", tuple(Sysctl().command(*keys)), "the kernel settings the drop-in sets",
+                       status_ok=True)
 
 
-def domiflist_file(vm: str) -> str:
-    return f"domiflist/{vm}.txt"
+def capture_table(plan: Any) -> List[CaptureFile]:
+    """Every file of a host's capture, in the order capture.sh writes them: libvirt's, then the target's."""
+    keys = [s.key for s in plan.sysctl]
+    return [NET_LIST, NET_XML, *plan.target.capture_files(), sysctl_file(keys), DOMAINS, DOMIFLIST]
 
 
 @dataclass
@@ -48,32 +63,54 @@ class Observed:
 
     host: str
     origin: str                                   # the capture directory, or "live"
+    layout: int                                   # capture layout version (live: LAYOUT)
     networks: Dict[str, NetListEntry]             # virsh net-list --all, by name
     definitions: Dict[str, NetworkDef]            # net-dumpxml of the networks asked for that exist
-    bridges: Dict[str, BridgeInfo]                # host bridges, by name
-    bridge_tool: str                              # "brctl" or "ip": what listed them (and what fixes use)
+    networking: HostNetworking                    # bridges, links, addresses, routes (the target reads them)
     sysctl: Dict[str, str]
     domains: Optional[Dict[str, DomainEntry]] = None        # None: domains were not observed
     interfaces: Dict[str, Tuple[DomIf, ...]] = field(default_factory=dict)  # VMs whose NICs were observed
     not_audited: List[str] = field(default_factory=list)   # "WHAT: WHY", for the report
 
+    @property
+    def bridges(self) -> Dict[str, Any]:
+        return self.networking.bridges
 
-class _Captures:
+
+class _Source(CaptureReader):
+    origin = ""
+    layout = LAYOUT
+
+    def get(self, name: str, required: bool, status_ok: bool = False) -> Tuple[Optional[Tuple[str, str]], str]:
+        raise NotImplementedError  # pragma: no cover
+
+    def read(self, name: str) -> Optional[Tuple[str, str]]:
+        return self.get(name, required=False)[0]
+
+    def why(self, name: str) -> str:
+        return self.get(name, required=False)[1]
+
+    def require(self, name: str) -> Tuple[str, str]:
+        got, _ = self.get(name, required=True)
+        assert got is not None
+        return got
+
+
+class _Captures(_Source):
     """Files of DIR/<host>/; a missing required one is an AuditError naming it."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
         self.origin = str(root)
+        layout = root / LAYOUT_FILE
+        self.layout = 1
+        if layout.is_file():
+            text = layout.read_text(errors="replace").strip()
+            if not text.isdigit():
+                raise AuditError(f"{layout}: expected a layout version number, got {text[:40]!r}")
+            self.layout = int(text)
 
-    def bridge_tool(self) -> str:
-        # brctl-show.txt unless only the iproute2 pair is there; when neither is, reading
-        # brctl-show.txt names the missing file.
-        if (self.root / BRCTL).exists() or not ((self.root / IP_LINK).exists() or (self.root / BRIDGE_LINK).exists()):
-            return "brctl"
-        return "ip"
-
-    def read(self, name: str, required: bool) -> Tuple[Optional[Tuple[str, str]], str]:
-        """((text, source), "") or (None, why it is absent)."""
+    def get(self, name: str, required: bool, status_ok: bool = False) -> Tuple[Optional[Tuple[str, str]], str]:
         path = self.root / name
         if not path.exists():
             if required:
@@ -93,41 +130,40 @@ def run_command(argv: Sequence[str], timeout: float) -> Tuple[int, bytes, bytes]
     return done.returncode, done.stdout, done.stderr
 
 
-class _Live:
+class _Live(_Source):
     """The same layout, produced by running each file's command on this machine."""
 
-    def __init__(self, uri: Optional[str], runner: Runner, timeout: float) -> None:
+    def __init__(self, table: Sequence[CaptureFile], uri: Optional[str], runner: Runner, timeout: float) -> None:
+        self.table = table
         self.uri = uri
         self.runner = runner
         self.timeout = timeout
         self.origin = "live"
-
-    def _virsh(self, *words: str) -> List[str]:
-        # Without -c, virsh itself honours LIBVIRT_DEFAULT_URI.
-        return ["virsh", *(("-c", self.uri) if self.uri else ()), *words]
+        self.cache: Dict[str, Tuple[Optional[Tuple[str, str]], str]] = {}
 
     def command(self, name: str) -> List[str]:
-        if name == NET_LIST:
-            return self._virsh(*NetList().command()[1:])
-        if name.startswith("net/"):
-            # --network: a name that starts with "-" stays a name.
-            return self._virsh("net-dumpxml", "--network", name[len("net/"):-len(".xml")])
-        if name == DOMAINS:
-            return self._virsh(*VirshList().command()[1:])
-        if name.startswith("domiflist/"):
-            return self._virsh("domiflist", "--domain", name[len("domiflist/"):-len(".txt")])
-        return {BRCTL: ["brctl", "show"], IP_LINK: ["ip", "-j", "-d", "link", "show", "type", "bridge"],
-                BRIDGE_LINK: ["bridge", "-j", "link"], SYSCTL: ["sysctl", IP_FORWARD]}[name]
+        for entry in self.table:
+            if entry.each:
+                prefix, suffix = entry.name.split("{name}")
+                if name.startswith(prefix) and name.endswith(suffix):
+                    argv = entry.command(name[len(prefix):len(name) - len(suffix)])
+                    break
+            elif entry.name == name:
+                argv = entry.command()
+                break
+        else:
+            raise AuditError(f"{name}: not a file of the capture layout")
+        if argv[0] == "virsh" and self.uri:
+            # Without -c, virsh itself honours LIBVIRT_DEFAULT_URI.
+            argv = ["virsh", "-c", self.uri, *argv[1:]]
+        return argv
 
-    def bridge_tool(self) -> str:
-        # As capture.sh does: brctl where installed, else iproute2.
-        try:
-            status = self.runner(["brctl", "--version"], self.timeout)[0]
-        except (OSError, subprocess.TimeoutExpired):
-            return "ip"
-        return "ip" if status == _NOT_FOUND else "brctl"
+    def get(self, name: str, required: bool, status_ok: bool = False) -> Tuple[Optional[Tuple[str, str]], str]:
+        if name not in self.cache or (required and self.cache[name][0] is None):
+            self.cache[name] = self._run(name, required, status_ok)
+        return self.cache[name]
 
-    def read(self, name: str, required: bool) -> Tuple[Optional[Tuple[str, str]], str]:
+    def _run(self, name: str, required: bool, status_ok: bool) -> Tuple[Optional[Tuple[str, str]], str]:
         argv = self.command(name)
         shown = " ".join(argv)
         try:
@@ -144,31 +180,34 @@ class _Live:
                 raise AuditError(why + _hint(argv[0] == "virsh", self.uri, "")) from None
             return None, why
         if status == _NOT_FOUND:
-            if name == SYSCTL:
-                return self._proc_ip_forward()
+            if argv[0] == "sysctl":
+                return self._proc_sysctl(argv[1:])
             why = _missing_tool(argv[0])
             if required:
                 raise AuditError(why)
             return None, why
         message = _first_error(err)
-        if status != 0:
+        if status != 0 and not (status_ok and out):
             if not required:
                 return None, f"`{shown}` failed: {message or f'exit status {status}'}"
             raise AuditError(_command_failed(argv, status, message, self.uri))
         return (as_text(out), f"`{shown}`"), ""
 
-    def _proc_ip_forward(self) -> Tuple[Optional[Tuple[str, str]], str]:
-        # sysctl lives in /sbin, which a user's PATH may lack: the kernel's file says the same.
-        path = "/proc/sys/net/ipv4/ip_forward"
-        try:
-            value = Path(path).read_text().strip()
-        except OSError as error:
-            raise AuditError(f"{path}: cannot read: {error.strerror or error}") from None
-        return (f"{IP_FORWARD} = {value}\n", path), ""
+    def _proc_sysctl(self, keys: Sequence[str]) -> Tuple[Optional[Tuple[str, str]], str]:
+        # sysctl lives in /sbin, which a user's PATH may lack: the kernel's files say the same.
+        lines = []
+        for key in keys:
+            path = "/proc/sys/" + key.replace(".", "/")
+            try:
+                lines.append(f"{key} = {Path(path).read_text().strip()}\n")
+            except FileNotFoundError:
+                continue
+            except OSError as error:
+                raise AuditError(f"{path}: cannot read: {error.strerror or error}") from None
+        return ("".join(lines), "/proc/sys"), ""
 
 
-_TOOLS = {"virsh": "libvirt's client (libvirt-clients; libvirt-client on RHEL)",
-          "brctl": "bridge-utils", "ip": "iproute2", "bridge": "iproute2", "sysctl": "procps"}
+_TOOLS = {"virsh": "libvirt's client (libvirt-clients; libvirt-client on RHEL)", "sysctl": "procps"}
 
 
 def _missing_tool(program: str) -> str:
@@ -208,49 +247,51 @@ def _command_failed(argv: Sequence[str], status: int, message: str, uri: Optiona
     return text + _hint(argv[0] == "virsh" and argv[1:2] != ["net-dumpxml"], uri, message)
 
 
-def read_capture(directory: Union[str, Path], host: str, networks: Iterable[str] = (),
-                 vms: Iterable[str] = ()) -> Observed:
-    """Observed state of `host` from DIR/<host>/ as capture.sh writes it.
+def read_capture(directory: Union[str, Path], plan: Any) -> Observed:
+    """Observed state of `plan`'s host from DIR/<host>/ as capture.sh writes it.
 
-    `networks`: the networks whose definition (net/<net>.xml) is needed; `vms`: the VMs whose
-    NICs are (domiflist/<vm>.txt, optional). Raises AuditError for a missing required file,
-    FactError ("FILE:LINE: message") for one that cannot be read.
+    Raises AuditError for a missing required file, FactError ("FILE:LINE: message") for one that
+    cannot be read.
     """
-    root = Path(directory) / host
+    root = Path(directory) / plan.name
     if not root.is_dir():
-        raise AuditError(f"{root}: no capture of host {host} (run its capture.sh {directory} on the host)")
-    return _observe(_Captures(root), host, networks, vms)
+        raise AuditError(f"{root}: no capture of host {plan.name} (run its capture.sh {directory} on the host)")
+    return _observe(_Captures(root), plan)
 
 
-def read_live(host: str, networks: Iterable[str] = (), vms: Iterable[str] = (), uri: Optional[str] = None,
-              runner: Runner = run_command, timeout: float = TIMEOUT) -> Observed:
-    """Observed state of this machine, by running the commands capture.sh runs (each with a timeout).
+def read_live(plan: Any, uri: Optional[str] = None, runner: Runner = run_command,
+              timeout: float = TIMEOUT) -> Observed:
+    """Observed state of this machine as `plan`'s host, by running the commands capture.sh runs.
 
     virsh honours LIBVIRT_DEFAULT_URI unless `uri` is given. Raises AuditError when virsh is
     missing, libvirtd is unreachable, permission is denied or a command fails or hangs.
     """
-    return _observe(_Live(uri, runner, timeout), host, networks, vms)
+    return _observe(_Live(capture_table(plan), uri, runner, timeout), plan)
 
 
-def _observe(source, host: str, networks: Iterable[str], vms: Iterable[str]) -> Observed:
-    got, _ = source.read(NET_LIST, required=True)
+def wanted(plan: Any) -> Tuple[List[str], List[str]]:
+    """The networks whose definitions the audit needs, and the VMs whose NICs it needs."""
+    return [n.name for n in plan.networks.values() if n.net.state != "absent"], list(plan.host.vms)
+
+
+def _observe(source: _Source, plan: Any) -> Observed:
+    networks, vms = wanted(plan)
+    got = source.require(NET_LIST.path())
     listed = {entry.name: entry for entry in NetList().process(*got)}
-    definitions = {}
-    for name in dict.fromkeys(networks):
-        if name in listed:
-            definitions[name] = _definition(source, name)
-    bridges, tool = _bridges(source)
-    got, _ = source.read(SYSCTL, required=True)
-    observed = Observed(host=host, origin=source.origin, networks=listed, definitions=definitions,
-                        bridges=bridges, bridge_tool=tool, sysctl=Sysctl().process(*got))
-    vms = list(dict.fromkeys(vms))
+    definitions = {name: _definition(source, name) for name in dict.fromkeys(networks) if name in listed}
+    networking = plan.target.observe(source)
+    sysctl = sysctl_file([s.key for s in plan.sysctl])
+    got, _ = source.get(sysctl.path(), required=True, status_ok=True)
+    observed = Observed(host=plan.name, origin=source.origin, layout=source.layout, networks=listed,
+                        definitions=definitions, networking=networking, sysctl=Sysctl().process(*got),
+                        not_audited=list(networking.not_audited))
     if vms:
-        _observe_vms(source, observed, vms)
+        _observe_vms(source, observed, list(dict.fromkeys(vms)))
     return observed
 
 
-def _definition(source, name: str) -> NetworkDef:
-    got, _ = source.read(net_file(name), required=True)
+def _definition(source: _Source, name: str) -> NetworkDef:
+    got = source.require(NET_XML.path(name))
     definition = NetDumpXml().process(*got)
     if definition.name != name:
         text, where = got
@@ -259,19 +300,8 @@ def _definition(source, name: str) -> NetworkDef:
     return definition
 
 
-def _bridges(source) -> Tuple[Dict[str, BridgeInfo], str]:
-    if source.bridge_tool() == "brctl":
-        got, _ = source.read(BRCTL, required=True)
-        found, tool = BrctlShow().process(*got), "brctl"
-    else:
-        (links, links_source), _ = source.read(IP_LINK, required=True)
-        (ports, ports_source), _ = source.read(BRIDGE_LINK, required=True)
-        found, tool = bridges_from_iproute(links, links_source, ports, ports_source), "ip"
-    return {bridge.name: bridge for bridge in found}, tool
-
-
-def _observe_vms(source, observed: Observed, vms: List[str]) -> None:
-    got, why = source.read(DOMAINS, required=False)
+def _observe_vms(source: _Source, observed: Observed, vms: List[str]) -> None:
+    got, why = source.get(DOMAINS.path(), required=False)
     if got is None:
         observed.not_audited.append(f"VMs: {why}")
         return
@@ -279,8 +309,18 @@ def _observe_vms(source, observed: Observed, vms: List[str]) -> None:
     for vm in vms:
         if vm not in observed.domains:
             continue
-        got, why = source.read(domiflist_file(vm), required=False)
+        got, why = source.get(DOMIFLIST.path(vm), required=False)
         if got is None:
             observed.not_audited.append(f"vm/{vm} networks: {why}")
         else:
             observed.interfaces[vm] = DomIfList().process(*got)
+
+
+def layout_rows(table: Iterable[CaptureFile]) -> List[Tuple[str, str, str]]:
+    """(file, command, about) rows of the capture layout, for docs/audit.md."""
+    rows = []
+    for entry in table:
+        name = entry.name.replace("{name}", "<network>" if entry.each == "network" else "<vm>")
+        argv = " ".join(w.replace("{name}", "<network>" if entry.each == "network" else "<vm>") for w in entry.argv)
+        rows.append((name, argv, entry.about + ("" if entry.owner == "core" else f" ({entry.owner})")))
+    return rows

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from . import model as m
-from .api import Artifact, Mode, Step, Sysctl, Target
+from .api import Artifact, Check, Mode, Step, Sysctl, Target
 from .plugins import modes as plugin_modes
 from .plugins import targets as plugin_targets
 
@@ -44,7 +44,7 @@ class HostPlan:
     networks: Dict[str, NetworkPlan] = field(default_factory=dict)
     bridge_delay: Dict[str, int] = field(default_factory=dict)
     sysctl: List[Sysctl] = field(default_factory=list)
-    checks: List[Any] = field(default_factory=list)
+    checks: List[Check] = field(default_factory=list)
     steps: List[Step] = field(default_factory=list)
     artifacts: List[Artifact] = field(default_factory=list)
     previous: Optional["HostPlan"] = None   # the plan of `build --against OLD`, when given
@@ -77,9 +77,16 @@ def normal_uuid(text: str) -> str:
     return str(uuidlib.UUID(text))
 
 
+# Bridge names libvirt's stock networks use (the `default` network's virbr0, on nearly every libvirt
+# host): an unpinned bridge never takes one, or its network could not start beside the stock one.
+STOCK_BRIDGES = ("virbr0",)
+
+
 def resolve_bridges(host: m.Host, modes: Dict[str, Mode]) -> Dict[str, Optional[str]]:
-    """Pinned bridge names stay; libvirt-created bridges without one get the lowest free virbrN."""
-    taken = {n.bridge for n in host.networks.values() if n.bridge} | set(host.bridges) | set(host.nics)
+    """Pinned bridge names stay; libvirt-created bridges without one get the lowest free virbrN that
+    no stock libvirt network uses."""
+    taken = ({n.bridge for n in host.networks.values() if n.bridge} | set(host.bridges) | set(host.nics)
+             | set(STOCK_BRIDGES))
     names: Dict[str, Optional[str]] = {}
     counter = 0
     for net in host.networks.values():
@@ -122,10 +129,11 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
                 if item.key not in {s.key for s in plan.sysctl}:
                     plan.sysctl.append(item)
     plan.sysctl.sort(key=lambda s: s.key)
-    plan.checks = host_checks(plan)
+    plan.checks = host_checks(plan, pm)
+    plan.artifacts.extend(plan.target.host_files(plan))
     for result in pm.hook.vnetgen_host_artifacts(host=host, plan=plan):
         plan.artifacts.extend(result)
-    steps = list(core_steps(plan, pm))
+    steps = list(core_steps(plan, pm)) + list(plan.target.host_steps(plan))
     for result in pm.hook.vnetgen_steps(host=host, plan=plan):
         steps.extend(result)
     plan.steps = sorted(steps, key=lambda s: s.order)

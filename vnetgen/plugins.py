@@ -40,6 +40,12 @@ def targets(pm: pluggy.PluginManager) -> Dict[str, Any]:
     return {name: item for name, (item, _) in _collect(pm, "vnetgen_targets").items()}
 
 
+def default_target(pm: pluggy.PluginManager) -> Optional[str]:
+    """The target of a host that names none: the one target that says `default = True`."""
+    found = sorted(name for name, item in targets(pm).items() if getattr(item, "default", False))
+    return found[0] if found else None
+
+
 def describe(pm: pluggy.PluginManager) -> List[Dict[str, str]]:
     """One row per mode and target: kind, name, plugin, version, description."""
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}

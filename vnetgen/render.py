@@ -7,7 +7,7 @@ import re
 from typing import Any, Dict, List
 
 from .api import Artifact
-from .shell import q
+from .shell import Raw, cmd, q
 
 
 @functools.lru_cache(maxsize=None)
@@ -45,12 +45,35 @@ def host_artifacts(plan: Any, profile_file: str) -> List[Artifact]:
     if trunks:
         files.append(Artifact("hooks/network", render("hook.sh.j2", host=host, networks=trunks), 0o755))
     files.extend(plan.artifacts)
-    files.append(Artifact("runbook.sh", render("runbook.sh.j2", steps=plan.steps, checks=plan.checks, **common),
-                          0o755))
+    helpers = plan.target.shell_helpers()
+    files.append(Artifact("runbook.sh", render("runbook.sh.j2", steps=plan.steps, checks=plan.checks,
+                                               helpers=helpers, **common), 0o755))
     files.append(Artifact("rollback.sh", render("rollback.sh.j2", steps=[s for s in reversed(plan.steps) if s.undo],
-                                                vms=list(plan.host.vms), **common), 0o755))
-    files.append(Artifact("capture.sh", render("capture.sh.j2", host=host), 0o755))
+                                                vms=list(plan.host.vms), helpers=helpers, **common), 0o755))
+    files.append(Artifact("capture.sh", render("capture.sh.j2", host=host, **capture_context(plan)), 0o755))
     return files
+
+
+# Files earlier capture layouts wrote that the current one does not: removed before a new capture.
+_LEGACY_CAPTURE_FILES = ("ip-link-bridge.json",)
+
+
+def capture_context(plan: Any) -> Dict[str, Any]:
+    """capture.sh's rows, one per file of the capture table (vnetgen.observe.capture_table)."""
+    from .observe import DOMAINS, LAYOUT, LAYOUT_FILE, capture_table
+
+    rows, stale = [], []
+    for entry in capture_table(plan):
+        item = Raw('"$name"')
+        words = [item if word == "{name}" else word for word in entry.argv]
+        path = entry.name.replace("{name}", "$name")
+        rows.append(dict(file=entry.name.replace("{name}", "<network>" if entry.each == "network" else "<vm>"),
+                         about=entry.about, required=entry.required, each=entry.each, command=cmd(*words),
+                         path=f'"{path}"' if "$" in path else q(path),
+                         how="partial" if entry.status_ok else "required" if entry.required else "optional"))
+        stale.append(f'"$OUT"/{entry.name.replace("{name}", "*")}' if entry.each else f'"$OUT/{entry.name}"')
+    stale += [f'"$OUT/{name}"' for name in _LEGACY_CAPTURE_FILES]
+    return dict(rows=rows, stale=stale, layout=LAYOUT, layout_file=LAYOUT_FILE, domains_file=DOMAINS.name)
 
 
 def sha256sums(files: Dict[str, Artifact]) -> str:

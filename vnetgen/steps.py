@@ -3,34 +3,29 @@ from __future__ import annotations
 
 from typing import Any, Iterable, List
 
-from .api import BACKUP, NETWORKS, PORTS, PREFLIGHT, SYSCTL, VERIFY, VMS, Action, Step
-from .checks import definition_tokens
+from .api import (BACKUP, HOST_BRIDGES, NETWORKS, PORTS, PREFLIGHT, SYSCTL, VERIFY, VMS, Action, Step,
+                  install_file, restore_file)
+from .checks import definition_tokens, find
 from .diff import dhcp_leases, dhcp_range, live_dhcp_only
-from .shell import cmd, here, under_root
+from .shell import cmd, here
 
 HOOK_PATH = "/etc/libvirt/hooks/network"
-
-
-def install_file(bundle_path: str, dest: str, mode: str = "0644") -> Action:
-    """Install a bundle file under --root, backing up what it replaces; skipped when identical."""
-    return Action(commands=(cmd("install_file", here(bundle_path), under_root(dest), mode),),
-                  check=cmd("same_file", here(bundle_path), under_root(dest)),
-                  done=f"{dest} is up to date")
-
-
-def restore_file(dest: str) -> Action:
-    return Action(commands=(cmd("restore_file", under_root(dest)),), check="! " + cmd("has_backup", under_root(dest)),
-                  done=f"{dest}: nothing to restore")
 
 
 def core_steps(plan: Any, pm: Any) -> Iterable[Step]:
     yield _preflight(plan)
     if plan.sysctl:
-        yield _sysctl(plan, pm)
+        yield _sysctl(plan)
+    for bridge in plan.host.bridges.values():
+        if bridge.external:
+            check = find(plan.checks, "bridge-missing", f"bridge/{bridge.name}")[0]
+            yield Step((HOST_BRIDGES, -1, bridge.name), f"external bridge {bridge.name}",
+                       "the profile says it exists already; vnetgen does not manage it",
+                       (Action(check=check.test, kind="require"),))
     yield from _networks(plan)
     yield from _ports(plan)
     for vm in plan.host.vms.values():
-        argv = pm.hook.vnetgen_vm_install(host=plan.host, vm=vm, plan=plan)
+        argv = plan.target.vm_install(vm)
         if argv:
             yield Step((VMS, 0, vm.name), f"virtual machine {vm.name}",
                        "installed with virt-install unless a domain of that name exists; "
@@ -46,7 +41,7 @@ def require(check: str) -> Action:
 
 
 def _preflight(plan: Any) -> Step:
-    tools = ["virsh", "sha256sum", "ip", "sysctl", *plan.target.tools]
+    tools = ["virsh", "sha256sum", "sysctl", *plan.target.tools]
     nics = sorted({p for b in plan.host.bridges.values() for p in b.ports} |
                   {p for n in plan.host.networks.values() for p in n.ports} | set(plan.host.nics))
     actions = [require("require_root"), require(cmd("require_tools", *sorted(set(tools)))),
@@ -60,8 +55,8 @@ def _preflight(plan: Any) -> Step:
                 "libvirtd is down, a NIC is absent or the bundle was altered", tuple(actions))
 
 
-def _sysctl(plan: Any, pm: Any) -> Step:
-    dest = pm.hook.vnetgen_sysctl_path(host=plan.host) or "/etc/sysctl.d/90-vnetgen.conf"
+def _sysctl(plan: Any) -> Step:
+    dest = plan.target.sysctl_path
     actions: List[Action] = [install_file("sysctl.d/90-vnetgen.conf", dest)]
     for setting in plan.sysctl:
         proc = "/proc/sys/" + setting.key.replace(".", "/")
@@ -170,12 +165,12 @@ def _ports(plan: Any) -> Iterable[Step]:
     undo: List[Action] = []
     for np_ in with_ports:
         for port in np_.net.ports:
-            actions.append(Action(commands=(cmd("brctl", "addif", np_.bridge, port),),
+            actions.append(Action(commands=(plan.target.add_port(np_.bridge, port),),
                                   check=f"[ -e /sys/class/net/{np_.bridge}/brif/{port} ]",
                                   done=f"{port} is a port of {np_.bridge}", record=f"port-{np_.bridge}-{port}"))
-            actions.append(Action(commands=(cmd("ip", "link", "set", port, "up"),),
+            actions.append(Action(commands=(plan.target.link_up(port),),
                                   check=cmd("link_is_up", port), done=f"{port} is up"))
-            undo.append(Action(commands=(cmd("brctl", "delif", np_.bridge, port),),
+            undo.append(Action(commands=(plan.target.remove_port(np_.bridge, port),),
                                check=f"[ ! -e \"$STATE/created/port-{np_.bridge}-{port}\" ] || "
                                      f"[ ! -e /sys/class/net/{np_.bridge}/brif/{port} ]"))
     actions.append(install_file("hooks/network", HOOK_PATH, "0755"))

@@ -13,14 +13,22 @@ from .plugins import targets as plugin_targets
 
 def validate(profile: m.Profile, report: Report, pm: Any) -> None:
     """Run every semantic rule, adding all problems to `report`."""
+    from .plugins import default_target
+
     known_modes = plugin_modes(pm)
     known_targets = plugin_targets(pm)
+    fallback = default_target(pm)
     for host in profile.hosts.values():
-        if host.target not in known_targets:
+        if host.target is None:
+            host.target = fallback
+        target = known_targets.get(host.target or "")
+        if target is None:
             report.error(host.at("target"), f"host {host.name}: unknown target '{host.target}'"
-                                            f"{_suggest(host.target, known_targets)}; known: "
+                                            f"{_suggest(host.target or '', known_targets)}; known: "
                                             f"{', '.join(sorted(known_targets)) or 'none'}")
         _check_host(host, known_modes, report)
+        if target is not None:
+            target.validate(host, report)
         pm.hook.vnetgen_validate_host(host=host, report=report)
         for net in host.networks.values():
             if net.mode in known_modes:

@@ -14,9 +14,9 @@ from typing import Any, Union
 
 from .brctl import BrctlShow
 from .domiflist import DomIfList
-from .iproute import BridgePorts, IpLinkBridges, bridges_from_iproute, combine
-from .model import (BridgeInfo, BridgePort, DhcpHost, DomainEntry, DomIf, FactError, IpDef,
-                    NetListEntry, NetworkDef, as_text, to_jsonable)
+from .iproute import BridgePorts, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, bridges_from_iproute, combine, json_array
+from .model import (BridgeInfo, BridgePort, DhcpHost, DomainEntry, DomIf, FactError, IpDef, LinkInfo,
+                    NetListEntry, RouteInfo, NetworkDef, as_text, to_jsonable)
 from .net_dumpxml import NetDumpXml
 from .net_list import NetList
 from .sysctl import Sysctl
@@ -24,8 +24,8 @@ from .virsh_list import VirshList
 
 __all__ = [
     "BrctlShow", "BridgeInfo", "BridgePort", "BridgePorts", "DhcpHost", "DomIf", "DomIfList",
-    "DomainEntry", "FactError", "IpDef", "IpLinkBridges", "NetDumpXml", "NetList", "NetListEntry",
-    "NetworkDef", "Sysctl", "VirshList", "as_text", "bridges_from_iproute", "combine",
+    "DomainEntry", "FactError", "IpAddrs", "IpDef", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "RouteInfo", "NetDumpXml", "NetList", "NetListEntry",
+    "NetworkDef", "Sysctl", "VirshList", "as_text", "bridges_from_iproute", "combine", "json_array",
     "process_file", "to_jsonable",
 ]
 

@@ -11,7 +11,7 @@ class DomIfList:
     """`virsh domiflist VM` → tuple of DomIf, in the guest's NIC order."""
 
     def command(self, domain: str) -> List[str]:
-        return ["virsh", "domiflist", domain]
+        return ["virsh", "domiflist", "--domain", domain]
 
     def process(self, text: str, source: str) -> Tuple[DomIf, ...]:
         return tuple(_parse_row(row, source, number) for number, row in virsh_table(text, source))

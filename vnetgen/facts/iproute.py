@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .model import BridgeInfo, BridgePort, FactError, is_ifname
+from .model import BridgeInfo, BridgePort, FactError, LinkInfo, RouteInfo, is_ifname
 
 # iproute2 prints a bridge id as "%.2x%.2x.%x:%x:%x:%x:%x:%x": the MAC bytes are
 # NOT zero-padded ("8000.2:0:0:0:b0:2"). brctl pads them ("8000.02000000b002").
@@ -78,6 +78,97 @@ def combine(bridges: Sequence[BridgeInfo], ports: Sequence[BridgePort]) -> Tuple
                    ports=tuple(sorted(set(by_master.get(b.name, ())))), ports_known=True)
         for b in sorted(bridges, key=lambda b: b.name)
     )
+
+
+class IpLinks:
+    """`ip -j -d link show` → tuple of LinkInfo (kind, master, admin state), sorted by name.
+
+    The same output read by IpLinkBridges gives the bridges' settings; here every link counts,
+    so that a port's master, a NIC's state and an interface name taken by something else are known.
+    """
+
+    def command(self) -> List[str]:
+        return ["ip", "-j", "-d", "link", "show"]
+
+    def process(self, text: str, source: str) -> Tuple[LinkInfo, ...]:
+        links: Dict[str, LinkInfo] = {}
+        for number, link in json_array(text, source):
+            name = _ifname(link, source, number)
+            if "promiscuity" not in link and "linkinfo" not in link:
+                raise FactError(source, number, "no link details: capture with `ip -j -d link show`")
+            info = link.get("linkinfo")
+            kind = info.get("info_kind") if isinstance(info, dict) else None
+            master = link.get("master")
+            if master is not None and (not isinstance(master, str) or not is_ifname(master)):
+                raise FactError(source, number, f"link {name!r} has master {master!r}: not an interface name")
+            flags = link.get("flags", [])
+            if not isinstance(flags, list):
+                raise FactError(source, number, f"flags of {name!r} is not a list")
+            mac = link.get("address")
+            if name in links:
+                raise FactError(source, number, f"link {name!r} is listed twice")
+            links[name] = LinkInfo(name=name, kind=kind if isinstance(kind, str) else None, master=master,
+                                   up="UP" in flags, mac=mac if isinstance(mac, str) else None)
+        return tuple(links[name] for name in sorted(links))
+
+
+class IpAddrs:
+    """`ip -j addr show` → {ifname: ("ADDR/PREFIX", ...)}: global and host scope, IPv4 and IPv6, sorted.
+
+    Link-local IPv6 addresses are left out: the kernel makes them by itself on every link.
+    """
+
+    def command(self) -> List[str]:
+        return ["ip", "-j", "addr", "show"]
+
+    def process(self, text: str, source: str) -> Dict[str, Tuple[str, ...]]:
+        import ipaddress
+
+        found: Dict[str, Tuple[str, ...]] = {}
+        for number, link in json_array(text, source):
+            name = _ifname(link, source, number)
+            infos = link.get("addr_info", [])
+            if not isinstance(infos, list):
+                raise FactError(source, number, f"addr_info of {name!r} is not a list")
+            addresses = set()
+            for info in infos:
+                if not isinstance(info, dict) or info.get("family") not in ("inet", "inet6"):
+                    continue
+                if info.get("scope") == "link":
+                    continue
+                try:
+                    address = ipaddress.ip_interface(f"{info.get('local')}/{info.get('prefixlen')}")
+                except ValueError:
+                    raise FactError(source, number, f"address {info.get('local')!r}/{info.get('prefixlen')!r} "
+                                                    f"of {name!r} is not an address") from None
+                addresses.add(address.with_prefixlen)
+            if name in found:
+                raise FactError(source, number, f"link {name!r} is listed twice")
+            found[name] = tuple(sorted(addresses))
+        return found
+
+
+class IpRoutes:
+    """`ip -j route show` (or `ip -j -6 route show`) → tuple of RouteInfo, as listed."""
+
+    def __init__(self, family: str = "ipv4") -> None:
+        self.family = family
+
+    def command(self) -> List[str]:
+        return ["ip", "-j", *(("-6",) if self.family == "ipv6" else ()), "route", "show"]
+
+    def process(self, text: str, source: str) -> Tuple[RouteInfo, ...]:
+        routes = []
+        for number, route in json_array(text, source):
+            dst, dev, gateway = route.get("dst"), route.get("dev"), route.get("gateway")
+            if not isinstance(dst, str) or not dst:
+                raise FactError(source, number, f"route without a destination: {str(route)[:80]!r}")
+            if dev is not None and (not isinstance(dev, str) or not is_ifname(dev)):
+                raise FactError(source, number, f"route dev {dev!r} is not an interface name")
+            if gateway is not None and not isinstance(gateway, str):
+                raise FactError(source, number, f"route gateway {gateway!r} is not an address")
+            routes.append(RouteInfo(dst=dst, dev=dev, gateway=gateway, family=self.family))
+        return tuple(routes)
 
 
 def bridges_from_iproute(links_text: str, links_source: str,

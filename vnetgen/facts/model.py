@@ -103,6 +103,31 @@ class BridgePort:
     master: str
 
 
+@dataclass(frozen=True)
+class LinkInfo:
+    """A network link as `ip -j -d link show` shows it, with its addresses from `ip -j addr show`.
+
+    addresses is None when they were not captured (a layout-1 capture, or `ip -j addr` failed).
+    """
+
+    name: str
+    kind: Optional[str] = None        # linkinfo.info_kind: "bridge", "veth", "vlan", ...; None for a plain NIC
+    master: Optional[str] = None      # the bridge (or bond) it is a port of
+    up: bool = False                  # administratively up (the UP flag)
+    mac: Optional[str] = None
+    addresses: Optional[Tuple[str, ...]] = None   # "ADDR/PREFIX", global and host scope, sorted
+
+
+@dataclass(frozen=True)
+class RouteInfo:
+    """A route of the main table (`ip -j route show`, `ip -j -6 route show`)."""
+
+    dst: str                          # "default" or a prefix
+    dev: Optional[str] = None
+    gateway: Optional[str] = None
+    family: str = "ipv4"
+
+
 # --- guests ---------------------------------------------------------------------
 
 

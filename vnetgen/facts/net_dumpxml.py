@@ -15,10 +15,11 @@ _LOCATION = re.compile(r",? line \d+, column \d+$")
 
 
 class NetDumpXml:
-    """`virsh net-dumpxml [--inactive] NAME` → NetworkDef."""
+    """`virsh net-dumpxml [--inactive] --network NAME` → NetworkDef."""
 
     def command(self, name: str, inactive: bool = False) -> List[str]:
-        return ["virsh", "net-dumpxml", *(["--inactive"] if inactive else []), name]
+        # --network: a name that starts with "-" stays a name.
+        return ["virsh", "net-dumpxml", *(["--inactive"] if inactive else []), "--network", name]
 
     def process(self, text: str, source: str) -> NetworkDef:
         first = next(((n, line) for n, line in numbered_lines(text) if line.strip()), None)

@@ -1,0 +1,169 @@
+"""What every Linux target shares: iproute2 (`ip`, `bridge`) to change bridges, ports, addresses and
+routes live, bash helpers the runbook's checks call, and the iproute2 JSON capture files with their
+reading. A library for the target plugins (el7, el9, ubuntu), not a plugin itself."""
+from __future__ import annotations
+
+from typing import Dict, Optional, Sequence, Tuple
+
+from vnetgen.api import (BridgeInfo, BridgePort, BridgePorts, CaptureFile, CaptureReader, HostNetworking, IpAddrs,
+                         IpLinkBridges, IpLinks, IpRoutes, LinkInfo, Target, bridges_from_iproute, cmd, combine)
+
+IP_LINK = "ip-link.json"
+BRIDGE_LINK = "bridge-link.json"
+IP_ADDR = "ip-addr.json"
+IP_ROUTE = "ip-route.json"
+# Layout 1 (before addresses and routes were captured): a host without brctl recorded these two.
+IP_LINK_BRIDGE_V1 = "ip-link-bridge.json"
+
+# Bash helpers for the runbook's checks and preflight; generic: no profile value appears in them.
+HELPERS = r"""
+link_is_up() {  # link_is_up DEV: administratively up
+  local link
+  link=$(ip -o link show dev "$1" 2>/dev/null) || return 1
+  grep -q '[<,]UP[,>]' <<<"$link"
+}
+
+has_address() {  # has_address DEV ADDR/PREFIX
+  local addrs
+  addrs=$(ip -o addr show dev "$1" 2>/dev/null) || return 1
+  grep -qF " $2 " <<<"$addrs"
+}
+
+has_default_route() {  # has_default_route GATEWAY DEV
+  local routes
+  routes=$(ip -4 route show default 2>/dev/null) || return 1
+  grep -qF "default via $1 dev $2 " <<<"$routes " || grep -qxF "default via $1 dev $2" <<<"$routes"
+}
+
+default_routes() {  # default_routes: "GATEWAY DEV" of each IPv4 default route ("- DEV" without a gateway)
+  ip -4 route show default 2>/dev/null | awk '{ gw = "-"; dev = ""
+    for (i = 1; i < NF; i++) { if ($i == "via") gw = $(i + 1); if ($i == "dev") dev = $(i + 1) }
+    if (dev != "") print gw, dev }'
+}
+
+routes_overlapping() {  # routes_overlapping PREFIX: "PREFIX DEV" of routes inside or around PREFIX (not default)
+  { ip -4 -o route show root "$1"; ip -4 -o route show match "$1"; } 2>/dev/null | awk '$1 != "default" {
+    dev = ""; for (i = 1; i < NF; i++) if ($i == "dev") dev = $(i + 1); print $1, dev }' | sort -u
+}
+
+save_routes() {  # save_routes FILE: the IPv4 default routes, one `ip route` line each
+  ip -4 route show default > "$1"
+}
+
+restore_routes() {  # restore_routes FILE: the default routes saved by save_routes, where they are missing
+  local line
+  while IFS= read -r line; do
+    [ -n "$line" ] || continue
+    # shellcheck disable=SC2086 # the line is `ip route` output: its words are ip's arguments
+    ip route replace $line
+  done < "$1"
+}
+"""
+
+
+class IpRoute2Target(Target):
+    """A target whose host changes bridges, addresses and routes with iproute2."""
+
+    def add_bridge(self, bridge: str) -> str:
+        return cmd("ip", "link", "add", bridge, "type", "bridge")
+
+    def delete_bridge(self, bridge: str) -> Tuple[str, ...]:
+        return (cmd("ip", "link", "set", bridge, "down"), cmd("ip", "link", "delete", bridge, "type", "bridge"))
+
+    def set_stp(self, bridge: str, on: bool) -> str:
+        return cmd("ip", "link", "set", "dev", bridge, "type", "bridge", "stp_state", int(on))
+
+    def set_delay(self, bridge: str, seconds: int) -> str:
+        # centiseconds, where brctl setfd takes seconds
+        return cmd("ip", "link", "set", "dev", bridge, "type", "bridge", "forward_delay", int(seconds * 100))
+
+    def add_port(self, bridge: str, port: str) -> str:
+        return cmd("ip", "link", "set", "dev", port, "master", bridge)
+
+    def remove_port(self, bridge: str, port: str) -> str:
+        return cmd("ip", "link", "set", "dev", port, "nomaster")
+
+    def link_up(self, dev: str) -> str:
+        return cmd("ip", "link", "set", dev, "up")
+
+    def add_address(self, dev: str, cidr: str) -> str:
+        return cmd("ip", "addr", "add", cidr, "dev", dev)
+
+    def delete_address(self, dev: str, cidr: str) -> str:
+        return cmd("ip", "addr", "del", cidr, "dev", dev)
+
+    def replace_default_route(self, gateway: str, dev: str) -> str:
+        return cmd("ip", "route", "replace", "default", "via", gateway, "dev", dev)
+
+    def shell_helpers(self) -> str:
+        return HELPERS
+
+    # --- observation --------------------------------------------------------------------------
+
+    ip_required = True   # whether the iproute2 JSON files must be in a capture
+
+    def capture_files(self) -> Sequence[CaptureFile]:
+        required = self.ip_required
+        return (
+            CaptureFile(IP_LINK, tuple(IpLinks().command()), "every link: bridges with stp and delay, ports "
+                        "with their master, admin state", required=required, since=2, owner="iproute2"),
+            CaptureFile(BRIDGE_LINK, tuple(BridgePorts().command()), "bridge ports", required=False,
+                        owner="iproute2"),
+            CaptureFile(IP_ADDR, tuple(IpAddrs().command()), "every address", required=required, since=2,
+                        owner="iproute2"),
+            CaptureFile(IP_ROUTE, tuple(IpRoutes().command()), "the IPv4 routes (the default route)",
+                        required=required, since=2, owner="iproute2"),
+        )
+
+    def observe(self, reader: CaptureReader) -> HostNetworking:
+        return observe_iproute2(reader) or observe_iproute2_v1(reader, required=True)
+
+
+def observe_iproute2(reader: CaptureReader) -> Optional[HostNetworking]:
+    """Layout 2: bridges, ports, links from ip-link.json (ports from bridge-link.json too when captured),
+    addresses from ip-addr.json, routes from ip-route.json. None when ip-link.json is absent."""
+    got = reader.read(IP_LINK)
+    if got is None:
+        return None
+    links = {link.name: link for link in IpLinks().process(*got)}
+    bridges = IpLinkBridges().process(*got)
+    masters = [link for link in links.values() if link.master]
+    ports_got = reader.read(BRIDGE_LINK)
+    if ports_got is not None:
+        ports = BridgePorts().process(*ports_got)
+        found = combine(bridges, ports)
+        # a port bridge -j link missed (it lists only bridge ports) but ip-link.json knows is still a port
+        by_name = {b.name: set(b.ports) for b in found}
+        for link in masters:
+            by_name.setdefault(link.master, set()).add(link.name)
+        found = tuple(BridgeInfo(name=b.name, bridge_id=b.bridge_id, stp=b.stp, delay=b.delay,
+                                 ports=tuple(sorted(by_name[b.name])), ports_known=True) for b in found)
+    else:
+        found = combine(bridges, [BridgePort(name=link.name, master=link.master) for link in masters])
+    result = HostNetworking(bridges={b.name: b for b in found}, tool="ip")
+    addrs_got = reader.read(IP_ADDR)
+    if addrs_got is not None:
+        addresses: Dict[str, Tuple[str, ...]] = IpAddrs().process(*addrs_got)
+        result.links = {name: LinkInfo(name=link.name, kind=link.kind, master=link.master, up=link.up, mac=link.mac,
+                                       addresses=addresses.get(name, ())) for name, link in links.items()}
+    else:
+        result.links = links
+        result.missing["addresses"] = reader.why(IP_ADDR)
+    routes_got = reader.read(IP_ROUTE)
+    if routes_got is not None:
+        result.routes = IpRoutes().process(*routes_got)
+    else:
+        result.missing["routes"] = reader.why(IP_ROUTE)
+    return result
+
+
+def observe_iproute2_v1(reader: CaptureReader, required: bool) -> Optional[HostNetworking]:
+    """Layout 1 on a host without brctl: ip-link-bridge.json and bridge-link.json (bridges and ports only)."""
+    got = reader.read(IP_LINK_BRIDGE_V1)
+    if got is None:
+        if not required:
+            return None
+        reader.require(IP_LINK)  # names the file a current capture.sh writes
+    ports = reader.require(BRIDGE_LINK)
+    found = bridges_from_iproute(got[0], got[1], ports[0], ports[1])
+    return HostNetworking(bridges={b.name: b for b in found}, tool="ip")
