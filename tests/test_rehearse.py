@@ -166,8 +166,9 @@ def test_rehearse_every_other_mode(lab_ready, write_profile):
     assert code == 0, out
     assert "external bridge br-ext made by the lab" in out
     assert "odd1/multi#0 on ext (bridge, bridge br-ext): DHCP lease 198.18." in out
-    assert "odd1/multi#1 on opennet (open, bridge virbr0): static 192.168.140.254/24, gateway 192.168.140.1" in out
-    assert "odd1/multi#2 on iso2 (isolated, bridge virbr1): DHCP lease 192.168.150." in out
+    # unpinned libvirt bridges start at virbr1: virbr0 is libvirt's stock default network's
+    assert "odd1/multi#1 on opennet (open, bridge virbr1): static 192.168.140.254/24, gateway 192.168.140.1" in out
+    assert "odd1/multi#2 on iso2 (isolated, bridge virbr2): DHCP lease 192.168.150." in out
     assert "ok   odd1/multi#1 → internet host 203.0.113.10: reached" in out
     assert "ok   odd1/multi#2 → internet host 203.0.113.10: not reached" in out
     assert "set_sysctl net.ipv4.ip_forward 1" in out

@@ -217,6 +217,11 @@ class Target:
     versions: str = ""              # the OS releases it is for (docs, `vnetgen plugins`)
     persists: str = ""              # what it writes (docs)
     sysctl_path: str = "/etc/sysctl.d/90-vnetgen.conf"
+    # Whether a host bridge's forward delay is set (and so checked) with STP off. Without STP the
+    # kernel forwards at once whatever the delay; NetworkManager applies it only with STP on.
+    delay_without_stp: bool = True
+    # Daemons a lab host of this target runs besides libvirtd (`vnetgen rehearse`, the lab tests).
+    lab_services: Tuple[str, ...] = ()
 
     # --- live changes: each returns one command line, words quoted with `cmd` ---------------
     def add_bridge(self, bridge: str) -> str:
@@ -249,12 +254,21 @@ class Target:
     def replace_default_route(self, gateway: str, dev: str) -> str:
         raise NotImplementedError
 
+    def bridge_fix(self, bridge: str) -> Optional[str]:
+        """One command that brings a managed host bridge back as persisted (whatever drifted), or
+        None: each check then suggests its own live change."""
+        return None
+
     def shell_helpers(self) -> str:
         """Bash functions the runbook's checks call: link_is_up DEV, has_address DEV CIDR,
         has_default_route GATEWAY DEV, default_routes (prints "GATEWAY DEV" lines),
         dev_has_default_route DEV, interface_exists DEV, route_for SUBNET (prints the dev
         routing it, if any), save_routes FILE and restore_routes FILE."""
         raise NotImplementedError
+
+    def preflight(self, plan: "HostPlan") -> List[Action]:
+        """`require` actions the preflight step adds (e.g. "NetworkManager is running")."""
+        return []
 
     # --- observation ------------------------------------------------------------------------
     def capture_files(self) -> Sequence[CaptureFile]:

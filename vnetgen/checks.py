@@ -513,34 +513,41 @@ def bridge_checks(plan: Any, bridge: Any) -> List[Check]:
     """Checks of one host bridge: it exists, its stp, delay, ports, address and default route."""
     target, name = plan.target, bridge.name
     obj = f"bridge/{name}"
-    checks = [Check("bridge-missing", obj, name, f"[ -d /sys/class/net/{name}/bridge ]", target.add_bridge(name),
-                    words=f"bridge {name} exists")]
     if bridge.external:
-        return checks
+        return [Check("bridge-missing", obj, name, f"[ -d /sys/class/net/{name}/bridge ]", target.add_bridge(name),
+                      words=f"bridge {name} exists")]
+    whole = target.bridge_fix(name)
+
+    def fix(one: str) -> str:
+        return whole or one
+
+    checks = [Check("bridge-missing", obj, name, f"[ -d /sys/class/net/{name}/bridge ]", fix(target.add_bridge(name)),
+                    words=f"bridge {name} exists")]
     checks.append(Check("stp", obj, bridge.stp,
                         f"[ \"$(cat /sys/class/net/{name}/bridge/stp_state)\" {'!=' if bridge.stp else '='} 0 ]",
-                        target.set_stp(name, bridge.stp), words=f"stp is {'on' if bridge.stp else 'off'} on {name}"))
+                        fix(target.set_stp(name, bridge.stp)), words=f"stp is {'on' if bridge.stp else 'off'} on {name}"))
     delay = plan.bridge_delay[name]
-    checks.append(Check("delay", obj, delay,
-                        f"[ \"$(cat /sys/class/net/{name}/bridge/forward_delay)\" = {delay * 100} ]",
-                        target.set_delay(name, delay), words=f"forward delay of {name} is {delay} s"))
+    if bridge.stp or target.delay_without_stp:
+        checks.append(Check("delay", obj, delay,
+                            f"[ \"$(cat /sys/class/net/{name}/bridge/forward_delay)\" = {delay * 100} ]",
+                            fix(target.set_delay(name, delay)), words=f"forward delay of {name} is {delay} s"))
     for port in bridge.ports:
         checks.append(Check("port-missing", obj, port, f"[ -e /sys/class/net/{name}/brif/{port} ]",
-                            target.add_port(name, port), words=f"{port} is a port of {name}"))
+                            fix(target.add_port(name, port)), words=f"{port} is a port of {name}"))
     checks.append(Check("port-extra", obj, sorted(bridge.ports)))
     if bridge.ip is not None:
         cidr = bridge.ip.with_prefixlen
         checks.append(Check("bridge-address", obj, cidr, cmd("has_address", name, cidr),
-                            target.add_address(name, cidr), words=f"{name} holds {cidr}",
+                            fix(target.add_address(name, cidr)), words=f"{name} holds {cidr}",
                             params=(("dev", name),)))
         for port in bridge.ports:
             checks.append(Check("bridge-address", f"nic/{port}", cidr, "! " + cmd("has_address", port, cidr),
-                                target.delete_address(port, cidr), words=f"{port} no longer holds {cidr}",
+                                fix(target.delete_address(port, cidr)), words=f"{port} no longer holds {cidr}",
                                 params=(("dev", port), ("held", False))))
         if bridge.gateway is not None:
             checks.append(Check("default-route", "host", f"via {bridge.gateway} dev {name}",
                                 cmd("has_default_route", bridge.gateway, name),
-                                target.replace_default_route(str(bridge.gateway), name),
+                                fix(target.replace_default_route(str(bridge.gateway), name)),
                                 words=f"default route via {bridge.gateway} on {name}",
                                 params=(("gateway", str(bridge.gateway)), ("dev", name))))
     return checks

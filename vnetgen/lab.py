@@ -535,6 +535,57 @@ class LabHost(LabNode):
         self.run(["sh", "-c", script, "restart-libvirtd", conf], timeout=timeout)
         self.virsh("-q", "net-list", "--all", timeout=timeout)
 
+    def start_networkmanager(self, timeout: float = 30) -> None:
+        """Start a real NetworkManager (and the system D-Bus it talks over) inside the host.
+
+        Its D-Bus socket lives in the host's private /run, so nmcli here reaches only this one. It
+        runs in a mount namespace of its own with a read-only sysfs: NetworkManager then manages
+        devices without udev (it would otherwise wait for udev to announce each one), and no udevd
+        is started, since one would act on this machine's own devices. Its state directory is a
+        tmpfs of that namespace; keyfiles are read from the host's /etc overlay like any host's.
+        """
+        conf = os.path.join(self.hostdir, "NetworkManager.conf")
+        with open(conf, "w") as fh:
+            fh.write(_NM_CONF)
+        log = os.path.join(self.hostdir, "NetworkManager.log")
+        script = (
+            'mkdir -p /run/dbus /etc/NetworkManager/system-connections\n'
+            '[ -S /run/dbus/system_bus_socket ] || dbus-daemon --system --fork\n'
+            'unshare -m --propagation private sh -c \'mount -o remount,bind,ro /sys && '
+            'mount -t tmpfs -o mode=0755 tmpfs /var/lib/NetworkManager && '
+            'exec NetworkManager --config="$1" --no-daemon\' nm "$1" >"$2" 2>&1 </dev/null &\n'
+        )
+        self.run(["sh", "-c", script, "start-nm", conf, log], timeout=timeout)
+
+        def running() -> bool:
+            out = self.run(["nmcli", "-t", "-f", "RUNNING", "general"], check=False, timeout=10)
+            return out.returncode == 0 and out.stdout.strip() == "running"
+
+        if not _wait_until(running, timeout, interval=0.1):
+            try:
+                with open(log, errors="replace") as fh:
+                    tail = fh.read()[-3000:]
+            except OSError:
+                tail = ""
+            raise LabError(f"host {self.name}: NetworkManager did not start\n{tail}")
+
+    def nm_adopt(self, ifname: str, timeout: float = 30) -> None:
+        """Give `ifname` a NetworkManager profile holding its current IPv4 addresses and default route,
+        as an installer leaves a RHEL host ("System IFNAME"), and activate it."""
+        _check_ifname(ifname)
+        addrs = [a for a in self.addresses(ifname) if ":" not in a]
+        route = self.run(["ip", "-4", "route", "show", "default", "dev", ifname], check=False).stdout.split()
+        argv = ["nmcli", "connection", "add", "type", "ethernet", "ifname", ifname, "con-name", f"System {ifname}",
+                "ipv6.method", "ignore"]
+        if addrs:
+            argv += ["ipv4.method", "manual", "ipv4.addresses", ",".join(addrs)]
+            if "via" in route:
+                argv += ["ipv4.gateway", route[route.index("via") + 1]]
+        else:
+            argv += ["ipv4.method", "disabled"]
+        self.run(argv, timeout=timeout)
+        self.run(["nmcli", "-w", str(int(timeout)), "connection", "up", "id", f"System {ifname}"], timeout=timeout + 5)
+
     def libvirtd_log(self) -> str:
         try:
             with open(self.root_path("/var/log/libvirt/libvirtd.log"), errors="replace") as fh:
@@ -774,6 +825,19 @@ auth_unix_ro = "none"
 auth_unix_rw = "none"
 unix_sock_group = "root"
 log_outputs = "3:file:/var/log/libvirt/libvirtd.log"
+"""
+
+# A lab host's NetworkManager: keyfiles only, no automatic profiles, resolv.conf left alone (the lab
+# compares /etc before and after a run; DNS goes into the connection profiles all the same).
+_NM_CONF = """\
+[main]
+plugins=keyfile
+no-auto-default=*
+dns=none
+rc-manager=unmanaged
+
+[logging]
+level=INFO
 """
 
 _UDHCPC_SCRIPT = r"""#!/bin/sh

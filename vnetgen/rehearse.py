@@ -331,6 +331,9 @@ class Rehearsal:
             self._wire_host(lab, plan, hosts, port_bridge, cables, cabled)
         self._uplinks(lab, hosts)
         for plan in self.plans:
+            if "NetworkManager" in plan.target.lab_services:
+                self._networkmanager(hosts[plan.name])
+        for plan in self.plans:
             for np_ in plan.networks.values():
                 # Routed networks need upstream to know them (the seed: "put static routes").
                 if np_.mode.forward in ("route", "open") and np_.net.ip is not None and np_.net.state == "active":
@@ -339,6 +342,14 @@ class Rehearsal:
                     self.wiring.lines.append(f"upstream route {np_.net.ip.network} via {plan.name} ({via}), "
                                              f"as routed mode requires")
         return hosts
+
+    def _networkmanager(self, host: labmod.LabHost) -> None:
+        """NetworkManager runs the host, each wired NIC with a profile of its own, as on an installed host."""
+        host.start_networkmanager()
+        for ifname in host.interfaces():
+            if ifname != "lo":
+                host.nm_adopt(ifname)
+        self.wiring.lines.append(f"{host.name}: NetworkManager runs; each NIC has its own profile (System NIC)")
 
     def _hwaddr(self, plan: Any, nic: str) -> Optional[str]:
         found = plan.host.nics.get(nic)

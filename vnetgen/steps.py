@@ -50,6 +50,7 @@ def _preflight(plan: Any) -> Step:
         actions.append(require(cmd("require_nics", *nics)))
     if plan.host.vms:
         actions.append(require(cmd("require_vm_tools", "virt-install")))
+    actions += plan.target.preflight(plan)
     return Step((PREFLIGHT, 0), "preflight",
                 "stop before changing anything if this is not the host, the tools are missing, "
                 "libvirtd is down, a NIC is absent or the bundle was altered", tuple(actions))
