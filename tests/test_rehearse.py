@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 import labkit as kit
+from conftest import require_tool
 from vnetgen import lab as labmod
 from vnetgen import rehearse as rehearsal
 from vnetgen.cli import app
@@ -82,6 +83,34 @@ def test_rehearse_two_hosts_end_to_end(lab_ready):
     # Nothing of it on this machine: the same interfaces before and after.
     after = subprocess.run(["ip", "-o", "link"], capture_output=True, text=True, check=True).stdout
     assert [line.split(":")[1] for line in after.splitlines()] == [line.split(":")[1] for line in before.splitlines()]
+
+
+def _pids(name: str) -> set:
+    done = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
+    return set(done.stdout.split())
+
+
+@pytest.mark.lab
+def test_rehearse_el9_under_a_real_networkmanager(lab_ready):
+    """target el9 on a host that NetworkManager runs, its NIC in a profile of its own: the runbook moves
+    the address with one activation, a second run changes nothing, the audit is in sync, rollback.sh
+    gives the NIC its old profile back (addresses, routes, /etc as before); nothing outlives the lab."""
+    require_tool("NetworkManager", "nmcli", "dbus-daemon")
+    before = _pids("NetworkManager")
+    code, out = _invoke("rehearse", str(kit.profile_path("bridged-el9")))
+    assert code == 0, out
+    assert "caldera02: NetworkManager runs; each NIC has its own profile (System NIC)" in out
+    assert "ok: nm_running" in out  # preflight: a host whose NetworkManager is down is refused
+    assert "+ nmcli connection up id vnetgen-mybridge0-port-enp0s25" in out
+    # one activation did it all: the re-activation of the bridge was not needed
+    assert "+ nmcli connection up id vnetgen-mybridge0\n" not in out
+    assert "ok   LAN router → host caldera02 10.10.10.98 (now on mybridge0): reached" in out
+    assert "ok   caldera02/VM3 → internet host 203.0.113.10: reached" in out
+    assert "ok   caldera02: nothing to change" in out
+    assert "ok   caldera02: capture.sh + vnetgen audit --captures" in out
+    assert "ok   caldera02: rollback.sh restored the state before the runbook" in out
+    assert "verdict: PASSED" in out
+    assert _pids("NetworkManager") <= before  # the lab's NetworkManager died with it
 
 
 @pytest.mark.lab
