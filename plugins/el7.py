@@ -20,6 +20,12 @@ class El7(IpRoute2Target):
     versions = "RHEL/CentOS 7 (initscripts network-scripts)"
     persists = f"ifcfg files in {IFCFG_DIR}"
     ip_required = False   # RHEL 7's iproute2 may predate `ip -j`: brctl show is what it surely has
+    port_resolvers = r"""
+port_resolvers() {  # port_resolvers DEV: DNS1..DNS3 of DEV's ifcfg file (initscripts writes them to resolv.conf)
+  local file="/etc/sysconfig/network-scripts/ifcfg-$1"
+  if [ -f "$file" ]; then sed -n "s/^DNS[0-9]=[\"']\{0,1\}\([0-9.]*\).*/\1/p" "$file"; fi
+}
+"""
 
     def add_bridge(self, bridge: str) -> str:
         return cmd("brctl", "addbr", bridge)

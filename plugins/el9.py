@@ -14,7 +14,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 
 from vnetgen.api import HOST_BRIDGES, Action, Artifact, Step, cmd, hookimpl, install_file, restore_file, under_root
 
-from .iproute2 import HELPERS, IpRoute2Target
+from .iproute2 import IpRoute2Target
 
 KEYFILE_DIR = "/etc/NetworkManager/system-connections"
 PREFIX = "vnetgen-"   # every connection id (and keyfile name) vnetgen owns starts with it
@@ -215,8 +215,14 @@ class El9(IpRoute2Target):
     delay_without_stp = False   # NetworkManager sets bridge.forward-delay only with STP on
     lab_services = ("NetworkManager",)
 
+    port_resolvers = r"""
+port_resolvers() {  # port_resolvers DEV: the DNS servers of the connection NetworkManager runs on DEV
+  nmcli -g IP4.DNS device show "$1" 2>/dev/null | tr '|' '\n' | tr -d ' ' | grep -v '^$' || true
+}
+"""
+
     def shell_helpers(self) -> str:
-        return HELPERS + NM_HELPERS
+        return super().shell_helpers() + NM_HELPERS
 
     def bridge_fix(self, bridge: str) -> Optional[str]:
         # A change made with ip under NetworkManager lasts until its next activation: activate instead.

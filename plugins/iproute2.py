@@ -46,6 +46,10 @@ routes_overlapping() {  # routes_overlapping PREFIX: "PREFIX DEV" of routes insi
     dev = ""; for (i = 1; i < NF; i++) if ($i == "dev") dev = $(i + 1); print $1, dev }' | sort -u
 }
 
+dev_addresses() {  # dev_addresses DEV: its global IPv4 addresses, ADDR/PREFIX one per line
+  ip -4 -o addr show dev "$1" scope global 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "inet") print $(i + 1) }'
+}
+
 save_routes() {  # save_routes FILE: the IPv4 default routes, one `ip route` line each
   ip -4 route show default > "$1"
 }
@@ -61,8 +65,19 @@ restore_routes() {  # restore_routes FILE: the default routes saved by save_rout
 """
 
 
+# port_resolvers DEV prints the resolvers the host has from DEV's own configuration, one per line;
+# the preflight refuses to make DEV a bridge port that would lose them. Each target knows where they are.
+NO_PORT_RESOLVERS = r"""
+port_resolvers() {  # port_resolvers DEV: resolvers from DEV's own configuration (none this target knows of)
+  :
+}
+"""
+
+
 class IpRoute2Target(Target):
     """A target whose host changes bridges, addresses and routes with iproute2."""
+
+    port_resolvers = NO_PORT_RESOLVERS
 
     def add_bridge(self, bridge: str) -> str:
         return cmd("ip", "link", "add", bridge, "type", "bridge")
@@ -96,7 +111,7 @@ class IpRoute2Target(Target):
         return cmd("ip", "route", "replace", "default", "via", gateway, "dev", dev)
 
     def shell_helpers(self) -> str:
-        return HELPERS
+        return HELPERS + self.port_resolvers
 
     # --- observation --------------------------------------------------------------------------
 

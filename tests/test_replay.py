@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
+import os
 
 import pytest
 
@@ -113,6 +114,49 @@ def test_bridged(lab, tmp_path):
     assert sorted(kit.bridge_ports(host, "mybridge0")) == ["enp0s25", "vnet0"]
 
     kit.finish([host], bundle, profile, {"caldera02": before}, tmp_path)
+
+
+def test_bridged_el9_under_networkmanager(lab, tmp_path):
+    """The bridged scenario on an el9 host: NetworkManager runs it, enp0s25 in its own profile."""
+    from conftest import require_tool
+
+    require_tool("NetworkManager", "nmcli", "dbus-daemon")
+    profile, bundle = _setup(tmp_path, "bridged-el9")
+    host = _host(lab, "caldera02")
+    lan = _uplink(lab, host, dhcp=True)
+    router = lab.router()
+    host.start_networkmanager()
+    host.nm_adopt("enp0s25")
+    assert _nm_connection(host, "enp0s25") == "System enp0s25"
+    before = kit.host_state(host)
+
+    out = kit.apply(host, bundle)
+
+    assert "+ nmcli connection up id vnetgen-mybridge0-port-enp0s25" in out
+    assert _nm_connection(host, "mybridge0") == "vnetgen-mybridge0"
+    assert _nm_connection(host, "enp0s25") == "vnetgen-mybridge0-port-enp0s25"
+    assert host.addresses("mybridge0") == ["10.10.10.98/24"] and host.addresses("enp0s25") == []
+    assert kit.bridge_ports(host, "mybridge0") == ["enp0s25"]
+    assert "default via 10.10.10.1 dev mybridge0" in host.run(["ip", "route"]).stdout
+    assert router.ping("10.10.10.98")
+    keyfile = host.root_path("/etc/NetworkManager/system-connections/vnetgen-mybridge0.nmconnection")
+    assert os.stat(keyfile).st_mode & 0o777 == 0o600
+    assert "stp=false" in open(keyfile).read()
+    assert host.run(["cat", "/sys/class/net/mybridge0/bridge/stp_state"]).stdout.strip() == "0"
+    vm3 = lab.vm(host, "VM3", "mybridge0", mac="52:54:00:33:cc:01")
+    lease = vm3.dhcp()
+    assert kit.in_range(lease.ip, *lan.dhcp_range) and lease.router == "10.10.10.1"
+    assert vm3.ping(INTERNET, count=2)
+
+    kit.finish([host], bundle, profile, {"caldera02": before}, tmp_path)
+    # rollback.sh gave the NIC its own profile back, with the address and the default route
+    assert _nm_connection(host, "enp0s25") == "System enp0s25"
+    assert host.addresses("enp0s25") == ["10.10.10.98/24"]
+    assert "mybridge0" not in host.interfaces()
+
+
+def _nm_connection(host, device):
+    return host.run(["nmcli", "-g", "GENERAL.CONNECTION", "device", "show", device]).stdout.strip()
 
 
 def test_nat_and_bridged_side_by_side(lab, tmp_path):
@@ -237,5 +281,5 @@ def test_two_hosts(lab, tmp_path):
 
 def test_every_shipped_profile_is_replayed():
     """A new profile in profiles/ needs its replay in this file."""
-    replayed = {"nat-default", "bridged", "nat-and-bridged", "routed", "isolated", "two-hosts"}
+    replayed = {"nat-default", "bridged", "nat-and-bridged", "routed", "isolated", "two-hosts", "bridged-el9"}
     assert {p.stem for p in kit.PROFILE_DIR.glob("*.yaml")} == replayed

@@ -835,6 +835,8 @@ plugins=keyfile
 no-auto-default=*
 dns=none
 rc-manager=unmanaged
+# NetworkManager would set the hostname from /etc/hostname, this machine's: the lab host keeps its own.
+hostname-mode=none
 
 [logging]
 level=INFO

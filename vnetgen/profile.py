@@ -110,7 +110,13 @@ def _bridge(name: str, mark: Tuple[int, int], raw: LMap) -> m.Bridge:
                       **_fields(raw, {"ip": "ip", "gateway": "gateway", "stp": "stp", "delay": "delay",
                                       "external": "external"}))
     bridge.ports = list(raw.get("ports") or [])
-    bridge.dns = list(raw.get("dns") or [])
+    if bridge.gateway == "none":
+        bridge.gateway, bridge.no_gateway = None, True
+    dns = raw.get("dns")
+    if dns == "none":
+        bridge.dns, bridge.no_dns = [], True
+    else:
+        bridge.dns = list(dns or [])
     _item_marks(bridge, raw, "ports")
     return bridge
 

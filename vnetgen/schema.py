@@ -57,8 +57,10 @@ NIC = _obj({"hwaddr": MAC, "uuid": UUID, "ip": IPV4_IFACE}, description="a physi
 BRIDGE = _obj({
     "ports": {"type": "array", "items": IFNAME, "description": "NICs enslaved to the bridge"},
     "ip": IPV4_IFACE,
-    "gateway": IPV4,
-    "dns": {"type": "array", "items": IPV4, "maxItems": 3},
+    # "none": the profile accepts that the host's default route (or resolvers) via the ports goes
+    "gateway": {"oneOf": [IPV4, {"type": "string", "enum": ["none"], "description": "none"}]},
+    "dns": {"oneOf": [{"type": "array", "items": IPV4, "maxItems": 3},
+                      {"type": "string", "enum": ["none"], "description": "none"}]},
     "stp": BOOL,
     "delay": DELAY,
     "external": {"type": "boolean",

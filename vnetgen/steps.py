@@ -41,19 +41,57 @@ def require(check: str) -> Action:
 
 
 def _preflight(plan: Any) -> Step:
-    tools = ["virsh", "sha256sum", "sysctl", *plan.target.tools]
+    tools = ["virsh", "sha256sum", "sysctl", "flock", "setsid", *plan.target.tools]
     nics = sorted({p for b in plan.host.bridges.values() for p in b.ports} |
                   {p for n in plan.host.networks.values() for p in n.ports} | set(plan.host.nics))
-    actions = [require("require_root"), require(cmd("require_tools", *sorted(set(tools)))),
+    actions = [require(cmd("require_host", plan.host.name)), require("require_root"),
+               require(cmd("require_tools", *sorted(set(tools)))),
                require("require_libvirtd"), require(cmd("require_checksums", plan.host.name))]
     if nics:
         actions.append(require(cmd("require_nics", *nics)))
     if plan.host.vms:
         actions.append(require(cmd("require_vm_tools", "virt-install")))
     actions += plan.target.preflight(plan)
+    actions += _keeps_host_config(plan)
+    actions += _no_clashes(plan)
     return Step((PREFLIGHT, 0), "preflight",
                 "stop before changing anything if this is not the host, the tools are missing, "
-                "libvirtd is down, a NIC is absent or the bundle was altered", tuple(actions))
+                "libvirtd is down, a NIC is absent, the bundle was altered, a port would take the host's "
+                "address, default route or resolvers with it, or a name, UUID or subnet is taken", tuple(actions))
+
+
+def _keeps_host_config(plan: Any) -> List[Action]:
+    """A NIC that joins a bridge gives up its own addresses, default route and resolvers: refuse before
+    any change unless the profile moves each of them to the bridge, or says `none` to give it up."""
+    actions: List[Action] = []
+    for bridge in plan.host.bridges.values():
+        if bridge.external or not bridge.ports:
+            continue
+        cidr = bridge.ip.with_prefixlen if bridge.ip is not None else "-"
+        actions.append(require(cmd("keeps_addresses", bridge.name, cidr, *bridge.ports)))
+        if bridge.gateway is None and not bridge.no_gateway:
+            actions.append(require(cmd("keeps_default_route", bridge.name, *bridge.ports)))
+        if not bridge.dns and not bridge.no_dns:
+            actions.append(require(cmd("keeps_resolvers", bridge.name, *bridge.ports)))
+    return actions
+
+
+def _no_clashes(plan: Any) -> List[Action]:
+    """What the runbook will create must be free on the host: libvirt refuses a bridge name, UUID or
+    subnet in use only when it is too late (half the networks applied, sysctl already changed)."""
+    actions: List[Action] = []
+    for bridge in plan.host.bridges.values():
+        if not bridge.external:
+            actions.append(require(cmd("host_bridge_free", bridge.name)))
+    for net in plan.networks.values():
+        if net.net.state == "absent":
+            continue
+        actions.append(require(cmd("uuid_free", net.uuid, net.name)))
+        if net.bridge and net.mode.libvirt_bridge:
+            actions.append(require(cmd("bridge_name_free", net.bridge, net.name)))
+            if net.net.ip is not None and net.net.state == "active":
+                actions.append(require(cmd("subnet_free", str(net.net.ip.network), net.bridge)))
+    return actions
 
 
 def _sysctl(plan: Any) -> Step:
