@@ -346,3 +346,12 @@ def test_virt_install_accepts_the_generic_os(tmp_path):
     result = subprocess.run(argv[:1] + ["--connect", "test:///default"] + argv[1:] + ["--dry-run"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("name", ["a:b", "#br", "br 0", "'br'", "br\"0", "{br}", "[br]", "br,0", "*br", "&br",
+                                  "!br", "|br", ">br", "%br", "@br", "`br`", "-br"])
+def test_names_with_yaml_syntax_are_refused_before_any_yaml_is_written(write_profile, load_report, name):
+    text = "vnetgen: 1\ntarget: ubuntu\nbridges:\n  " + yaml.safe_dump(name).splitlines()[0] + ": {}\n"
+    report = load_report(write_profile(text))
+    assert [d.message for d in report.errors] == [
+        f"bridges: invalid name '{name}': must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{{0,14}}$"], text
