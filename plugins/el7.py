@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vnetgen.api import (HOST_BRIDGES, Action, Artifact, BrctlShow, CaptureFile, CaptureReader, HostNetworking,
-                         Step, cmd, hookimpl, install_file, q, restore_file)
+from vnetgen.api import (HOST_BRIDGES, Artifact, BrctlShow, CaptureFile, CaptureReader, HostNetworking, Step, cmd,
+                         hookimpl, install_file, q, restore_file)
 
 from .iproute2 import IpRoute2Target, observe_iproute2, observe_iproute2_v1
 
@@ -67,7 +67,7 @@ port_resolvers() {  # port_resolvers DEV: DNS1..DNS3 of DEV's ifcfg file (initsc
         return [Artifact(f"ifcfg/ifcfg-{name}", text) for name, text in ifcfg_files(plan).items()]
 
     def host_steps(self, plan) -> List[Step]:
-        steps = [self._bridge_step(plan, b, rank) for rank, b in enumerate(plan.host.bridges.values())
+        steps = [self.bridge_step(plan, b, rank) for rank, b in enumerate(plan.host.bridges.values())
                  if not b.external]
         files = ifcfg_files(plan)
         if files:
@@ -77,49 +77,6 @@ port_resolvers() {  # port_resolvers DEV: DNS1..DNS3 of DEV's ifcfg file (initsc
                               tuple(install_file(f"ifcfg/ifcfg-{name}", dest) for name, dest in zip(files, dests)),
                               tuple(restore_file(dest) for dest in dests)))
         return steps
-
-    def _bridge_step(self, plan, bridge, rank: int) -> Step:
-        name = bridge.name
-        checks = {(c.kind, c.object, str(c.expected)): c for c in plan.checks}
-
-        def fixed(kind: str, obj: str, expected: object, record: str = "") -> Action:
-            """The live change of a host bridge is the fix of its audit check, guarded by its test."""
-            check = checks[(kind, obj, str(expected))]
-            return Action(commands=(check.fix,), check=check.test, done=check.holds(), record=record)
-
-        obj = f"bridge/{name}"
-        actions = [fixed("bridge-missing", obj, name, record=f"bridge-{name}"), fixed("stp", obj, bridge.stp),
-                   fixed("delay", obj, plan.bridge_delay[name]),
-                   Action(commands=(self.link_up(name),), check=cmd("link_is_up", name), done=f"{name} is up")]
-        actions += [fixed("port-missing", obj, port) for port in bridge.ports]
-        undo: List[Action] = []
-        created = cmd("created", f"bridge-{name}")
-        if bridge.ip is not None:
-            addr = bridge.ip.with_prefixlen
-            actions += [fixed("bridge-address", f"nic/{port}", addr) for port in bridge.ports]
-            actions.append(fixed("bridge-address", obj, addr))
-            if bridge.gateway is not None:
-                actions.append(fixed("default-route", "host", f"via {bridge.gateway} dev {name}"))
-            if bridge.ports:
-                # Each part of the move is undone on its own: a run that stopped between taking the
-                # address off the port and putting it on the bridge must still get it back on the port.
-                port = bridge.ports[0]
-                undo.append(Action(commands=(self.delete_address(name, addr),),
-                                   check=f"! {created} || ! " + cmd("has_address", name, addr)))
-                undo.append(Action(commands=(self.add_address(port, addr),),
-                                   check=f"! {created} || " + cmd("has_address", port, addr)))
-                if bridge.gateway is not None:
-                    undo.append(Action(commands=(self.replace_default_route(str(bridge.gateway), port),),
-                                       check=f"! {created} || " + cmd("has_default_route", bridge.gateway, port)))
-        for port in bridge.ports:
-            undo.append(Action(commands=(self.remove_port(name, port),),
-                               check=f"! {created} || [ ! -e /sys/class/net/{name}/brif/{port} ]"))
-        undo.append(Action(commands=(*self.delete_bridge(name), cmd("forget", f"bridge-{name}")), check=f"! {created}"))
-        why = (f"guests of bridge-mode networks join {name} and, through "
-               f"{', '.join(bridge.ports) or 'its ports'}, the host's LAN")
-        if bridge.ip is not None and bridge.ports:
-            why += f"; the host's address {bridge.ip} moves from {bridge.ports[0]} to the bridge in this one step"
-        return Step((HOST_BRIDGES, rank, name), f"host bridge {name}", why, tuple(actions), tuple(undo))
 
     def vm_install(self, vm) -> Optional[List[str]]:
         argv: List[str] = ["virt-install", "--name", vm.name, "--ram", str(vm.memory), "--vcpu", str(vm.vcpus)]

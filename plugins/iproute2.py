@@ -3,10 +3,11 @@ routes live, bash helpers the runbook's checks call, and the iproute2 JSON captu
 reading. A library for the target plugins (el7, el9, ubuntu), not a plugin itself."""
 from __future__ import annotations
 
-from typing import Dict, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
-from vnetgen.api import (BridgeInfo, BridgePort, BridgePorts, CaptureFile, CaptureReader, HostNetworking, IpAddrs,
-                         IpLinkBridges, IpLinks, IpRoutes, LinkInfo, Target, bridges_from_iproute, cmd, combine)
+from vnetgen.api import (HOST_BRIDGES, Action, BridgeInfo, BridgePort, BridgePorts, CaptureFile, CaptureReader,
+                         HostNetworking, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, LinkInfo, Step, Target,
+                         bridges_from_iproute, cmd, combine)
 
 IP_LINK = "ip-link.json"
 BRIDGE_LINK = "bridge-link.json"
@@ -112,6 +113,54 @@ class IpRoute2Target(Target):
 
     def shell_helpers(self) -> str:
         return HELPERS + self.port_resolvers
+
+    # --- runbook steps --------------------------------------------------------------------------
+
+    def bridge_step(self, plan, bridge, rank: int) -> Step:
+        """The runbook step that makes host bridge `bridge` live: each action is the fix of its audit
+        check, guarded by the check's test; the undo gives the address (and default route) back to the
+        first port before the bridge is deleted. Shared by every target that changes bridges live."""
+        name = bridge.name
+        checks = {(c.kind, c.object, str(c.expected)): c for c in plan.checks}
+
+        def fixed(kind: str, obj: str, expected: object, record: str = "") -> Action:
+            """The live change of a host bridge is the fix of its audit check, guarded by its test."""
+            check = checks[(kind, obj, str(expected))]
+            return Action(commands=(check.fix,), check=check.test, done=check.holds(), record=record)
+
+        obj = f"bridge/{name}"
+        actions = [fixed("bridge-missing", obj, name, record=f"bridge-{name}"), fixed("stp", obj, bridge.stp),
+                   fixed("delay", obj, plan.bridge_delay[name]),
+                   Action(commands=(self.link_up(name),), check=cmd("link_is_up", name), done=f"{name} is up")]
+        actions += [fixed("port-missing", obj, port) for port in bridge.ports]
+        undo: List[Action] = []
+        created = cmd("created", f"bridge-{name}")
+        if bridge.ip is not None:
+            addr = bridge.ip.with_prefixlen
+            actions += [fixed("bridge-address", f"nic/{port}", addr) for port in bridge.ports]
+            actions.append(fixed("bridge-address", obj, addr))
+            if bridge.gateway is not None:
+                actions.append(fixed("default-route", "host", f"via {bridge.gateway} dev {name}"))
+            if bridge.ports:
+                # Each part of the move is undone on its own: a run that stopped between taking the
+                # address off the port and putting it on the bridge must still get it back on the port.
+                port = bridge.ports[0]
+                undo.append(Action(commands=(self.delete_address(name, addr),),
+                                   check=f"! {created} || ! " + cmd("has_address", name, addr)))
+                undo.append(Action(commands=(self.add_address(port, addr),),
+                                   check=f"! {created} || " + cmd("has_address", port, addr)))
+                if bridge.gateway is not None:
+                    undo.append(Action(commands=(self.replace_default_route(str(bridge.gateway), port),),
+                                       check=f"! {created} || " + cmd("has_default_route", bridge.gateway, port)))
+        for port in bridge.ports:
+            undo.append(Action(commands=(self.remove_port(name, port),),
+                               check=f"! {created} || [ ! -e /sys/class/net/{name}/brif/{port} ]"))
+        undo.append(Action(commands=(*self.delete_bridge(name), cmd("forget", f"bridge-{name}")), check=f"! {created}"))
+        why = (f"guests of bridge-mode networks join {name} and, through "
+               f"{', '.join(bridge.ports) or 'its ports'}, the host's LAN")
+        if bridge.ip is not None and bridge.ports:
+            why += f"; the host's address {bridge.ip} moves from {bridge.ports[0]} to the bridge in this one step"
+        return Step((HOST_BRIDGES, rank, name), f"host bridge {name}", why, tuple(actions), tuple(undo))
 
     # --- observation --------------------------------------------------------------------------
 

@@ -89,10 +89,20 @@ def fixes(report, host="caldera02"):
 
 # --- recorded captures ---------------------------------------------------------------
 
+# A shipped profile of a recorded scenario for another target reads that scenario's captures.
+SCENARIO = {"bridged-ubuntu": "bridged"}
+
+
 @pytest.mark.parametrize("kind", ["insync", "iproute"])
 @pytest.mark.parametrize("path", PROFILES, ids=[p.stem for p in PROFILES])
 def test_shipped_profiles_in_sync(path, kind):
-    report = audit(path.stem, FIXTURES / kind / path.stem)
+    directory = FIXTURES / kind / SCENARIO.get(path.stem, path.stem)
+    if kind == "insync" and "target: ubuntu" in path.read_text():
+        # The insync captures hold `brctl show` only; an ubuntu host is observed with iproute2 JSON.
+        with pytest.raises(AuditError, match="ip-link.json"):
+            audit(path.stem, directory)
+        return
+    report = audit(path.stem, directory)
     assert report["in_sync"], report
     assert all(not h["drift"] for h in report["hosts"].values())
     assert set(report["hosts"]) == set(profile(path.stem).hosts)

@@ -13,16 +13,41 @@ from conftest import PROFILES, require_tool
 pytestmark = pytest.mark.realtool
 
 
+# Every shipped profile is also built for these targets (its `target: el7` replaced), as "STEM@TARGET".
+OTHER_TARGETS = ("ubuntu",)
+
+
+def retargeted(directory, target):
+    """The shipped profiles that name target el7, rewritten for `target` under `directory`."""
+    out = []
+    for path in PROFILES:
+        text = path.read_text()
+        if "target: el7" in text:
+            copy = directory / f"{path.stem}@{target}.yaml"
+            copy.write_text(text.replace("target: el7", f"target: {target}"))
+            out.append(copy)
+    return out
+
+
 @pytest.fixture(scope="module")
-def bundles(pm_module):
+def bundles(pm_module, tmp_path_factory):
     from vnetgen.bundle import build
     from vnetgen.profile import load_valid
 
+    paths = list(PROFILES)
+    for target in OTHER_TARGETS:
+        paths += retargeted(tmp_path_factory.mktemp(target), target)
     out = {}
-    for path in PROFILES:
+    for path in paths:
         profile, _ = load_valid(str(path), pm_module)
         out[path.stem] = build(profile, pm_module, path.name)
     return out
+
+
+def test_every_profile_is_built_for_every_target(bundles):
+    for target in OTHER_TARGETS:
+        assert sum(name.endswith(f"@{target}") for name in bundles) == sum("target: el7" in p.read_text()
+                                                                            for p in PROFILES) > 0
 
 
 @pytest.fixture(scope="module")
