@@ -141,7 +141,7 @@ def test_runbook_checks_netplan_before_any_change_and_never_applies(build_bundle
     assert ('must netplan_check "$HERE/netplan/90-vnetgen.yaml" "$ROOT/etc/netplan/90-vnetgen.yaml" enp0s25'
             in runbook)
     assert 'run install_file "$HERE/netplan/90-vnetgen.yaml" "$ROOT/etc/netplan/90-vnetgen.yaml" 0600' in runbook
-    assert "must require_tools ip netplan " in runbook
+    assert "must require_tools flock ip netplan setsid " in runbook
     for line in runbook.splitlines():
         assert not re.match(r"\s*run netplan (apply|try)", line)
         assert not re.search(r"(^|run |\|\| |&& |; )brctl ", line.strip()), line   # ubuntu has no brctl
