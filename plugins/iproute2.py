@@ -51,17 +51,26 @@ dev_addresses() {  # dev_addresses DEV: its global IPv4 addresses, ADDR/PREFIX o
   ip -4 -o addr show dev "$1" scope global 2>/dev/null | awk '{ for (i = 1; i < NF; i++) if ($i == "inet") print $(i + 1) }'
 }
 
-save_routes() {  # save_routes FILE: the IPv4 default routes, one `ip route` line each
-  ip -4 route show default > "$1"
+remember_routes() {  # remember_routes BRIDGE: the IPv4 default routes before BRIDGE takes its ports (once)
+  local file="$STATE/routes/$1"
+  if [ -e "$file" ]; then return 0; fi
+  mkdir -p "$STATE/routes"
+  ip -4 route show default > "$file.part"
+  mv "$file.part" "$file"
 }
 
-restore_routes() {  # restore_routes FILE: the default routes saved by save_routes, where they are missing
-  local line
+routes_remembered() { [ -e "$STATE/routes/$1" ]; }  # routes_remembered BRIDGE
+
+restore_routes() {  # restore_routes BRIDGE: the default routes remember_routes kept, back as they were
+  local line file="$STATE/routes/$1"
   while IFS= read -r line; do
+    line=${line// linkdown/}
+    line=${line// dead/}
     [ -n "$line" ] || continue
     # shellcheck disable=SC2086 # the line is `ip route` output: its words are ip's arguments
     ip route replace $line
-  done < "$1"
+  done < "$file"
+  rm -f "$file"
 }
 """
 
@@ -132,7 +141,14 @@ class IpRoute2Target(Target):
         actions = [fixed("bridge-missing", obj, name, record=f"bridge-{name}"), fixed("stp", obj, bridge.stp),
                    fixed("delay", obj, plan.bridge_delay[name]),
                    Action(commands=(self.link_up(name),), check=cmd("link_is_up", name), done=f"{name} is up")]
-        actions += [fixed("port-missing", obj, port) for port in bridge.ports]
+        ports = [fixed("port-missing", obj, port) for port in bridge.ports]
+        if ports:
+            # The default routes as they are before a port leaves the host's own routing: rollback.sh
+            # restores them, whatever the profile says of the gateway.
+            first = ports[0]
+            ports[0] = Action(commands=(cmd("remember_routes", name), *first.commands), check=first.check,
+                              done=first.done, record=first.record)
+        actions += ports
         undo: List[Action] = []
         created = cmd("created", f"bridge-{name}")
         if bridge.ip is not None:
@@ -152,6 +168,8 @@ class IpRoute2Target(Target):
                 if bridge.gateway is not None:
                     undo.append(Action(commands=(self.replace_default_route(str(bridge.gateway), port),),
                                        check=f"! {created} || " + cmd("has_default_route", bridge.gateway, port)))
+        if bridge.ports:
+            undo.append(Action(commands=(cmd("restore_routes", name),), check="! " + cmd("routes_remembered", name)))
         for port in bridge.ports:
             undo.append(Action(commands=(self.remove_port(name, port),),
                                check=f"! {created} || [ ! -e /sys/class/net/{name}/brif/{port} ]"))

@@ -258,7 +258,7 @@ def _wait_for_log(host, pattern: str, timeout: float = 120) -> str:
     deadline = time.monotonic() + timeout
     text = ""
     while time.monotonic() < deadline:
-        logs = sorted(Path(state).glob("runbook.sh-*.log"), key=lambda p: p.stat().st_mtime)
+        logs = sorted(Path(state).glob("runbook.sh-*.log"), key=lambda p: p.stat().st_mtime_ns)
         text = logs[-1].read_text(errors="replace") if logs else ""
         if re.search(pattern, text) and _lock_free(host):
             return text

@@ -260,10 +260,11 @@ class Target:
         return None
 
     def shell_helpers(self) -> str:
-        """Bash functions the runbook's checks call: link_is_up DEV, has_address DEV CIDR,
-        has_default_route GATEWAY DEV, default_routes (prints "GATEWAY DEV" lines),
-        dev_has_default_route DEV, interface_exists DEV, route_for SUBNET (prints the dev
-        routing it, if any), save_routes FILE and restore_routes FILE."""
+        """Bash functions the runbook's checks and preflight call, defined by every target:
+        link_is_up DEV, has_address DEV CIDR, has_default_route GATEWAY DEV, default_routes (prints
+        "GATEWAY DEV" lines), routes_overlapping PREFIX (prints "PREFIX DEV" lines), dev_addresses DEV
+        (its global IPv4 CIDRs), port_resolvers DEV (resolvers DEV's own configuration gives the host),
+        and for bridges made live: remember_routes BRIDGE, routes_remembered BRIDGE, restore_routes BRIDGE."""
         raise NotImplementedError
 
     def preflight(self, plan: "HostPlan") -> List[Action]:
