@@ -311,3 +311,41 @@ def test_a_second_run_is_refused_while_one_waits_then_confirm_keeps_it(sshd, tmp
     assert confirmed.returncode == 0 and "confirmed" in confirmed.stdout
     log = _wait_for_log(host, r"change\(s\) applied to host caldera02; every check holds")
     assert "confirmed: the change stays" in log
+
+
+# --- 5. the host's own files ----------------------------------------------------------------------
+
+OWN_HOOK = """#!/bin/sh
+# the administrator's own libvirt network hook
+echo "$@" >> /run/own-hook.calls
+cat > "/run/own-hook.stdin-$1-$2"
+"""
+
+
+def test_an_existing_network_hook_keeps_working_chained_after_ours(lab, tmp_path, write_profile):
+    host = _host(lab)
+    _lan(lab, host)
+    trunk = lab.lan("trunk", "198.51.100.0/24", dhcp=False)
+    lab.nic(host, "ens9", trunk)
+    hook = host.root_path("/etc/libvirt/hooks/network")
+    os.makedirs(os.path.dirname(hook), exist_ok=True)
+    Path(hook).write_text(OWN_HOOK)
+    os.chmod(hook, 0o755)
+    host.restart_libvirtd()
+    profile = Path(write_profile(LAB_NETWORK.format(ip="192.168.100.1/24", extra="    ports: [ens9]\n")))
+    bundle = kit.build(profile, tmp_path / "bundle")
+    before = kit.host_state(host)
+
+    out = kit.apply(host, bundle)
+
+    assert "+ chain_hook /etc/libvirt/hooks/network" in out
+    assert Path(hook + ".before-vnetgen").read_text() == OWN_HOOK
+    host.restart_libvirtd()  # libvirtd reads hooks when it starts
+    host.virsh("net-destroy", "lab")
+    host.virsh("net-start", "lab")
+    assert "ens9" in kit.bridge_ports(host, "virbr1")  # our part: the trunk NIC is back in the bridge
+    calls = Path(host.root_path("/run/own-hook.calls")).read_text()
+    assert "lab started begin -" in calls  # theirs still runs, with libvirt's arguments
+    assert "<name>lab</name>" in Path(host.root_path("/run/own-hook.stdin-lab-started")).read_text()
+    kit.assert_rollback_restores(host, bundle, before)
+    assert Path(hook).read_text() == OWN_HOOK and not os.path.exists(hook + ".before-vnetgen")

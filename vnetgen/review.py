@@ -78,6 +78,26 @@ def context(profile: Any, plans: List[Any], profile_file: str, against: Any = No
     if against is not None:
         changes = diff_links(against, profile) + diff_plans(previous or [], plans)
     return dict(profile_file=profile_file, profile_name=profile.name or "", plans=plans,
+                host_paths={plan.name: host_paths(plan) for plan in plans},
                 order=run_order(profile, plans), mermaid=mermaid(profile, plans),
                 warnings=profile.warnings, changes=changes,
                 against_file=one_line(os.path.basename(getattr(against, "path", ""))), impact_words=IMPACT_WORDS)
+
+
+def host_paths(plan: Any) -> Dict[str, List[str]]:
+    """What a host's runbook touches outside libvirt: the paths it installs or replaces, those it
+    removes, and what it may restart (from its steps, so REVIEW.md cannot disagree with the runbook)."""
+    installs: List[str] = []
+    removes: List[str] = []
+    restarts: List[str] = []
+    for step in plan.steps:
+        for action in step.actions:
+            installs += action.installs
+            removes += action.removes
+        restarts += step.restarts
+    running = [n.name for n in plan.networks.values() if n.net.state == "active"]
+    if running:
+        restarts.append("libvirt network " + ", ".join(running) + " when its definition changes in a way "
+                        "libvirt cannot apply live")
+    return {"installs": list(dict.fromkeys(installs)), "removes": list(dict.fromkeys(removes)),
+            "restarts": list(dict.fromkeys(restarts))}

@@ -7,7 +7,7 @@ from .api import (BACKUP, HOST_BRIDGES, NETWORKS, PORTS, PREFLIGHT, SYSCTL, VERI
                   install_file, restore_file)
 from .checks import definition_tokens, find
 from .diff import dhcp_leases, dhcp_range, live_dhcp_only
-from .shell import cmd, here
+from .shell import cmd, here, under_root
 
 HOOK_PATH = "/etc/libvirt/hooks/network"
 
@@ -212,8 +212,16 @@ def _ports(plan: Any) -> Iterable[Step]:
             undo.append(Action(commands=(plan.target.remove_port(np_.bridge, port),),
                                check=f"[ ! -e \"$STATE/created/port-{np_.bridge}-{port}\" ] || "
                                      f"[ ! -e /sys/class/net/{np_.bridge}/brif/{port} ]"))
+    # A hook of the host's own is not overwritten: it moves aside and ours runs it after our part.
+    chained = HOOK_PATH + ".before-vnetgen"
+    actions.append(Action(commands=(cmd("chain_hook", under_root(HOOK_PATH)),),
+                          check=cmd("hook_chained", under_root(HOOK_PATH)),
+                          done=f"{HOOK_PATH}: no other hook to keep, or it is kept as {chained}",
+                          record="hook-chained", installs=(chained,)))
     actions.append(install_file("hooks/network", HOOK_PATH, "0755"))
     undo.append(restore_file(HOOK_PATH))
+    undo.append(Action(commands=(cmd("rm", "-f", under_root(chained)), cmd("forget", "hook-chained")),
+                       check="! " + cmd("created", "hook-chained")))
     yield Step((PORTS, 0), "bridge ports and the network hook",
                "add the trunk NICs to libvirt's bridges now, and install a libvirt network hook that re-adds "
                "them whenever libvirt (re)starts the network (libvirtd reads a new hook file when it restarts)",
