@@ -311,6 +311,8 @@ def test_dry_run_changes_nothing(lab, tmp_path):
                    "would run: virsh net-start default", "would run: set_sysctl net.ipv4.ip_forward 1",
                    "would run: virt-install --name VM3"):
         assert change in out, out
+    # Quoted as bash needs it: pasted into a shell, the line runs what the runbook would run.
+    assert "--extra-args console=ttyS0\\,115200n8\\ serial" in out, out
     # Half applied (stopped as it reached the first network): still nothing, either way.
     network_step = next(n for n, t in steps.items() if t.startswith("network "))
     _assert_failed_at(_runbook(host, bundle, env=inject.at_step(network_step)), network_step)
