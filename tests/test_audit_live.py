@@ -31,8 +31,12 @@ def replay(directory: Path, calls: list = None, virsh_error: bytes = b""):
         files = {("virsh", "net-list", "--all"): "virsh-net-list.txt", ("virsh", "list", "--all"): "virsh-list.txt",
                  ("brctl", "show"): "brctl-show.txt", ("ip", "-j", "-d", "link", "show"): "ip-link.json",
                  ("bridge", "-j", "link"): "bridge-link.json", ("ip", "-j", "addr", "show"): "ip-addr.json",
-                 ("ip", "-j", "route", "show"): "ip-route.json"}
-        optional = {"brctl-show.txt", "ip-link.json", "bridge-link.json", "ip-addr.json", "ip-route.json"}
+                 ("ip", "-j", "route", "show"): "ip-route.json", ("iptables", "-S", "FORWARD"): "iptables-forward.txt",
+                 ("cat", "/etc/libvirt/network.conf"): "libvirt-network.conf",
+                 ("virsh", "version", "--daemon"): "libvirt-version.txt",
+                 ("firewall-cmd", "--get-active-zones"): "firewalld-zones.txt"}
+        optional = {"brctl-show.txt", "ip-link.json", "bridge-link.json", "ip-addr.json", "ip-route.json",
+                    "iptables-forward.txt", "libvirt-network.conf", "libvirt-version.txt", "firewalld-zones.txt"}
         if argv[0] == "sysctl":
             name = "sysctl.txt"
         elif argv == ["ip", "-j", "-d", "link", "show"] and not (directory / "ip-link.json").exists() \
@@ -181,13 +185,26 @@ exit 255
 """
 
 
+# iptables and firewall-cmd replay the capture's files when it holds them, else fail as on a host without them.
+FAKE_FIREWALL = r"""#!/bin/bash
+case "${0##*/} $*" in
+  "iptables -S FORWARD") file=iptables-forward.txt ;;
+  "firewall-cmd --get-active-zones") file=firewalld-zones.txt ;;
+  *) echo "fake ${0##*/}: unexpected: $*" >&2; exit 1 ;;
+esac
+if [ -f "$FAKE_CAPTURE/$file" ]; then exec cat "$FAKE_CAPTURE/$file"; fi
+echo "${0##*/}: not running here" >&2
+exit 1
+"""
+
+
 @pytest.fixture
 def fake_tools(tmp_path, monkeypatch):
     """virsh, brctl and sysctl that replay a capture directory (set FAKE_CAPTURE), first on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, text in (("virsh", FAKE_VIRSH), ("brctl", FAKE_BRCTL), ("sysctl", FAKE_SYSCTL), ("ip", FAKE_IPROUTE),
-                       ("bridge", FAKE_IPROUTE)):
+                       ("bridge", FAKE_IPROUTE), ("iptables", FAKE_FIREWALL), ("firewall-cmd", FAKE_FIREWALL)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     for tool in ("cat", "mkdir", "mv", "rm"):  # all capture.sh needs besides; the real virsh stays out of reach
@@ -254,7 +271,7 @@ def test_capture_sh_writes_the_layout(fake_tools, monkeypatch, tmp_path, build_b
     done = run_capture(build_bundle, ROOT / "profiles" / f"{name}.yaml", "caldera02", out, tmp_path)
     assert done.returncode == 0, done.stderr
     written = tree(out / "caldera02")
-    assert written.pop("capture-layout.txt") == b"2\n"
+    assert written.pop("capture-layout.txt") == b"3\n"
     assert written == tree(recorded)
     assert audit_captures(ROOT / "profiles" / f"{name}.yaml", out)["in_sync"]
 
@@ -273,7 +290,7 @@ def test_capture_sh_replaces_an_earlier_capture(fake_tools, monkeypatch, tmp_pat
     assert done.returncode == 0, done.stderr
     files = tree(stale)
     assert files.pop("notes.txt") == b"mine\n"  # not capture.sh's: kept
-    assert files.pop("capture-layout.txt") == b"2\n"
+    assert files.pop("capture-layout.txt") == b"3\n"
     assert files == tree(recorded)
 
 

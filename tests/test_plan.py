@@ -89,6 +89,6 @@ def test_steps_follow_the_contract_order(write_profile, pm):
                                     "vms:\n  v: {memory: 1, vcpus: 1, networks: [n], import: true, "
                                     "disk: {path: /v.img}}\n")["h"]
     titles = [s.title for s in plan.steps]
-    assert titles == ["preflight", "sysctl", "host bridge br0", "persist interfaces (ifcfg)", "back up networks",
+    assert titles == ["preflight", "firewall coexistence", "sysctl", "host bridge br0", "persist interfaces (ifcfg)", "back up networks",
                       "network lan (bridge)", "network n (nat)", "bridge ports and the network hook",
                       "virtual machine v", "verify"]

@@ -27,7 +27,7 @@ PREFLIGHT, SYSCTL, HOST_BRIDGES, BACKUP, NETWORKS, PORTS, VMS, VERIFY = 10, 20, 
 __all__ = [
     "BACKUP", "HOST_BRIDGES", "NETWORKS", "PORTS", "PREFLIGHT", "SYSCTL", "VERIFY", "VMS",
     "Action", "Artifact", "BrctlShow", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader",
-    "Check", "FactError", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
+    "Check", "CheckKind", "FactError", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
     "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "here",
     "hookimpl", "install_file", "q", "restore_file", "show", "under_root",
 ]
@@ -62,7 +62,8 @@ class Action:
     check: str = ""
     done: str = ""     # said instead of running, when the check holds
     record: str = ""   # a marker name for rollback.sh: "this run created it"
-    kind: str = "change"   # "require": `check` must hold, or the run stops here
+    kind: str = "change"   # "require": `check` must hold, or the run stops here; "warn": when it does
+                           # not, the run says so (the check prints what and the fix) and goes on
     installs: Tuple[str, ...] = ()   # host paths this action installs or replaces (REVIEW.md lists them)
     removes: Tuple[str, ...] = ()    # host paths it removes
     words: str = ""    # a `require` check in the administrator's words, for its ok: line
@@ -196,6 +197,21 @@ class HostNetworking:
     not_audited: List[str] = field(default_factory=list)
     # why "addresses" or "routes" were not observed, for the checks that need them to say
     missing: Dict[str, str] = field(default_factory=dict)
+
+
+class CheckKind:
+    """A drift kind: what it compares (docs), the capture files that feed it, and how the audit
+    evaluates one of its checks on observed facts: `evaluate(check, ev)` calls `ev.drift(check,
+    actual)` for drift and `ev.skip(what, why)` when the facts it needs were not observed; `ev.obs`
+    is the host's Observed state (`ev.obs.extra[FILE]`: a plugin's own capture files)."""
+
+    name = ""
+    summary = ""
+    captures: Tuple[str, ...] = ()
+    severity = "error"
+
+    def evaluate(self, check: Check, ev: Any) -> None:  # pragma: no cover - interface
+        raise NotImplementedError
 
 
 # --- targets -------------------------------------------------------------------------------

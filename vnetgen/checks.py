@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .api import Check, show
+from .api import Check, CheckKind, show
 from .shell import cmd
 
 __all__ = ["AUTOMATIC_PORT_PREFIXES", "Check", "CheckKind", "Drift", "Evaluation", "HostAudit", "definition_tokens",
@@ -50,19 +50,6 @@ class HostAudit:
     def in_sync(self, strict: bool = False) -> bool:
         """No errors; with `strict`, no warnings either."""
         return not any(d.severity == "error" or strict for d in self.drift)
-
-
-class CheckKind:
-    """A drift kind: what it compares (docs), the capture files that feed it, and how the audit
-    evaluates one of its checks on observed facts (`evaluate` adds drift to the Evaluation)."""
-
-    name = ""
-    summary = ""
-    captures: Tuple[str, ...] = ()
-    severity = "error"
-
-    def evaluate(self, check: Check, ev: "Evaluation") -> None:  # pragma: no cover - interface
-        raise NotImplementedError
 
 
 # --- network checks ------------------------------------------------------------------------------

@@ -14,8 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from lxml.etree import _Element
 
-    from .api import Artifact, Check, Mode, Step, Sysctl, Target
-    from .checks import CheckKind
+    from .api import Artifact, CaptureFile, Check, CheckKind, Mode, Step, Sysctl, Target
     from .diagnostics import Report
     from .model import Host, Network
     from .plan import HostPlan, NetworkPlan
@@ -89,3 +88,16 @@ def vnetgen_steps(host: "Host", plan: "HostPlan") -> List["Step"]:
 def vnetgen_checks(host: "Host", plan: "HostPlan") -> List["Check"]:
     """Return extra checks of `host`: the runbook's verify step runs their bash tests, and the
     audit evaluates them with the CheckKind of their `kind` (see vnetgen_check_kinds)."""
+
+
+@hookspec
+def vnetgen_capture_files(host: "Host", plan: "HostPlan") -> List["CaptureFile"]:
+    """Return extra files of the host's capture layout (optional ones: `required=False`): capture.sh
+    records them, a live audit runs their commands, and the audit's check kinds read them from
+    `Observed.extra[NAME]` as (text, source), or None with the reason in `Observed.extra_why[NAME]`."""
+
+
+@hookspec
+def vnetgen_shell_helpers(host: "Host", plan: "HostPlan") -> str:
+    """Return bash functions the runbook's and rollback's checks of this plugin call (generic: no
+    profile value in them; every call site writes its arguments literally)."""

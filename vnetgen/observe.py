@@ -15,7 +15,7 @@ from .facts import (DomainEntry, DomIf, DomIfList, FactError, NetDumpXml, NetLis
 
 # The capture layout version capture.sh writes into LAYOUT_FILE; a capture without it is layout 1
 # (SPEC section 5 as first written: no iproute2 addresses or routes, only ip_forward in sysctl.txt).
-LAYOUT = 2
+LAYOUT = 3
 LAYOUT_FILE = "capture-layout.txt"
 
 NET_LIST = CaptureFile("virsh-net-list.txt", tuple(NetList().command()), "every network, its state and autostart")
@@ -54,7 +54,8 @@ def sysctl_file(keys: Sequence[str]) -> CaptureFile:
 def capture_table(plan: Any) -> List[CaptureFile]:
     """Every file of a host's capture, in the order capture.sh writes them: libvirt's, then the target's."""
     keys = [s.key for s in plan.sysctl]
-    return [NET_LIST, NET_XML, *plan.target.capture_files(), sysctl_file(keys), DOMAINS, DOMIFLIST]
+    return [NET_LIST, NET_XML, *plan.target.capture_files(), sysctl_file(keys), DOMAINS, DOMIFLIST,
+            *plan.plugin_captures]
 
 
 @dataclass
@@ -71,6 +72,8 @@ class Observed:
     domains: Optional[Dict[str, DomainEntry]] = None        # None: domains were not observed
     interfaces: Dict[str, Tuple[DomIf, ...]] = field(default_factory=dict)  # VMs whose NICs were observed
     not_audited: List[str] = field(default_factory=list)   # "WHAT: WHY", for the report
+    extra: Dict[str, Optional[Tuple[str, str]]] = field(default_factory=dict)   # plugins' files: (text, source)
+    extra_why: Dict[str, str] = field(default_factory=dict)   # why a plugin's file is None
 
     @property
     def bridges(self) -> Dict[str, Any]:
@@ -287,6 +290,11 @@ def _observe(source: _Source, plan: Any) -> Observed:
                         not_audited=list(networking.not_audited))
     if vms:
         _observe_vms(source, observed, list(dict.fromkeys(vms)))
+    for entry in plan.plugin_captures:
+        got, why = source.get(entry.path(), required=False, status_ok=entry.status_ok)
+        observed.extra[entry.path()] = got
+        if got is None:
+            observed.extra_why[entry.path()] = why
     return observed
 
 

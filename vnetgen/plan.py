@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
 from . import model as m
-from .api import Artifact, Check, Mode, Step, Sysctl, Target
+from .api import Artifact, CaptureFile, Check, Mode, Step, Sysctl, Target
 from .plugins import modes as plugin_modes
 from .plugins import targets as plugin_targets
 
@@ -47,6 +47,8 @@ class HostPlan:
     checks: List[Check] = field(default_factory=list)
     steps: List[Step] = field(default_factory=list)
     artifacts: List[Artifact] = field(default_factory=list)
+    plugin_captures: List[CaptureFile] = field(default_factory=list)   # plugins' files of the capture layout
+    helpers: str = ""                                  # bash functions of the target and plugins
     previous: Optional["HostPlan"] = None   # the plan of `build --against OLD`, when given
 
     @property
@@ -130,6 +132,9 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
                     plan.sysctl.append(item)
     plan.sysctl.sort(key=lambda s: s.key)
     plan.checks = host_checks(plan, pm)
+    for files in pm.hook.vnetgen_capture_files(host=host, plan=plan):
+        plan.plugin_captures.extend(files)
+    plan.helpers = plan.target.shell_helpers() + "".join(pm.hook.vnetgen_shell_helpers(host=host, plan=plan))
     plan.artifacts.extend(plan.target.host_files(plan))
     for result in pm.hook.vnetgen_host_artifacts(host=host, plan=plan):
         plan.artifacts.extend(result)

@@ -45,7 +45,7 @@ def host_artifacts(plan: Any, profile_file: str) -> List[Artifact]:
     if trunks:
         files.append(Artifact("hooks/network", render("hook.sh.j2", host=host, networks=trunks), 0o755))
     files.extend(plan.artifacts)
-    helpers = plan.target.shell_helpers()
+    helpers = plan.helpers
     files.append(Artifact("runbook.sh", render("runbook.sh.j2", steps=plan.steps, checks=plan.checks,
                                                helpers=helpers, **common), 0o755))
     files.append(Artifact("rollback.sh", render("rollback.sh.j2", steps=[s for s in reversed(plan.steps) if s.undo],
