@@ -42,11 +42,12 @@ def mark_of(node: yaml.Node) -> Mark:
 
 
 def read_text(path: str, report: Report) -> Optional[str]:
+    from . import safeio
+
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        report.error(None, f"cannot read profile: {exc.strerror or exc}")
+        data = safeio.read_bounded(path, safeio.PROFILE_LIMIT, "profile")
+    except safeio.UnsafeInput as exc:
+        report.error(None, exc.reason)
         return None
     try:
         text = data.decode("utf-8")
