@@ -13,6 +13,9 @@ from .api import Artifact
 
 MANIFEST = ".vnetgen-manifest"
 ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA256SUMS, which they carry  # lists the files vnetgen wrote, so a rebuild may replace exactly those
+# Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
+# no host may take one. Documented in docs/profile.md.
+TOP_LEVEL = ("REVIEW.md", "SHA256SUMS", ARCHIVES, "ansible", MANIFEST)
 
 
 class BundleError(Exception):
