@@ -63,6 +63,32 @@ def measure(hosts: int, directory: str) -> dict:
             "ms_per_host": 1000 * (built - start) / hosts, "files": len(bundle.files), "bundle_mb": size / 1e6}
 
 
+def hostile(directory: str) -> dict:
+    """Seconds to validate 20,000 errors, and a 6 KB profile repeating one list through aliases."""
+    from vnetgen.diagnostics import InvalidProfile
+    from vnetgen.plugins import get_plugin_manager
+    from vnetgen.profile import load_valid
+
+    items = ",".join(["a/b"] * 1000)
+    bomb = ["vnetgen: 1", "networks:", f"  n0: {{mode: nat, ip: 10.0.0.1/24, ports: &p [{items}]}}"]
+    bomb += [f"  n{i}: {{mode: nat, ip: 10.0.{i}.1/24, ports: *p}}" for i in range(1, 60)]
+    cases = {"errors_20000": "vnetgen: 1\nnetworks:\n" + "".join(f"  n{i}: {{mode: nat}}\n" for i in range(20000)),
+             "alias_bomb_6kb": "\n".join(bomb) + "\n"}
+    pm = get_plugin_manager()
+    result = {}
+    for name, text in cases.items():
+        path = os.path.join(directory, f"{name}.yaml")
+        with open(path, "w") as handle:
+            handle.write(text)
+        start = time.perf_counter()
+        try:
+            load_valid(path, pm)
+        except InvalidProfile:
+            pass
+        result[name] = time.perf_counter() - start
+    return result
+
+
 def startup() -> float:
     best = float("inf")
     for _ in range(5):
@@ -83,6 +109,8 @@ def main() -> None:
             row = measure(hosts, directory)
             print(f"{row['hosts']:>6} {row['lines']:>7} {row['load_s']:>7.2f} {row['build_s']:>8.2f} "
                   f"{row['ms_per_host']:>8.1f} {row['files']:>6} {row['bundle_mb']:>6.1f}")
+        for name, seconds in hostile(directory).items():
+            print(f"validate {name}: {seconds:.2f} s (refused)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak:.0f} MiB")
 

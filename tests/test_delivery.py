@@ -80,3 +80,29 @@ def test_runbook_detects_an_altered_file(tmp_path):
     result = _dry_run(out / "caldera02" / "runbook.sh")
     assert "the bundle was altered since it was built" in result.stdout
     assert "this check fails here: require_checksums caldera02" in result.stdout
+
+
+def test_runbook_refuses_sums_that_lack_a_file_it_uses(tmp_path):
+    """Deleting a file's line from SHA256SUMS used to let the runbook install that file unverified."""
+    require_tool("bash", "sha256sum")
+    out = tmp_path / "b"
+    build(out)
+    xml = out / "caldera02" / "networks" / "default.xml"
+    xml.write_text(xml.read_text().replace("192.168.122.254", "192.168.122.250"))
+    sums = out / "SHA256SUMS"
+    sums.write_text("".join(line for line in sums.read_text().splitlines(True)
+                            if not line.endswith("  caldera02/networks/default.xml\n")))
+    result = _dry_run(out / "caldera02" / "runbook.sh")
+    assert "SHA256SUMS has no checksum for caldera02/networks/default.xml" in result.stdout, result.stdout
+    assert "this check fails here: require_checksums caldera02" in result.stdout
+
+
+def test_runbook_refuses_sums_emptied_of_its_host(tmp_path):
+    require_tool("bash", "sha256sum")
+    out = tmp_path / "b"
+    build(out)
+    sums = out / "SHA256SUMS"
+    sums.write_text("".join(line for line in sums.read_text().splitlines(True) if "  caldera02/" not in line))
+    result = _dry_run(out / "caldera02" / "runbook.sh")
+    assert "SHA256SUMS has no checksum for" in result.stdout and "caldera02/runbook.sh" in result.stdout
+    assert "this check fails here: require_checksums caldera02" in result.stdout

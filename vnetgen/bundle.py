@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+import stat
 import tempfile
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
@@ -11,6 +13,9 @@ from .api import Artifact
 
 MANIFEST = ".vnetgen-manifest"
 ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA256SUMS, which they carry  # lists the files vnetgen wrote, so a rebuild may replace exactly those
+# Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
+# no host may take one. Documented in docs/profile.md.
+TOP_LEVEL = ("REVIEW.md", "SHA256SUMS", ARCHIVES, "ansible", MANIFEST)
 
 
 class BundleError(Exception):
@@ -77,39 +82,204 @@ def review_context(profile: Any, plans: List[Any], profile_file: str, against: O
 
 
 def _owned(directory: str) -> Optional[List[str]]:
-    """Files vnetgen wrote into `directory` last time, or None if it never did."""
-    try:
-        with open(os.path.join(directory, MANIFEST), encoding="utf-8") as handle:
-            return [line.rstrip("\n") for line in handle if line.strip()]
-    except OSError:
+    """Files vnetgen wrote into `directory` last time, or None if it never did.
+
+    Every entry must be a plain relative path inside DIR: an absolute path, a `..`, or an empty or
+    `.` component (a hand-edited or planted manifest) is refused, since a rebuild deletes the
+    entries it no longer writes.
+    """
+    from .safeio import MANIFEST_LIMIT, UnsafeInput, excerpt, read_bounded
+
+    path = os.path.join(directory, MANIFEST)
+    if not os.path.lexists(path):
         return None
+    try:
+        data = read_bounded(path, MANIFEST_LIMIT, "the bundle manifest", follow=False)
+    except UnsafeInput as exc:
+        raise BundleError(str(exc)) from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise BundleError(f"{path}: the bundle manifest is not UTF-8 text; remove it or choose another "
+                          "directory") from None
+    entries = []
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        problem = _bad_entry(line)
+        if problem:
+            raise BundleError(f"{path}:{number}: refusing entry {excerpt(line)}: {problem}; vnetgen writes "
+                              "and deletes only inside its directory (remove the line, or the manifest)")
+        entries.append(line)
+    return entries
 
 
-def _existing(directory: str) -> List[str]:
-    found = []
+def _bad_entry(entry: str) -> Optional[str]:
+    """Why a manifest entry is not a plain path inside DIR, or None."""
+    if entry.startswith("/"):
+        return "an absolute path"
+    if any(ord(c) < 0x20 or c in "\\\x7f" for c in entry):
+        return "a control character or backslash"
+    parts = entry.split("/")
+    if ".." in parts:
+        return "a '..' component"
+    if any(p in ("", ".") for p in parts):
+        return "an empty or '.' component"
+    return None
+
+
+def _existing(directory: str) -> Tuple[List[str], List[str]]:
+    """(every file below `directory`, the symbolic links among them), relative paths.
+
+    Links are never followed: a link to a directory is one entry, and nothing below it is listed.
+    """
+    found, links = [], []
     for root, dirs, names in os.walk(directory):
         dirs.sort()
+        for name in list(dirs):
+            if os.path.islink(os.path.join(root, name)):
+                dirs.remove(name)
+                names.append(name)
         for name in sorted(names):
-            found.append(os.path.relpath(os.path.join(root, name), directory))
-    return found
+            rel = os.path.relpath(os.path.join(root, name), directory)
+            found.append(rel)
+            if os.path.islink(os.path.join(root, name)):
+                links.append(rel)
+    return sorted(found), links
+
+
+# Seconds a build waits for another build into the same parent directory before giving up.
+LOCK_WAIT = 300.0
+# Leftovers of a build whose process this machine cannot see (another host on a shared disk, an
+# older vnetgen that did not name its pid) are removed only when older than this.
+LEFTOVER_AGE = 3600.0
+_LEFTOVER = re.compile(r"\.vnetgen-(?:old-)?(?:(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-)?[a-z0-9_]{8}")
+
+
+def _me() -> str:
+    """pid@host: names our staging directories, so a later build knows whether we still run."""
+    import socket
+
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64]
+    return f"{os.getpid()}@{host}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists, but is not ours to signal
+    return True
+
+
+def clean_leftovers(parent: str, now: Optional[float] = None) -> List[str]:
+    """Remove staging and old directories that killed builds left in `parent`; return their names.
+
+    Only directories named as vnetgen names them (`.vnetgen-[old-]PID@HOST-XXXXXXXX`, or an older
+    vnetgen's `.vnetgen-[old-]XXXXXXXX`), never a link; one of ours is removed when its process is
+    gone from this host, any other when older than LEFTOVER_AGE. Call it holding the parent's lock.
+    """
+    import time
+
+    now = time.time() if now is None else now
+    host = _me().split("@", 1)[1]
+    removed = []
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return removed
+    for entry in entries:
+        match = _LEFTOVER.fullmatch(entry.name)
+        if match is None or not entry.is_dir(follow_symlinks=False):
+            continue
+        try:
+            age = now - entry.stat(follow_symlinks=False).st_mtime
+        except OSError:
+            continue
+        dead = match.group("pid") is not None and match.group("host") == host and not _alive(int(match.group("pid")))
+        if dead or age > LEFTOVER_AGE:
+            shutil.rmtree(entry.path, ignore_errors=True)
+            removed.append(entry.name)
+    return sorted(removed)
+
+
+class _Lock:
+    """An exclusive flock on DIR's parent directory: builds into one place run one at a time, and
+    clean_leftovers never races a build that is still staging. No lock file is left behind."""
+
+    def __init__(self, parent: str, wait: float) -> None:
+        self.parent = parent
+        self.wait = wait
+        self.fd = -1
+
+    def __enter__(self) -> "_Lock":
+        import fcntl
+        import time
+
+        self.fd = os.open(self.parent, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_CLOEXEC", 0))
+        deadline = time.monotonic() + self.wait
+        while True:
+            try:
+                fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return self
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(self.fd)
+                    raise BundleError(f"another vnetgen build has been writing into {self.parent} for "
+                                      f"{self.wait:g} s; try again when it is done") from None
+                time.sleep(0.05)
+            except OSError:
+                return self  # a file system without flock: build unlocked, as before
+
+    def __exit__(self, *exc: Any) -> None:
+        os.close(self.fd)  # releases the lock
 
 
 def write(bundle: Bundle, directory: str, force: bool = False) -> None:
-    """Write the bundle so that DIR is either untouched or complete: build aside, then swap."""
+    """Write the bundle so that DIR is either untouched or complete: build aside, then swap.
+
+    Confined to DIR: nothing is written, replaced or deleted through a symbolic link, and DIR itself
+    must not be one. Builds into one parent directory are serialized by a lock on that directory.
+    """
+    if not directory:
+        raise BundleError("the output directory is empty (-o ''): name a directory")
     directory = os.path.abspath(directory)
+    if os.path.dirname(directory) == directory:
+        raise BundleError(f"{directory}: refusing to write a bundle over the root directory")
+    if os.path.islink(directory):
+        raise BundleError(f"{directory} is a symbolic link; vnetgen never writes through one "
+                          f"(give the directory it points to: {os.path.realpath(directory)})")
+    parent = os.path.dirname(directory)
+    try:
+        os.makedirs(parent, exist_ok=True)
+        with _Lock(parent, LOCK_WAIT):
+            clean_leftovers(parent)
+            _write_locked(bundle, directory, force)
+    except OSError as exc:
+        raise BundleError(f"cannot write {directory}: {exc.strerror or exc}") from None
+
+
+def _write_locked(bundle: Bundle, directory: str, force: bool) -> None:
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise BundleError(f"{directory} exists and is not a directory")
     foreign: List[str] = []
+    owned: List[str] = []
     if os.path.isdir(directory):
-        owned = set(_owned(directory) or ()) | {MANIFEST}
-        foreign = [p for p in _existing(directory) if p not in owned]
+        owned = _owned(directory) or []
+        found, links = _existing(directory)
+        keep = set(owned) | {MANIFEST}
+        # vnetgen never writes a link: any link in DIR is somebody else's, whatever the manifest says.
+        foreign = sorted(set(p for p in found if p not in keep) | set(links))
         if foreign and not force:
             shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
             raise BundleError(f"{directory} holds files vnetgen did not write ({shown}); "
                               "choose another directory or pass --force")
+        if foreign:
+            _refuse_links(directory, sorted(bundle.files) + [MANIFEST])
     parent = os.path.dirname(directory)
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=".vnetgen-", dir=parent)
+    staging = tempfile.mkdtemp(prefix=f".vnetgen-{_me()}-", dir=parent)
     try:
         for path, artifact in sorted(bundle.files.items()):
             target = os.path.join(staging, path)
@@ -121,12 +291,15 @@ def write(bundle: Bundle, directory: str, force: bool = False) -> None:
             handle.write("".join(f"{p}\n" for p in sorted(bundle.files)))
         os.chmod(staging, 0o755)
         if foreign:
-            _merge(staging, directory, bundle)  # --force: never delete files vnetgen did not write
+            _merge(staging, directory, bundle, set(owned) - set(bundle.files))  # --force: keep foreign files
         else:
             _swap(staging, directory)
     except OSError as exc:
         shutil.rmtree(staging, ignore_errors=True)
         raise BundleError(f"cannot write {directory}: {exc.strerror or exc}") from None
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
 
 
 def _swap(staging: str, directory: str) -> None:
@@ -134,7 +307,7 @@ def _swap(staging: str, directory: str) -> None:
     if not os.path.exists(directory):
         os.rename(staging, directory)
         return
-    old = tempfile.mkdtemp(prefix=".vnetgen-old-", dir=os.path.dirname(directory))
+    old = tempfile.mkdtemp(prefix=f".vnetgen-old-{_me()}-", dir=os.path.dirname(directory))
     os.rmdir(old)
     os.rename(directory, old)
     try:
@@ -145,27 +318,112 @@ def _swap(staging: str, directory: str) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _merge(staging: str, directory: str, bundle: Bundle) -> None:
-    """Move our files into a directory that also holds foreign ones; drop only our stale files."""
-    stale = set(_owned(directory) or ()) - set(bundle.files)
-    for path in sorted(bundle.files) + [MANIFEST]:
-        target = os.path.join(directory, path)
-        os.makedirs(os.path.dirname(target), exist_ok=True)
-        os.replace(os.path.join(staging, path), target)
-    for path in sorted(stale):
-        try:
-            os.remove(os.path.join(directory, path))
-        except OSError:
-            pass
+_DIR_FLAGS = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
+def _refuse_links(directory: str, paths: List[str]) -> None:
+    """Before --force moves anything: none of our paths may pass through, or be, a link (or a non-directory)."""
+    for path in paths:
+        parts = path.split("/")
+        for depth in range(1, len(parts) + 1):
+            here = os.path.join(directory, *parts[:depth])
+            if os.path.islink(here):
+                raise BundleError(f"{here} is a symbolic link, and vnetgen would write {path} through it; "
+                                  "--force keeps foreign files but never writes through a link: remove it "
+                                  "or choose another directory")
+            if depth < len(parts) and os.path.exists(here) and not os.path.isdir(here):
+                raise BundleError(f"{here} is not a directory, and vnetgen would write {path} below it; "
+                                  "remove it or choose another directory")
+            if not os.path.exists(here):
+                break
+
+
+def _open_dir(root: int, parts: List[str], create: bool) -> Optional[int]:
+    """A descriptor of root/parts…, each component opened without following a link; None if absent."""
+    fd = os.dup(root)
+    try:
+        for part in parts:
+            try:
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            except FileNotFoundError:
+                if not create:
+                    os.close(fd)
+                    return None
+                os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, _DIR_FLAGS, dir_fd=fd)
+            os.close(fd)
+            fd = child
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _merge(staging: str, directory: str, bundle: Bundle, stale: set) -> None:
+    """Move our files into a directory that also holds foreign ones; drop only our stale files.
+
+    Every step goes through descriptors opened with O_NOFOLLOW, so a link planted in DIR (even after
+    the check above) makes the build fail instead of writing or deleting elsewhere.
+    """
+    import errno
+
+    root = os.open(directory, _DIR_FLAGS)
+    try:
+        for path in sorted(bundle.files) + [MANIFEST]:
+            parts = path.split("/")
+            try:
+                parent = _open_dir(root, parts[:-1], create=True)
+            except OSError as exc:
+                if exc.errno in (errno.ELOOP, errno.ENOTDIR):
+                    raise BundleError(f"{directory}/{path}: a component is a symbolic link or not a "
+                                      "directory; vnetgen never writes through one") from None
+                raise
+            assert parent is not None
+            try:
+                try:
+                    if stat.S_ISLNK(os.lstat(parts[-1], dir_fd=parent).st_mode):
+                        raise BundleError(f"{directory}/{path} is a symbolic link; vnetgen never writes "
+                                          "through one (remove it or choose another directory)")
+                except FileNotFoundError:
+                    pass
+                os.replace(os.path.join(staging, path), parts[-1], dst_dir_fd=parent)
+            finally:
+                os.close(parent)
+        for path in sorted(stale):
+            parts = path.split("/")
+            try:
+                parent = _open_dir(root, parts[:-1], create=False)
+            except OSError:
+                continue  # below a link or a file now: not ours to follow
+            if parent is None:
+                continue
+            try:
+                if stat.S_ISREG(os.lstat(parts[-1], dir_fd=parent).st_mode):
+                    os.unlink(parts[-1], dir_fd=parent)
+            except OSError:
+                pass
+            finally:
+                os.close(parent)
+    finally:
+        os.close(root)
     shutil.rmtree(staging, ignore_errors=True)
+
+
+def _read_back(path: str) -> bytes:
+    """A file of a bundle directory, for --check: a regular file, not a link, bounded."""
+    from .safeio import BUNDLE_FILE_LIMIT, UnsafeInput, read_bounded
+
+    try:
+        return read_bounded(path, BUNDLE_FILE_LIMIT, "bundle file", follow=False)
+    except UnsafeInput as exc:
+        raise BundleError(str(exc)) from None
 
 
 def how_it_differs(artifact: Artifact, path: str) -> str:
     """A one-line summary of how the file at `path` differs from `artifact`: lines or mode."""
     import difflib
 
-    with open(path, "rb") as handle:
-        on_disk = handle.read()
+    on_disk = _read_back(path)
     parts = []
     if on_disk != artifact.content():
         if artifact.data is not None:
@@ -176,27 +434,32 @@ def how_it_differs(artifact: Artifact, path: str) -> str:
             added = sum(j2 - j1 for tag, _, _, j1, j2 in ops if tag in ("replace", "insert"))
             removed = sum(i2 - i1 for tag, i1, i2, _, _ in ops if tag in ("replace", "delete"))
             parts.append(f"+{added} -{removed} lines")
-    mode = os.stat(path).st_mode & 0o777
+    mode = os.lstat(path).st_mode & 0o777
     if mode != artifact.mode:
         parts.append(f"mode {mode:o} → {artifact.mode:o}")
     return ", ".join(parts)
 
 
 def compare(bundle: Bundle, directory: str) -> Tuple[List[str], List[str], List[str]]:
-    """(differ, missing, extra) paths between the built bundle and `directory`."""
-    existing = set(_existing(directory)) - {MANIFEST} if os.path.isdir(directory) else set()
+    """(differ, missing, extra) paths between the built bundle and `directory`.
+
+    Raises BundleError for a file that is not a regular file (a link, a FIFO, a device) or is too large.
+    """
+    if not directory:
+        raise BundleError("the output directory is empty (-o ''): name a directory")
+    if os.path.isdir(directory):
+        found, _ = _existing(directory)
+        existing = set(found) - {MANIFEST}
+    else:
+        existing = set()
     differ, missing = [], []
     for path, artifact in sorted(bundle.files.items()):
         full = os.path.join(directory, path)
         if path not in existing:
             missing.append(path)
             continue
-        try:
-            with open(full, "rb") as handle:
-                same = handle.read() == artifact.content()
-        except OSError:
-            same = False
-        if not same or (os.stat(full).st_mode & 0o777) != artifact.mode:
+        same = _read_back(full) == artifact.content()
+        if not same or (os.lstat(full).st_mode & 0o777) != artifact.mode:
             differ.append(path)
     extra = sorted(existing - set(bundle.files))
     return differ, missing, extra

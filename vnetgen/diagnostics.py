@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import List, Optional, Tuple
+from typing import List, Optional, Set, Tuple
 
 Mark = Tuple[int, int]  # 1-based (line, column)
 
@@ -25,11 +25,15 @@ class Report:
 
     file: str
     items: List[Diagnostic] = field(default_factory=list)
+    _seen: Set[Diagnostic] = field(default_factory=set, repr=False, compare=False)
 
     def add(self, severity: str, mark: Optional[Mark], message: str) -> None:
         line, col = mark or (1, 1)
         diag = Diagnostic(self.file, line, col, severity, message)
-        if diag not in self.items:
+        if len(self._seen) != len(self.items):  # items changed behind our back: index them again
+            self._seen = set(self.items)
+        if diag not in self._seen:  # a set: 20,000 problems must not cost 20,000² comparisons
+            self._seen.add(diag)
             self.items.append(diag)
 
     def error(self, mark: Optional[Mark], message: str) -> None:

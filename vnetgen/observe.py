@@ -12,6 +12,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 from .api import CaptureFile, CaptureReader, HostNetworking
 from .facts import (DomainEntry, DomIf, DomIfList, FactError, NetDumpXml, NetList, NetListEntry, NetworkDef,
                     Sysctl, VirshList, as_text)
+from .safeio import CAPTURE_LIMIT, UnsafeInput, excerpt, read_bounded
 
 # The capture layout version capture.sh writes into LAYOUT_FILE; a capture without it is layout 1
 # (SPEC section 5 as first written: no iproute2 addresses or routes, only ip_forward in sysctl.txt).
@@ -102,27 +103,35 @@ class _Source(CaptureReader):
 class _Captures(_Source):
     """Files of DIR/<host>/; a missing required one is an AuditError naming it."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, base: Optional[Path] = None) -> None:
         self.root = root
+        self.base = base if base is not None else root  # no capture file is read from outside it
         self.origin = str(root)
-        layout = root / LAYOUT_FILE
         self.layout = 1
-        if layout.is_file():
-            text = layout.read_text(errors="replace").strip()
-            if not text.isdigit():
-                raise AuditError(f"{layout}: expected a layout version number, got {text[:40]!r}")
+        got = self._read(LAYOUT_FILE)
+        if got is not None:
+            text = as_text(got).strip()
+            if not text.isdigit() or len(text) > 4:
+                raise AuditError(f"{root / LAYOUT_FILE}: expected a layout version number, got {excerpt(text)}")
             self.layout = int(text)
+
+    def _read(self, name: str) -> Optional[bytes]:
+        """The bytes of one capture file, None when absent; bounded, and never through a link out of the capture."""
+        path = self.root / name
+        if not os.path.lexists(path):
+            return None
+        try:
+            return read_bounded(str(path), CAPTURE_LIMIT, "capture file", within=str(self.base))
+        except UnsafeInput as error:
+            raise AuditError(str(error)) from None
 
     def get(self, name: str, required: bool, status_ok: bool = False) -> Tuple[Optional[Tuple[str, str]], str]:
         path = self.root / name
-        if not path.exists():
+        data = self._read(name)
+        if data is None:
             if required:
                 raise AuditError(f"{path}: missing; capture.sh writes it (run it again on the host)")
             return None, f"{name} not captured"
-        try:
-            data = path.read_bytes()
-        except OSError as error:
-            raise AuditError(f"{path}: cannot read: {error.strerror or error}") from None
         return (as_text(data), str(path)), ""
 
 
@@ -259,7 +268,7 @@ def read_capture(directory: Union[str, Path], plan: Any) -> Observed:
     root = Path(directory) / plan.name
     if not root.is_dir():
         raise AuditError(f"{root}: no capture of host {plan.name} (run its capture.sh {directory} on the host)")
-    return _observe(_Captures(root), plan)
+    return _observe(_Captures(root, Path(directory)), plan)
 
 
 def read_live(plan: Any, uri: Optional[str] = None, runner: Runner = run_command,

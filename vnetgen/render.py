@@ -46,8 +46,10 @@ def host_artifacts(plan: Any, profile_file: str) -> List[Artifact]:
         files.append(Artifact("hooks/network", render("hook.sh.j2", host=host, networks=trunks), 0o755))
     files.extend(plan.artifacts)
     helpers = plan.helpers
+    # The runbook checks each of these against SHA256SUMS, itself and the two scripts after it included.
+    bundle_files = sorted([a.path for a in files] + ["runbook.sh", "rollback.sh", "capture.sh"])
     files.append(Artifact("runbook.sh", render("runbook.sh.j2", steps=plan.steps, checks=plan.checks,
-                                               helpers=helpers, **common), 0o755))
+                                               helpers=helpers, bundle_files=bundle_files, **common), 0o755))
     files.append(Artifact("rollback.sh", render("rollback.sh.j2", steps=[s for s in reversed(plan.steps) if s.undo],
                                                 vms=list(plan.host.vms), helpers=helpers, **common), 0o755))
     files.append(Artifact("capture.sh", render("capture.sh.j2", host=host, **capture_context(plan)), 0o755))

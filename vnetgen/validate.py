@@ -19,6 +19,7 @@ def validate(profile: m.Profile, report: Report, pm: Any) -> None:
     known_targets = plugin_targets(pm)
     fallback = default_target(pm)
     for host in profile.hosts.values():
+        _check_host_name(host, report)
         if host.target is None:
             host.target = fallback
         target = known_targets.get(host.target or "")
@@ -55,10 +56,108 @@ def _check_host(host: m.Host, known_modes: Dict[str, Any], report: Report) -> No
                     report.error(net.at(key), f"network {net.name}: '{key}' does not apply to mode "
                                               f"{net.mode} (libvirt does not own that bridge)")
     _check_host_bridges(host, report)
+    _check_identities(host, report)
     _check_bridge_names(host, known_modes, report)
     _check_enslaved_once(host, report)
     _check_overlaps(host, known_modes, report)
     _check_vms(host, report)
+
+
+def _check_host_name(host: m.Host, report: Report) -> None:
+    """A host is a top-level directory of the bundle: it may not take the name of a file beside it
+    (compared without case, for case-insensitive file systems)."""
+    from .bundle import TOP_LEVEL
+
+    for reserved in TOP_LEVEL:
+        if host.name.lower() == reserved.lower():
+            report.error(host.mark, f"host {host.name}: the name is reserved for the bundle's own {reserved} "
+                                    f"(reserved: {', '.join(TOP_LEVEL)})")
+
+
+LOOPBACK_IFNAME = "lo"
+
+
+def _check_mac(report: Report, mark: Mark, who: str, mac: Optional[str]) -> None:
+    """A unicast MAC: libvirt, the kernel and dnsmasq refuse multicast (and so broadcast) and all-zero ones."""
+    if mac is None:
+        return
+    try:
+        first = int(mac.split(":")[0], 16)
+    except ValueError:
+        return  # the schema reported it
+    if mac.lower() == "ff:ff:ff:ff:ff:ff":
+        report.error(mark, f"{who}: mac {mac} is the broadcast address")
+    elif first & 1:
+        report.error(mark, f"{who}: mac {mac} is a multicast address (the first byte is odd); use a unicast "
+                           "one, e.g. 52:54:00:xx:xx:xx")
+    elif mac.replace(":", "").strip("0") == "":
+        report.error(mark, f"{who}: mac {mac} is all zeros")
+
+
+def _check_subnet_kind(report: Report, mark: Mark, who: str, address: Any) -> bool:
+    """False (and an error) for an address plan no host can use: /0, loopback, multicast, unspecified."""
+    problem = None
+    if address.network.prefixlen == 0:
+        problem = "/0 covers every address; give the subnet's real prefix"
+    elif address.ip.is_loopback or address.network.overlaps(_LOOPBACK):
+        problem = f"{address.network} is (or covers) loopback 127.0.0.0/8"
+    elif address.ip.is_multicast or address.network.overlaps(_MULTICAST):
+        problem = f"{address.network} is (or covers) multicast 224.0.0.0/4"
+    elif address.ip.is_unspecified or address.ip == _BROADCAST:
+        problem = f"{address.ip} is not a host address"
+    if problem:
+        report.error(mark, f"{who}: {problem}")
+    return problem is None
+
+
+_LOOPBACK = IPv4Network("127.0.0.0/8")
+_MULTICAST = IPv4Network("224.0.0.0/4")
+_BROADCAST = IPv4Address("255.255.255.255")
+
+
+def _check_identities(host: m.Host, report: Report) -> None:
+    """Pinned UUIDs unique per host, MACs unicast, no interface called lo, usable subnets."""
+    uuids: Dict[str, m.Network] = {}
+    for net in host.networks.values():
+        if net.uuid is not None:
+            key = net.uuid.lower().replace("-", "")
+            if key in uuids:
+                first = uuids[key]
+                report.error(net.at("uuid"), f"network {net.name}: uuid {net.uuid} is also network {first.name}'s "
+                                             f"(line {first.at('uuid')[0]}); libvirt refuses a second network "
+                                             "with one UUID")
+            uuids.setdefault(key, net)
+        _check_mac(report, net.at("mac"), f"network {net.name}", net.mac)
+        if net.bridge == LOOPBACK_IFNAME:
+            report.error(net.at("bridge"), f"network {net.name}: bridge 'lo' is the host's loopback interface")
+        if net.ip is not None:
+            _check_subnet_kind(report, net.at("ip"), f"network {net.name} ip", net.ip)
+        for lease in net.dhcp.hosts if net.dhcp else ():
+            _check_mac(report, lease.at("mac"), f"network {net.name} static lease", lease.mac)
+    for nic in host.nics.values():
+        if nic.name == LOOPBACK_IFNAME:
+            report.error(nic.mark, "NIC lo is the host's loopback interface: vnetgen would replace its "
+                                   "configuration (ifcfg-lo); leave it out")
+        _check_mac(report, nic.at("hwaddr"), f"NIC {nic.name} hwaddr", nic.hwaddr)
+        if nic.ip is not None:
+            _check_subnet_kind(report, nic.at("ip"), f"NIC {nic.name} ip", nic.ip)
+    for bridge in host.bridges.values():
+        if bridge.name == LOOPBACK_IFNAME:
+            report.error(bridge.mark, "bridge lo: that is the host's loopback interface")
+        for index, port in enumerate(bridge.ports):
+            if port == LOOPBACK_IFNAME:
+                report.error(bridge.at(f"ports[{index}]"), f"bridge {bridge.name}: port lo is the host's loopback "
+                                                           "interface")
+        if bridge.ip is not None:
+            _check_subnet_kind(report, bridge.at("ip"), f"bridge {bridge.name} ip", bridge.ip)
+    for net in host.networks.values():
+        for index, port in enumerate(net.ports):
+            if port == LOOPBACK_IFNAME:
+                report.error(net.at(f"ports[{index}]"), f"network {net.name}: port lo is the host's loopback "
+                                                        "interface")
+    for vm in host.vms.values():
+        for nic in vm.networks:
+            _check_mac(report, nic.at("mac"), f"vm {vm.name}", nic.mac)
 
 
 def _check_gateway(report: Report, mark: Mark, what: str, address: IPv4Address, subnet: IPv4Network) -> None:

@@ -13,6 +13,10 @@ from .diagnostics import Mark, Report
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 INVALID = object()  # a value that failed its schema; callers treat it as absent
 _MAX_NODES_PER_BYTE = 50  # aliases may not blow a profile up beyond this (billion laughs)
+# Nor may the nodes that aliases repeat be more than this many times the nodes written (at least
+# _MIN_REPEATS): a 6 KB alias bomb stops at once, `<<: *defaults` in every host of a fleet does not.
+_REPEATS_PER_NODE = 10
+_MIN_REPEATS = 10000
 
 
 class LMap(dict):
@@ -42,11 +46,12 @@ def mark_of(node: yaml.Node) -> Mark:
 
 
 def read_text(path: str, report: Report) -> Optional[str]:
+    from . import safeio
+
     try:
-        with open(path, "rb") as handle:
-            data = handle.read()
-    except OSError as exc:
-        report.error(None, f"cannot read profile: {exc.strerror or exc}")
+        data = safeio.read_bounded(path, safeio.PROFILE_LIMIT, "profile")
+    except safeio.UnsafeInput as exc:
+        report.error(None, exc.reason)
         return None
     try:
         text = data.decode("utf-8")
@@ -87,18 +92,26 @@ def compose(text: str, report: Report) -> Optional[yaml.Node]:
 class Walker:
     """Converts nodes according to the schema, reporting every problem with its mark."""
 
-    def __init__(self, report: Report, budget: int):
+    def __init__(self, report: Report, budget: int, repeats: int = -1):
         self.report = report
         self.budget = budget
+        self.repeats = repeats if repeats >= 0 else budget  # visits of a node already visited (aliases)
+        self._visited: set = set()
         self._exhausted = False
         self._constructor = yaml.SafeLoader("")  # only for its scalar constructors and merge keys
 
     def convert(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         self.budget -= 1
-        if self.budget < 0:
+        if id(node) in self._visited:
+            self.repeats -= 1
+        else:
+            self._visited.add(id(node))
+        if self.budget < 0 or self.repeats < 0:
             if not self._exhausted:
                 self._exhausted = True
-                self.report.error(mark_of(node), "profile expands to too many values (aliases?)")
+                why = "aliases repeat" if self.repeats < 0 else "it expands to"
+                self.report.error(mark_of(node), f"profile is too large once aliases are expanded ({why} "
+                                                 "too many values); refusing it (an alias bomb?)")
             return INVALID
         if "oneOf" in schema:
             return self._one_of(node, schema, where)
@@ -117,10 +130,18 @@ class Walker:
 
     def _one_of(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         for option in schema["oneOf"]:
-            probe = Walker(Report(self.report.file), self.budget)
+            probe = Walker(Report(self.report.file), self.budget, self.repeats)
+            probe._visited = self._visited
             value = probe.convert(node, option, where)
+            # A failed option's visits count too: or each alternative would get the whole budget again.
+            self.budget, self.repeats = probe.budget, probe.repeats
+            if probe._exhausted:
+                self._exhausted = True
+                for diag in probe.report.errors:
+                    if "alias" in diag.message:
+                        self.report.error((diag.line, diag.col), diag.message)
+                return INVALID
             if not probe.report.errors:
-                self.budget = probe.budget
                 return value
         kinds = " or ".join(_describe(o) for o in schema["oneOf"])
         self.report.error(mark_of(node), f"{where}: expected {kinds}")
@@ -282,9 +303,27 @@ def load_document(path: str, schema: Dict[str, Any], report: Report) -> Optional
         if not report.errors:
             report.error((1, 1), "profile is empty")
         return None
-    walker = Walker(report, budget=max(10000, _MAX_NODES_PER_BYTE * len(text)))
+    walker = Walker(report, budget=max(10000, _MAX_NODES_PER_BYTE * len(text)),
+                    repeats=max(_MIN_REPEATS, _REPEATS_PER_NODE * _count_nodes(node)))
     value = walker.convert(node, schema, "")
     return value if isinstance(value, LMap) else None
+
+
+def _count_nodes(root: yaml.Node) -> int:
+    """How many distinct nodes the document holds (an alias is not a node of its own)."""
+    seen = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+    return len(seen)
 
 
 def _is_null(node: yaml.Node) -> bool:

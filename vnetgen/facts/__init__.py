@@ -32,8 +32,10 @@ __all__ = [
 
 def process_file(fact: Any, path: Union[str, Path]) -> Any:
     """Read a capture file with `fact` (e.g. NetList()); unreadable files are FactError too."""
+    from ..safeio import CAPTURE_LIMIT, UnsafeInput, read_bounded
+
     try:
-        data = Path(path).read_bytes()
-    except OSError as error:
-        raise FactError(str(path), 0, f"cannot read: {error.strerror or error}") from None
+        data = read_bounded(str(path), CAPTURE_LIMIT, "capture file")
+    except UnsafeInput as error:
+        raise FactError(str(path), 0, error.reason) from None
     return fact.process(as_text(data), str(path))

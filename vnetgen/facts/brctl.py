@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .model import BridgeInfo, FactError, is_ifname, numbered_lines
+from .model import BridgeInfo, FactError, excerpt, is_ifname, numbered_lines
 
 _HEADER = ["bridge", "name", "bridge", "id", "STP", "enabled", "interfaces"]
 # NAME<tabs>PRIO.MAC<tabs>yes|no<tabs>[FIRST PORT]; brctl separates with tabs, but a
@@ -55,8 +55,17 @@ class BrctlShow:
     def process(self, text: str, source: str) -> Tuple[BridgeInfo, ...]:
         bridges: Dict[str, _Bridge] = {}
         current: Optional[_Bridge] = None
+        header = False
+        failure: Optional[Tuple[int, str]] = None
         for number, line in numbered_lines(text):
-            if not line.strip() or line.split() == _HEADER or _is_diagnostic(line):
+            if line.split() == _HEADER:
+                header = True
+                continue
+            if not line.strip():
+                continue
+            if _is_diagnostic(line):
+                if failure is None and not _ABSENT.fullmatch(line.strip()):
+                    failure = (number, line.strip())
                 continue
             if line[0] in " \t":
                 _add_port(current, line, source, number)
@@ -66,7 +75,15 @@ class BrctlShow:
                     raise FactError(source, number, f"bridge {bridge.name!r} is listed twice "
                                                     f"(line {bridges[bridge.name].line})")
                 bridges[bridge.name] = current = bridge
+        if failure is not None and not header:
+            # brctl prints its header before any bridge; an error alone is a failed capture, not "no bridges".
+            raise FactError(source, failure[0], f"brctl failed: {excerpt(failure[1], 80)} (no table was "
+                                                "captured: run capture.sh again)")
         return tuple(bridges[name].freeze() for name in sorted(bridges))
+
+
+# What `brctl show NAME` says of a NAME that is no bridge: with nothing else, an honest empty answer.
+_ABSENT = re.compile(r"bridge \S+ does not exist!|device \S+ is not a bridge!")
 
 
 def _is_diagnostic(line: str) -> bool:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
-from .model import DomIf, FactError, parse_mac, split_fields, virsh_table
+from .model import DomIf, FactError, excerpt, parse_mac, split_fields, virsh_table
 
 
 class DomIfList:
@@ -22,7 +22,7 @@ def _parse_row(row: str, source: str, number: int) -> DomIf:
     # two from the right, the source is what lies between.
     fields = split_fields(row, 2, 2)
     if fields is None:
-        raise FactError(source, number, f"expected 'INTERFACE TYPE SOURCE MODEL MAC', got {row.strip()!r}")
+        raise FactError(source, number, f"expected 'INTERFACE TYPE SOURCE MODEL MAC', got {excerpt(row.strip(), 80)}")
     interface, type_, source_name, model, mac = fields
     return DomIf(interface=_dash(interface), type=type_, source=_dash(source_name),
                  model=_dash(model), mac=parse_mac(mac, source, number))

@@ -12,10 +12,15 @@ IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
 
 
+_MESSAGE_LIMIT = 240
+
+
 class FactError(Exception):
     """A capture that a parser cannot read; str() is "SOURCE:LINE: message"."""
 
     def __init__(self, source: str, line: int, message: str) -> None:
+        if len(message) > _MESSAGE_LIMIT:  # a message quotes the capture: never more than a short excerpt of it
+            message = message[:_MESSAGE_LIMIT] + "..."
         super().__init__(source, line, message)
         self.source = source
         self.line = line
@@ -184,6 +189,12 @@ def as_text(data: Union[str, bytes]) -> str:
     return data
 
 
+def excerpt(text: str, limit: int = 40, quote: str = "'") -> str:
+    """A short, escaped piece of a capture, fit to quote in a one-line error (no control characters)."""
+    shown = text[:limit].encode("unicode_escape", "backslashreplace").decode("ascii")
+    return f"{quote}{shown}{'...' if len(text) > limit else ''}{quote}"
+
+
 def numbered_lines(text: str) -> Iterator[Tuple[int, str]]:
     """(line number, line) pairs, split on "\\n" only, as editors and `sed -n` count them."""
     for number, line in enumerate(text.split("\n"), start=1):
@@ -240,7 +251,7 @@ def check_virsh_error(line: str, source: str, number: int) -> None:
     """FactError quoting virsh's own message, if a capture holds that instead of output."""
     stripped = line.strip()
     if stripped.startswith("error: "):
-        raise FactError(source, number, f"virsh failed: {stripped[:200]}")
+        raise FactError(source, number, f"virsh failed: {excerpt(stripped, 160, quote='')}")
 
 
 def split_fields(row: str, left: int, right: int) -> Optional[Sequence[str]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
-from .model import FactError, NetListEntry, virsh_table, split_fields
+from .model import FactError, NetListEntry, excerpt, split_fields, virsh_table
 
 _STATE = {"active": True, "inactive": False}
 _YES_NO = {"yes": True, "no": False}
@@ -31,7 +31,7 @@ def _parse_row(row: str, source: str, number: int) -> NetListEntry:
     # the last three columns are read from the right, the rest is the name.
     fields = split_fields(row, 0, 3)
     if fields is None:
-        raise FactError(source, number, f"expected 'NAME STATE AUTOSTART PERSISTENT', got {row.strip()!r}")
+        raise FactError(source, number, f"expected 'NAME STATE AUTOSTART PERSISTENT', got {excerpt(row.strip(), 80)}")
     name, state, autostart, persistent = fields
     if state not in _STATE:
         raise FactError(source, number, f"state {state!r} is neither 'active' nor 'inactive'")

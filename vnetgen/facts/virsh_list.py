@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
-from .model import DomainEntry, FactError, parse_uint, split_fields, virsh_table
+from .model import DomainEntry, FactError, excerpt, parse_uint, split_fields, virsh_table
 
 # virsh's states of two words (virshDomainStateToString); any other state is one word.
 _TWO_WORD_STATES = frozenset({"no state", "in shutdown", "shut off"})
@@ -36,7 +36,7 @@ def _parse_row(row: str, source: str, number: int) -> DomainEntry:
     else:
         fields = split_fields(row, 1, 1)
         if fields is None:
-            raise FactError(source, number, f"expected 'ID NAME STATE', got {row.strip()!r}")
+            raise FactError(source, number, f"expected 'ID NAME STATE', got {excerpt(row.strip(), 80)}")
         id_text, name, state = fields
     return DomainEntry(id=_parse_id(id_text, source, number), name=name, state=state)
 
