@@ -37,4 +37,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
+# The example third-party plugin, installed as a user would: tests/test_example_plugin.py uses it.
+.venv/bin/python -m pip install -q --disable-pip-version-check -e examples/vnetgen-macvtap
+# --fast: what a developer runs in a minute (no lab, no real-tool replays).
+if [ "${1:-}" = --fast ]; then
+  shift
+  set -- -m "not lab and not realtool" "$@"
+fi
 exec .venv/bin/python -m pytest -q "$@"

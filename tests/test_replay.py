@@ -8,6 +8,7 @@ import os
 import pytest
 
 import labkit as kit
+from vnetgen.lab import _wait_until as wait_until
 from vnetgen.lab import dhcp_all, in_private_netns
 
 pytestmark = pytest.mark.lab
@@ -261,7 +262,8 @@ def test_two_hosts(lab, tmp_path):
     # caldera03's guest is served by caldera02's dnsmasq, over ens2.
     assert kit.in_range(far_lease.ip, *NAT_RANGE) and far_lease.router == "192.168.122.1"
     assert far_lease.server == "192.168.122.1"
-    assert "52:54:00:36:5a:aa" in gw.virsh("net-dhcp-leases", "default").stdout
+    # dnsmasq has answered; libvirt records the lease a moment later: wait for that state.
+    assert wait_until(lambda: "52:54:00:36:5a:aa" in gw.virsh("net-dhcp-leases", "default").stdout, 20)
     assert kit.default_route(far_vm) == "192.168.122.1"
     assert far_vm.ping(near_lease.ip)
     assert far_vm.ping(INTERNET, count=2)  # through caldera02's NAT
