@@ -9,10 +9,10 @@ from vnetgen.api import Action, Mode, Step, hookimpl, NETWORKS
 from vnetgen.plugins import ENTRY_POINT_GROUP, get_plugin_manager, modes
 
 
-class MacvtapPlugin:
-    """A toy third-party mode: libvirt's macvtap ('direct') forward over a host NIC."""
+class ToyvtapPlugin:
+    """A toy third-party mode: libvirt's toyvtap ('direct') forward over a host NIC."""
 
-    MODE = Mode(name="macvtap", description="guests attach to a NIC through macvtap", forward="bridge",
+    MODE = Mode(name="toyvtap", description="guests attach to a NIC through toyvtap", forward="bridge",
                 libvirt_bridge=False, ip="forbidden")
 
     @hookimpl
@@ -21,12 +21,12 @@ class MacvtapPlugin:
 
     @hookimpl
     def vnetgen_validate_network(self, host, network, report):
-        if network.mode == "macvtap" and network.bridge is not None:
-            report.error(network.at("bridge"), f"network {network.name}: macvtap takes no bridge")
+        if network.mode == "toyvtap" and network.bridge is not None:
+            report.error(network.at("bridge"), f"network {network.name}: toyvtap takes no bridge")
 
     @hookimpl
     def vnetgen_network_xml(self, host, network, plan):
-        if network.mode.name != "macvtap":
+        if network.mode.name != "toyvtap":
             return None
         from lxml import etree
 
@@ -39,7 +39,7 @@ class MacvtapPlugin:
 
     @hookimpl
     def vnetgen_steps(self, host, plan):
-        return [Step((NETWORKS, -1, "macvtap"), "check eth9", "macvtap needs its parent NIC",
+        return [Step((NETWORKS, -1, "toyvtap"), "check eth9", "toyvtap needs its parent NIC",
                      (Action(check="[ -e /sys/class/net/eth9 ]", kind="require"),))]
 
 
@@ -63,28 +63,28 @@ def test_toy_mode_builds(write_profile):
     from vnetgen.bundle import build
     from vnetgen.profile import load_valid
 
-    pm = get_plugin_manager([MacvtapPlugin()])
-    path = write_profile("vnetgen: 1\nhost: h\nnetworks:\n  direct: {mode: macvtap}\n")
+    pm = get_plugin_manager([ToyvtapPlugin()])
+    path = write_profile("vnetgen: 1\nhost: h\nnetworks:\n  direct: {mode: toyvtap}\n")
     profile, _ = load_valid(path, pm)
     bundle = build(profile, pm, "p.yaml")
     xml = bundle.files["h/networks/direct.xml"].text
     assert "<interface dev=\"eth9\"/>" in xml and "<forward mode=\"bridge\">" in xml
     runbook = bundle.files["h/runbook.sh"].text
     assert "check eth9" in runbook and "must [ -e /sys/class/net/eth9 ]" in runbook
-    assert runbook.index("check eth9") < runbook.index("network direct (macvtap)")
+    assert runbook.index("check eth9") < runbook.index("network direct (toyvtap)")
 
 
 def test_toy_mode_validation_runs(write_profile, load_report):
     from vnetgen.diagnostics import InvalidProfile
     from vnetgen.profile import load_valid
 
-    pm = get_plugin_manager([MacvtapPlugin()])
-    path = write_profile("vnetgen: 1\nnetworks:\n  direct: {mode: macvtap, bridge: br0}\n")
+    pm = get_plugin_manager([ToyvtapPlugin()])
+    path = write_profile("vnetgen: 1\nnetworks:\n  direct: {mode: toyvtap, bridge: br0}\n")
     with pytest.raises(InvalidProfile) as err:
         load_valid(path, pm)
-    assert [(d.line, d.message) for d in err.value.report.errors] == [(3, "network direct: macvtap takes no bridge")]
+    assert [(d.line, d.message) for d in err.value.report.errors] == [(3, "network direct: toyvtap takes no bridge")]
 
 
 def test_unknown_mode_without_the_plugin(write_profile, pm, load_report):
-    report = load_report(write_profile("vnetgen: 1\nnetworks:\n  direct: {mode: macvtap}\n"))
-    assert report.errors and "macvtap" in report.errors[0].message
+    report = load_report(write_profile("vnetgen: 1\nnetworks:\n  direct: {mode: toyvtap}\n"))
+    assert report.errors and "toyvtap" in report.errors[0].message
