@@ -78,6 +78,7 @@ class Imported:
     links: List[Tuple[str, str, str]] = field(default_factory=list)   # (end, end, why guessed)
     skipped: List[str] = field(default_factory=list)
     source: str = ""
+    live: Any = None    # a live import's command source: its answers are reused by the self-check
 
     def messages(self) -> List[str]:
         """stderr lines: what was skipped (file and reason) and what is kept only as a comment."""
@@ -327,7 +328,7 @@ def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, 
                 net.set("delay", definition.delay)
         if definition.mac is not None:
             if unicast(definition.mac):
-                net.set("mac", definition.mac.lower())
+                net.set("mac", Quoted(definition.mac.lower()))
             else:
                 host.unmodelled.append(f"{what}: mac {definition.mac} is not unicast")
                 net.notes.append(f"not modelled: mac {definition.mac} (not unicast)")
@@ -689,6 +690,7 @@ def import_live(host: Optional[str] = None, pm: Any = None, uri: Optional[str] =
         raise ImportError_("nothing usable found on this machine" +
                            "".join(f"\n  skipped {safe(s)}" for s in imported.skipped))
     result.hosts.append(imported)
+    result.live = source
     return result
 
 
@@ -813,7 +815,7 @@ def self_check(text: str, imported: Imported, pm: Any) -> List[str]:
     the validation warnings and the drift that remains, as stderr lines (none when the round trip holds)."""
     from .checks import Evaluation, kinds
     from .diagnostics import InvalidProfile
-    from .observe import read_capture
+    from .observe import _observe, capture_table, read_capture
     from .plan import plan_profile
     from .profile import load_valid
 
@@ -828,12 +830,15 @@ def self_check(text: str, imported: Imported, pm: Any) -> List[str]:
             return [f"the imported profile does not validate (a bug of vnetgen import): "
                     f"{safe(str(d).replace(path, 'PROFILE'))}" for d in error.report.sorted()]
         lines += [f"validation: {safe(str(d).replace(path, 'PROFILE'))}" for d in report.sorted()]
-    if imported.source == "live":
-        return lines
     registry = kinds(pm)
     for plan in plan_profile(profile, pm):
         try:
-            observed = read_capture(imported.source, plan)
+            if imported.live is not None:
+                # the same answers the import read (commands it did not run are run now)
+                imported.live.table = capture_table(plan)
+                observed = _observe(imported.live, plan)
+            else:
+                observed = read_capture(imported.source, plan)
             audit = Evaluation(plan, observed, registry).run()
         except (AuditError, FactError) as error:
             lines.append(f"{plan.name}: the audit cannot read the capture: {safe(str(error))}")
