@@ -212,7 +212,7 @@ def _observe_host(source: Any, host: HostImport, pm: Any, modes: Dict[str, Any],
     definitions: Dict[str, Tuple[NetListEntry, NetworkDef, Any]] = {}
     for name, entry in sorted((listed or {}).items()):
         if not valid_name(name):
-            host.skipped.append(f"network {safe(name)!s}: not a valid profile name (letters, digits, _ . -)")
+            host.skipped.append(f"network {name}: not a valid profile name (letters, digits, _ . -)")
             continue
         got = reader.read(NET_XML.path(name))
         if got is None:
@@ -224,7 +224,7 @@ def _observe_host(source: Any, host: HostImport, pm: Any, modes: Dict[str, Any],
             continue
         definition, root = parsed
         if definition.name != name:
-            host.skipped.append(f"{got[1]}: holds network {safe(definition.name)}, expected {name} (file skipped)")
+            host.skipped.append(f"{got[1]}: holds network {definition.name}, expected {name} (file skipped)")
             continue
         definitions[name] = (entry, definition, root)
     libvirt_bridges = {}
@@ -300,22 +300,22 @@ def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, 
     mode = _mode_for(definition.forward_mode, modes)
     if mode is None:
         forward = definition.forward_mode or "none"
-        host.skipped.append(f"{what}: <forward mode='{safe(forward)}'> is no registered mode's (kept as a comment)")
-        host.notes.append(f"network {name} (forward mode {safe(forward)}) not imported: no mode plugin for it")
+        host.skipped.append(f"{what}: <forward mode='{forward}'> is no registered mode's (kept as a comment)")
+        host.notes.append(f"network {name} (forward mode {forward}) not imported: no mode plugin for it")
         return None
     net = Entry(name)
     net.set("mode", mode.name)
     if not mode.libvirt_bridge:
         if not definition.bridge or not valid_ifname(definition.bridge):
             host.skipped.append(f"{what}: mode {mode.name} needs a host bridge, the network names "
-                                f"{safe(definition.bridge or 'none')} (kept as a comment)")
+                                f"{definition.bridge or 'none'} (kept as a comment)")
             host.notes.append(f"{what} (mode {mode.name} without a usable bridge) not imported")
             return None
         net.set("bridge", definition.bridge)
     else:
         if definition.bridge is not None:
             if not valid_ifname(definition.bridge):
-                host.skipped.append(f"{what}: bridge name {safe(definition.bridge)!s} is not a valid interface name")
+                host.skipped.append(f"{what}: bridge name {definition.bridge} is not a valid interface name")
                 return None
             net.set("bridge", definition.bridge)
         if definition.stp is False:
@@ -353,8 +353,8 @@ def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, 
         host.notes.append(f"{what} (mode {mode.name} without an IPv4 address) not imported")
         return None
     if definition.forward_dev:
-        host.unmodelled.append(f"{what}: <forward dev='{safe(definition.forward_dev)}'>")
-        net.notes.append(f"not modelled: forward dev {safe(definition.forward_dev)}")
+        host.unmodelled.append(f"{what}: <forward dev='{definition.forward_dev}'>")
+        net.notes.append(f"not modelled: forward dev {definition.forward_dev}")
     for item in _unmodelled_xml(root, definition):
         host.unmodelled.append(f"{what}: {item}")
         net.notes.append(f"not modelled: {item} (see its net-dumpxml; a bundle's definition leaves it out)")
@@ -381,8 +381,8 @@ def _dhcp(net: Entry, ip: Any, host: HostImport, what: str) -> None:
     leases = []
     for lease in ip.dhcp_hosts:
         if lease.ip is None or lease.ip.version != 4:
-            host.unmodelled.append(f"{what}: static lease without an IPv4 address ({lease.mac or safe(lease.name)})")
-            net.notes.append(f"not modelled: static lease {lease.mac or safe(lease.name)} without an IPv4 address")
+            host.unmodelled.append(f"{what}: static lease without an IPv4 address ({lease.mac or lease.name})")
+            net.notes.append(f"not modelled: static lease {lease.mac or lease.name} without an IPv4 address")
             continue
         item: List[Tuple[str, Any]] = []
         if lease.mac:
@@ -390,7 +390,7 @@ def _dhcp(net: Entry, ip: Any, host: HostImport, what: str) -> None:
         item.append(("ip", str(lease.ip)))
         if lease.name:
             if not valid_name(lease.name):
-                host.skipped.append(f"{what}: static lease {lease.ip} named {safe(lease.name)!s}: not a valid "
+                host.skipped.append(f"{what}: static lease {lease.ip} named {lease.name}: not a valid "
                                     f"profile name")
                 net.notes.append(f"not modelled: static lease {lease.ip} (its name is not a valid profile name)")
                 continue
@@ -429,7 +429,7 @@ def _ports(bridge: str, networking: Any, host: HostImport, what: str) -> List[st
         if _automatic(port, bridge):
             continue
         if not valid_ifname(port):
-            host.skipped.append(f"{what}: port {safe(port)!s} of {bridge}: not a valid interface name")
+            host.skipped.append(f"{what}: port {port} of {bridge}: not a valid interface name")
             continue
         ports.append(port)
     return ports
@@ -460,7 +460,7 @@ def _host_bridges(host: HostImport, networking: Any, libvirt_bridges: Dict[str, 
         if name in libvirt_bridges:
             continue
         if not valid_ifname(name):
-            host.skipped.append(f"bridge {safe(name)!s}: not a valid interface name")
+            host.skipped.append(f"bridge {name}: not a valid interface name")
             continue
         bridge = Entry(name)
         info = seen.get(name)
@@ -550,7 +550,7 @@ def _vms(reader: _Reader, host: HostImport, networks: Set[str]) -> None:
     for domain in sorted(domains or (), key=lambda d: d.name):
         name = domain.name
         if not valid_name(name):
-            host.skipped.append(f"VM {safe(name)!s}: not a valid profile name")
+            host.skipped.append(f"VM {name}: not a valid profile name")
             continue
         vm = Entry(name)
         got = reader.read(DOMIFLIST.path(name))
@@ -564,7 +564,7 @@ def _vms(reader: _Reader, host: HostImport, networks: Set[str]) -> None:
             if nic.type == "network" and nic.source in networks:
                 items.append([("network", nic.source), ("mac", Quoted(nic.mac.lower()))])
             else:
-                kind = f"{nic.type} {safe(nic.source or '-')}"
+                kind = f"{nic.type} {nic.source or '-'}"
                 host.unmodelled.append(f"vm {name}: NIC {nic.mac} on {kind} (a profile VM joins libvirt networks)")
                 vm.notes.append(f"not modelled: NIC {nic.mac} on {kind}")
         vm.set("networks", Seq(items))
@@ -622,26 +622,26 @@ def import_captures(directory: Union[str, Path], hosts: Sequence[str] = (), pm: 
     for name in names:
         where = root / name
         if not valid_host(name):
-            result.skipped.append(f"{safe(where)}: {safe(name)} is not a valid host name")
+            result.skipped.append(f"{where}: {name} is not a valid host name")
             continue
         if not where.is_dir():
-            result.skipped.append(f"{safe(where)}: no such host directory")
+            result.skipped.append(f"{where}: no such host directory")
             continue
         if not (where / NET_LIST.path()).exists() and not hosts:
-            result.skipped.append(f"{safe(where)}: no {NET_LIST.path()}: not a host capture")
+            result.skipped.append(f"{where}: no {NET_LIST.path()}: not a host capture")
             continue
         host = HostImport(name=name, origin=str(where))
         try:
             source = _Captures(where, root)
         except AuditError as error:
-            result.skipped.append(safe(str(error)))
+            result.skipped.append(str(error))
             continue
         present = _present(where)
         if _observe_host(source, host, pm, modes, present):
             result.hosts.append(host)
         else:
             result.skipped += [f"{host.name}: {s}" for s in host.skipped]
-            result.skipped.append(f"{safe(where)}: nothing usable (host not imported)")
+            result.skipped.append(f"{where}: nothing usable (host not imported)")
     if not result.hosts:
         raise ImportError_(f"{root}: nothing usable found" + "".join(f"\n  skipped {safe(s)}" for s in result.skipped))
     result.links = guess_links(result.hosts)
