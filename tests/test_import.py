@@ -213,3 +213,15 @@ def test_links_are_guessed_only_when_unambiguous(tmp_path):
     assert imported.links == []   # three hosts with ens2 trunks: no guess
     with pytest.raises(ImportError_):
         import_captures(tmp_path / "nowhere")
+
+
+def test_scalars_read_back_as_written():
+    import yaml
+
+    from vnetgen.importer import Quoted, scalar
+
+    for value in ("yes", "no", "on", "true", "null", "1:20", "0x10", "1e3", "12", "~", "default", "virbr0",
+                  "192.168.122.1/24", "caldera02:ens2", "a b", "#x", "-x", "\x1b[2J", "é"):
+        assert yaml.safe_load(f"k: {scalar(value)}")["k"] == value
+    assert scalar(Quoted("52:54:00:53:d4:ee")) == '"52:54:00:53:d4:ee"'
+    assert scalar(False) == "false" and scalar(15) == "15"
