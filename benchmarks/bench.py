@@ -111,8 +111,43 @@ def main() -> None:
                   f"{row['ms_per_host']:>8.1f} {row['files']:>6} {row['bundle_mb']:>6.1f}")
         for name, seconds in hostile(directory).items():
             print(f"validate {name}: {seconds:.2f} s (refused)")
+    import_rows(int(h) for h in args.hosts.split(","))
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS: {peak:.0f} MiB")
+
+
+def measure_import(hosts: int, directory: str) -> dict:
+    """`vnetgen import` of `hosts` captured hosts (copies of the held two-hosts captures): reading and
+    rendering, then the self-check (load, validate, plan and audit the result against the captures)."""
+    import shutil
+    from pathlib import Path
+
+    from vnetgen.importer import import_captures, render_profile, self_check
+    from vnetgen.plugins import get_plugin_manager
+
+    held = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "audit" / "insync" / "two-hosts"
+    captures = Path(directory) / f"captures-{hosts}"
+    for h in range(hosts):
+        shutil.copytree(held / ("caldera02", "caldera03")[h % 2], captures / f"h{h:05d}")
+    pm = get_plugin_manager()
+    start = time.perf_counter()
+    imported = import_captures(captures, pm=pm)
+    text = render_profile(imported)
+    read = time.perf_counter()
+    remaining = self_check(text, imported, pm)
+    checked = time.perf_counter()
+    return {"hosts": hosts, "import_s": read - start, "check_s": checked - read,
+            "ms_per_host": (checked - start) * 1000 / hosts, "lines": text.count("\n"), "remaining": len(remaining)}
+
+
+def import_rows(sizes) -> None:
+    """The import rows of the report (called from main)."""
+    print(f"{'import':>6} {'lines':>7} {'read s':>7} {'check s':>8} {'ms/host':>8}")
+    with tempfile.TemporaryDirectory() as directory:
+        for hosts in sizes:
+            row = measure_import(hosts, directory)
+            print(f"{row['hosts']:>6} {row['lines']:>7} {row['import_s']:>7.2f} {row['check_s']:>8.2f} "
+                  f"{row['ms_per_host']:>8.1f}")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from vnetgen.api import (HOST_BRIDGES, Artifact, BrctlShow, CaptureFile, CaptureReader, HostNetworking, Step, cmd,
                          hookimpl, install_file, q, restore_file)
 
-from .iproute2 import IpRoute2Target, observe_iproute2, observe_iproute2_v1
+from .iproute2 import IP_LINK_BRIDGE_V1, IpRoute2Target, observe_iproute2, observe_iproute2_v1
 
 IFCFG_DIR = "/etc/sysconfig/network-scripts"
 BRCTL_SHOW = "brctl-show.txt"
@@ -62,6 +62,10 @@ port_resolvers() {  # port_resolvers DEV: DNS1..DNS3 of DEV's ifcfg file (initsc
                 return found
             got = reader.require(BRCTL_SHOW)
         return HostNetworking(bridges={b.name: b for b in BrctlShow().process(*got)}, tool="brctl")
+
+    def recognizes(self, files) -> bool:
+        # Only el7's capture.sh records brctl show (and, in layout 1 where brctl was absent, ip-link-bridge.json).
+        return BRCTL_SHOW in files or IP_LINK_BRIDGE_V1 in files
 
     def host_files(self, plan) -> List[Artifact]:
         return [Artifact(f"ifcfg/ifcfg-{name}", text) for name, text in ifcfg_files(plan).items()]

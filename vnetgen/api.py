@@ -7,7 +7,7 @@ target returns, and the one quoting function (`cmd`, `q`) every shell word from 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Optional, Sequence, Tuple
 
 import pluggy
 
@@ -295,6 +295,12 @@ class Target:
     def observe(self, reader: CaptureReader) -> HostNetworking:
         """The host's bridges, links, addresses and routes from the capture files."""
         raise NotImplementedError
+
+    def recognizes(self, files: AbstractSet[str]) -> bool:
+        """`vnetgen import`: whether a host whose capture holds `files` (the capture-layout names
+        present, e.g. "brctl-show.txt") is evidently of this target. Default: no evidence (False);
+        when no target or several say True, import takes the default target and says it guessed."""
+        return False
 
     # --- the bundle ---------------------------------------------------------------------------
     def host_files(self, plan: "HostPlan") -> List[Artifact]:

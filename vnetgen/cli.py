@@ -153,6 +153,70 @@ def audit(profile: str = typer.Argument(..., help="The profile (YAML)."),
     raise typer.Exit(EXIT_OK if report["in_sync"] else EXIT_DIFFERS)
 
 
+@app.command("import")
+def import_(captures: Optional[str] = typer.Option(None, "--captures", metavar="DIR",
+                                                  help="Import the captures in DIR (DIR/<host>/, written by "
+                                                       "capture.sh) instead of this machine."),
+            host: List[str] = typer.Option([], "--host", help="Import only this host of DIR (repeatable). Live: "
+                                                              "the name to give this machine (default: its "
+                                                              "short hostname)."),
+            output: Optional[str] = typer.Option(None, "-o", "--output", metavar="FILE",
+                                                 help="Write the profile to FILE (default: standard output).")
+            ) -> None:
+    """Write a profile of what the hosts run now (captures or this machine), such that auditing them
+    against it reports in sync: exit 0 written, 2 nothing usable. Skipped files and what vnetgen does
+    not model are listed on standard error."""
+    from .facts import FactError
+    from .importer import ImportError_, import_captures, import_live, render_profile, self_check
+    from .observe import AuditError
+    from .plugins import get_plugin_manager
+
+    pm = get_plugin_manager()
+    try:
+        if captures is not None:
+            imported = import_captures(captures, host, pm=pm)
+        elif len(host) > 1:
+            raise ImportError_("a live import reads this machine only: give one --host, or import captures "
+                               "with --captures DIR")
+        else:
+            imported = import_live(host[0] if host else None, pm=pm)
+    except (ImportError_, AuditError, FactError) as exc:
+        typer.echo(f"vnetgen import: {exc}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    text = render_profile(imported)
+    for line in imported.messages() + self_check(text, imported, pm):
+        typer.echo(f"vnetgen import: {line}", err=True)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    try:
+        _write_text(output, text)
+    except OSError as exc:
+        typer.echo(f"vnetgen import: {output}: cannot write: {exc.strerror or exc}", err=True)
+        raise typer.Exit(EXIT_INVALID)
+    count = len(imported.hosts)
+    typer.echo(f"wrote {output} ({count} host{'s' if count != 1 else ''})", err=True)
+
+
+def _write_text(path: str, text: str) -> None:
+    """Replace `path` whole or not at all (a temporary file beside it, then rename)."""
+    import tempfile
+
+    if os.path.isdir(path):
+        raise IsADirectoryError(21, "is a directory")
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, scratch = tempfile.mkstemp(prefix=".vnetgen-import-", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(scratch, 0o644)
+        os.replace(scratch, path)
+    except BaseException:
+        if os.path.exists(scratch):
+            os.unlink(scratch)
+        raise
+
+
 @app.command()
 def diff(old: str = typer.Argument(..., help="The profile the hosts run now."),
          new: str = typer.Argument(..., help="The profile to apply.")) -> None:

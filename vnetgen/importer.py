@@ -1,0 +1,849 @@
+"""`vnetgen import`: a profile v1 from what hosts run — read from captures (DIR/<host>/, the audit's
+layout) or live on this machine — such that auditing the same state against it reports in sync.
+
+What a capture shows is mapped onto the profile: every libvirt network (its mode from `<forward
+mode>` through the registered modes' `forward`, bridge, stp/delay, mac and uuid pinned, IPv4
+address, DHCP range and static leases, trunk ports on the bridge libvirt made), host bridges (ports,
+address, default route via it, stp/delay), and the VMs' network attachments (as comments: a capture
+holds no memory, vcpus or disks). What vnetgen does not model is kept as a comment and listed;
+anything unreadable is skipped with the file and the reason. Nothing from a capture reaches the
+output unescaped: names must match the profile's name patterns, values are re-formatted from parsed
+facts, and comments escape every non-printable character.
+"""
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import re
+import socket
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
+
+from .checks import AUTOMATIC_PORT_PREFIXES
+from .facts import DomIfList, FactError, NetList, NetListEntry, NetworkDef, VirshList
+from .observe import (DOMAINS, DOMIFLIST, NET_LIST, NET_XML, TIMEOUT, AuditError, Runner, _Captures,
+                      _Live, run_command, sysctl_file)
+
+__all__ = ["ImportError_", "Imported", "import_captures", "import_live", "render_profile"]
+
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_DEFAULT_NAT_PORTS = (1024, 65535)
+
+
+class ImportError_(Exception):
+    """Nothing usable was found (exit 2)."""
+
+
+# --- what one host gives ------------------------------------------------------------------------
+
+
+@dataclass
+class Entry:
+    """A named object of the profile: its keys in output order, comments above and beside it."""
+
+    name: str
+    keys: List[Tuple[str, Any, str]] = field(default_factory=list)   # (key, value, trailing comment)
+    notes: List[str] = field(default_factory=list)                   # comment lines above its keys
+
+    def set(self, key: str, value: Any, comment: str = "") -> None:
+        self.keys.append((key, value, comment))
+
+    def get(self, key: str) -> Any:
+        return next((v for k, v, _ in self.keys if k == key), None)
+
+
+@dataclass
+class HostImport:
+    name: str
+    origin: str
+    target: str = ""
+    target_why: str = ""
+    networks: List[Entry] = field(default_factory=list)
+    bridges: List[Entry] = field(default_factory=list)
+    vms: List[Entry] = field(default_factory=list)
+    notes: List[str] = field(default_factory=list)         # comment lines at the end of the host
+    skipped: List[str] = field(default_factory=list)       # "WHERE: why", for stderr
+    unmodelled: List[str] = field(default_factory=list)    # "WHAT: what", kept as comments, for stderr
+    # trunk ports of libvirt bridges, for guessing links: port → (network, subnet or None, has DHCP)
+    trunks: Dict[str, Tuple[str, Optional[Any], bool]] = field(default_factory=dict)
+
+
+@dataclass
+class Imported:
+    hosts: List[HostImport]
+    links: List[Tuple[str, str, str]] = field(default_factory=list)   # (end, end, why guessed)
+    skipped: List[str] = field(default_factory=list)
+    source: str = ""
+    live: Any = None    # a live import's command source: its answers are reused by the self-check
+
+    def messages(self) -> List[str]:
+        """stderr lines: what was skipped (file and reason) and what is kept only as a comment."""
+        lines = [f"skipped {s}" for s in self.skipped]
+        for host in self.hosts:
+            lines += [f"{host.name}: target {host.target}: {host.target_why}"]
+            lines += [f"{host.name}: skipped {s}" for s in host.skipped]
+            lines += [f"{host.name}: not modelled (kept as a comment): {u}" for u in host.unmodelled]
+        lines += [f"guessed link {a} -- {b}: {why} (marked as a guess in a comment)" for a, b, why in self.links]
+        return [safe(line) for line in lines]
+
+
+def safe(text: Any) -> str:
+    """One printable ASCII line: control characters, newlines and non-ASCII escaped (\\x1b, \\n)."""
+    return str(text).encode("unicode_escape", "backslashreplace").decode("ascii")
+
+
+def valid_name(name: str) -> bool:
+    return bool(_NAME.fullmatch(name)) and len(name.encode("utf-8", "surrogatepass")) <= 64
+
+
+def valid_ifname(name: str) -> bool:
+    return bool(_IFNAME.fullmatch(name)) and len(name) <= 15 and name != "lo"
+
+
+def valid_host(name: str) -> bool:
+    from .bundle import TOP_LEVEL
+
+    return valid_name(name) and name.lower() not in {n.lower() for n in TOP_LEVEL}
+
+
+def unicast(mac: Optional[str]) -> bool:
+    if not mac:
+        return False
+    first = int(mac.split(":")[0], 16)
+    return not first & 1 and mac.lower() != "00:00:00:00:00:00"
+
+
+# --- reading a host ---------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Reads through an observe source, turning unreadable files into "skipped" lines."""
+
+    def __init__(self, source: Any, host: HostImport) -> None:
+        self.source = source
+        self.host = host
+
+    def read(self, name: str, status_ok: bool = False) -> Optional[Tuple[str, str]]:
+        try:
+            got, why = self.source.get(name, required=False, status_ok=status_ok)
+        except AuditError as error:
+            self.host.skipped.append(str(error))
+            return None
+        return got
+
+    def parse(self, fact: Any, got: Tuple[str, str]) -> Any:
+        try:
+            return fact.process(*got)
+        except FactError as error:
+            self.host.skipped.append(f"{error} (file skipped)")
+            return None
+
+
+def _modes(pm: Any) -> Dict[str, Any]:
+    from .plugins import modes
+
+    return modes(pm)
+
+
+def _mode_for(forward: Optional[str], modes: Dict[str, Any]) -> Optional[Any]:
+    """The registered mode whose `forward` is the network's <forward mode> ("" for none)."""
+    wanted = forward or ""
+    found = [m for m in modes.values() if m.forward == wanted]
+    if not found:
+        return None
+    # Several modes may share one forward mode (a plugin's macvtap-like mode): the one named after it
+    # wins, else the first by name.
+    found.sort(key=lambda m: (m.name != wanted, m.name))
+    return found[0]
+
+
+def _targets(pm: Any) -> Dict[str, Any]:
+    from .plugins import targets
+
+    return targets(pm)
+
+
+def _guess_target(host: HostImport, present: Set[str], pm: Any) -> Any:
+    from .plugins import default_target
+
+    targets = _targets(pm)
+    said = sorted(name for name, t in targets.items() if t.recognizes(frozenset(present)))
+    default = default_target(pm) or sorted(targets)[0]
+    if len(said) == 1:
+        host.target = said[0]
+        host.target_why = (f"guessed from the capture's files ({', '.join(sorted(present & _evidence(targets)))})"
+                           if present & _evidence(targets) else "guessed from the capture's files")
+    else:
+        host.target = default
+        others = ", ".join(n for n in sorted(targets) if n != default)
+        host.target_why = (f"guessed (the default target): {'nothing in the capture tells' if not said else 'the capture fits ' + ', '.join(said)}"
+                           f" which OS the host runs; set target to one of {others} if it is not {default}")
+    return targets[host.target]
+
+
+def _evidence(targets: Dict[str, Any]) -> Set[str]:
+    """Capture files some target records and another does not: what a guess can rest on."""
+    per = [{c.name for c in t.capture_files()} for t in targets.values()]
+    every = set.intersection(*per) if per else set()
+    return set().union(*per) - every if per else set()
+
+
+def _observe_host(source: Any, host: HostImport, pm: Any, modes: Dict[str, Any], present: Set[str]) -> bool:
+    """Fill `host` from one host's files; False when nothing usable was found."""
+    reader = _Reader(source, host)
+    got = reader.read(NET_LIST.path())
+    listed: Optional[Dict[str, NetListEntry]] = None
+    if got is None:
+        host.skipped.append(f"{NET_LIST.path()}: {source.why(NET_LIST.path()) or 'missing'}; no network imported")
+    else:
+        entries = reader.parse(NetList(), got)
+        if entries is not None:
+            listed = {e.name: e for e in entries}
+    target = _guess_target(host, present, pm)
+    networking = None
+    try:
+        networking = target.observe(source)
+    except (AuditError, FactError) as error:
+        host.skipped.append(f"{error} (host bridges and trunk ports not imported)")
+    definitions: Dict[str, Tuple[NetListEntry, NetworkDef, Any]] = {}
+    for name, entry in sorted((listed or {}).items()):
+        if not valid_name(name):
+            host.skipped.append(f"network {name}: not a valid profile name (letters, digits, _ . -)")
+            continue
+        got = reader.read(NET_XML.path(name))
+        if got is None:
+            host.skipped.append(f"{NET_XML.path(name)}: {source.why(NET_XML.path(name)) or 'missing'}; "
+                                f"network {name} not imported")
+            continue
+        parsed = _parse_network(got, host)
+        if parsed is None:
+            continue
+        definition, root = parsed
+        if definition.name != name:
+            host.skipped.append(f"{got[1]}: holds network {definition.name}, expected {name} (file skipped)")
+            continue
+        definitions[name] = (entry, definition, root)
+    libvirt_bridges = {}
+    for name, (entry, definition, root) in definitions.items():
+        net = _network(name, entry, definition, root, modes, networking, host)
+        if net is not None:
+            host.networks.append(net)
+            mode = modes[net.get("mode")]
+            if mode.libvirt_bridge and definition.bridge:
+                libvirt_bridges[definition.bridge] = name
+    _host_bridges(host, networking, libvirt_bridges, modes)
+    _vms(reader, host, {n.name for n in host.networks})
+    return listed is not None or bool(host.bridges)
+
+
+def _parse_network(got: Tuple[str, str], host: HostImport) -> Optional[Tuple[NetworkDef, Any]]:
+    """net-dumpxml with the audit's safe parser (no entities, no network, no DTD, size-bounded)."""
+    from .facts.model import check_virsh_error, numbered_lines
+    from .facts.net_dumpxml import _network, _parse_xml
+
+    text, where = got
+    try:
+        first = next(((n, line) for n, line in numbered_lines(text) if line.strip()), None)
+        if first is None:
+            raise FactError(where, 1, "empty capture: expected <network>")
+        check_virsh_error(first[1], where, first[0])
+        root = _parse_xml(text, where)
+        return _network(root, where), root
+    except FactError as error:
+        host.skipped.append(f"{error} (file skipped)")
+        return None
+
+
+# What of a network's XML the profile models; anything else is kept as a comment.
+_MODELLED = {"name", "uuid", "forward", "bridge", "mac", "ip"}
+_BRIDGE_ATTRS = {"name", "stp", "delay"}
+_IP_ATTRS = {"address", "netmask", "prefix", "family"}
+
+
+def _unmodelled_xml(root: Any, definition: NetworkDef) -> List[str]:
+    found = []
+    for child in root:
+        tag = child.tag if isinstance(child.tag, str) else "?"
+        if tag not in _MODELLED:
+            found.append(f"<{tag}>")
+        elif tag == "bridge":
+            found += [f"<bridge {a}=>" for a in sorted(child.attrib) if a not in _BRIDGE_ATTRS]
+        elif tag == "forward":
+            for sub in child:
+                stag = sub.tag if isinstance(sub.tag, str) else "?"
+                if stag == "nat":
+                    extra = [s for s in sub if s.tag != "port"] or list(sub.attrib)
+                    if extra or (definition.nat_ports not in (None, _DEFAULT_NAT_PORTS)):
+                        found.append("<forward><nat> settings")
+                elif stag != "interface":
+                    found.append(f"<forward><{stag}>")
+        elif tag == "ip":
+            found += [f"<ip {a}=>" for a in sorted(child.attrib) if a not in _IP_ATTRS]
+            for sub in child:
+                stag = sub.tag if isinstance(sub.tag, str) else "?"
+                if stag != "dhcp":
+                    found.append(f"<ip><{stag}>")
+                    continue
+                found += [f"<dhcp><{s.tag if isinstance(s.tag, str) else '?'}>" for s in sub
+                          if s.tag not in ("range", "host")]
+                found += ["<dhcp><range> lease settings" for s in sub if s.tag == "range" and len(s)]
+    return sorted(set(found))
+
+
+def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, modes: Dict[str, Any],
+             networking: Any, host: HostImport) -> Optional[Entry]:
+    what = f"network {name}"
+    mode = _mode_for(definition.forward_mode, modes)
+    if mode is None:
+        forward = definition.forward_mode or "none"
+        host.skipped.append(f"{what}: <forward mode='{forward}'> is no registered mode's (kept as a comment)")
+        host.notes.append(f"network {name} (forward mode {forward}) not imported: no mode plugin for it")
+        return None
+    net = Entry(name)
+    net.set("mode", mode.name)
+    if not mode.libvirt_bridge:
+        if not definition.bridge or not valid_ifname(definition.bridge):
+            host.skipped.append(f"{what}: mode {mode.name} needs a host bridge, the network names "
+                                f"{definition.bridge or 'none'} (kept as a comment)")
+            host.notes.append(f"{what} (mode {mode.name} without a usable bridge) not imported")
+            return None
+        net.set("bridge", definition.bridge)
+    else:
+        if definition.bridge is not None:
+            if not valid_ifname(definition.bridge):
+                host.skipped.append(f"{what}: bridge name {definition.bridge} is not a valid interface name")
+                return None
+            net.set("bridge", definition.bridge)
+        if definition.stp is False:
+            net.set("stp", False)
+        if definition.delay:
+            if definition.delay > 30:
+                host.unmodelled.append(f"{what}: delay {definition.delay} (the profile allows 0..30)")
+                net.notes.append(f"not modelled: forward delay {definition.delay} s")
+            else:
+                net.set("delay", definition.delay)
+        if definition.mac is not None:
+            if unicast(definition.mac):
+                net.set("mac", Quoted(definition.mac.lower()))
+            else:
+                host.unmodelled.append(f"{what}: mac {definition.mac} is not unicast")
+                net.notes.append(f"not modelled: mac {definition.mac} (not unicast)")
+    if definition.uuid:
+        net.set("uuid", definition.uuid)
+    ipv4 = [ip for ip in definition.ips if ip.family == "ipv4"]
+    for ip in definition.ips:
+        if ip.family != "ipv4" or ip is not ipv4[0]:
+            host.unmodelled.append(f"{what}: address {ip.address.with_prefixlen} (the profile speaks one IPv4 <ip>)")
+            net.notes.append(f"not modelled: <ip> {ip.address.with_prefixlen}"
+                             + (f" with DHCP {', '.join(f'{a}-{b}' for a, b in ip.dhcp_ranges)}" if ip.dhcp_ranges else ""))
+    if ipv4:
+        ip = ipv4[0]
+        if mode.ip == "forbidden":
+            host.unmodelled.append(f"{what}: address {ip.address.with_prefixlen} (mode {mode.name} takes none)")
+            net.notes.append(f"not modelled: <ip> {ip.address.with_prefixlen} (mode {mode.name} takes none)")
+        else:
+            net.set("ip", ip.address.with_prefixlen)
+            _dhcp(net, ip, host, what)
+    elif mode.ip == "required":
+        host.skipped.append(f"{what}: mode {mode.name} needs an IPv4 address, the network has none (kept as a comment)")
+        host.notes.append(f"{what} (mode {mode.name} without an IPv4 address) not imported")
+        return None
+    if definition.forward_dev:
+        host.unmodelled.append(f"{what}: <forward dev='{definition.forward_dev}'>")
+        net.notes.append(f"not modelled: forward dev {definition.forward_dev}")
+    for item in _unmodelled_xml(root, definition):
+        host.unmodelled.append(f"{what}: {item}")
+        net.notes.append(f"not modelled: {item} (see its net-dumpxml; a bundle's definition leaves it out)")
+    if mode.libvirt_bridge and entry.active and definition.bridge and networking is not None:
+        ports = _ports(definition.bridge, networking, host, what)
+        if ports:
+            net.set("ports", ports)
+            subnet = ipv4[0].address.network if ipv4 and mode.ip != "forbidden" else None
+            for port in ports:
+                host.trunks[port] = (name, subnet, bool(ipv4 and ipv4[0].dhcp_ranges))
+    elif mode.libvirt_bridge and not entry.active:
+        net.notes.append("stopped: its bridge and any trunk ports are not on the host to be seen")
+    if not entry.autostart:
+        net.set("autostart", False)
+    if not entry.active:
+        net.set("state", "inactive")
+    if not entry.persistent:
+        net.notes.append("transient in libvirt (net-create): a bundle defines it persistently")
+    return net
+
+
+def _dhcp(net: Entry, ip: Any, host: HostImport, what: str) -> None:
+    ranges = [r for r in ip.dhcp_ranges if r[0].version == 4]
+    leases = []
+    for lease in ip.dhcp_hosts:
+        if lease.ip is None or lease.ip.version != 4:
+            host.unmodelled.append(f"{what}: static lease without an IPv4 address ({lease.mac or lease.name})")
+            net.notes.append(f"not modelled: static lease {lease.mac or lease.name} without an IPv4 address")
+            continue
+        item: List[Tuple[str, Any]] = []
+        if lease.mac:
+            item.append(("mac", Quoted(lease.mac.lower())))
+        item.append(("ip", str(lease.ip)))
+        if lease.name:
+            if not valid_name(lease.name):
+                host.skipped.append(f"{what}: static lease {lease.ip} named {lease.name}: not a valid "
+                                    f"profile name")
+                net.notes.append(f"not modelled: static lease {lease.ip} (its name is not a valid profile name)")
+                continue
+            item.append(("name", lease.name))
+        leases.append(item)
+    if not ranges:
+        if leases:
+            host.unmodelled.append(f"{what}: static leases without a DHCP range")
+            net.notes.append("not modelled: static leases without a DHCP range: " +
+                             ", ".join(str(dict(item)["ip"]) for item in leases))
+        return
+    for start, end in ranges[1:]:
+        host.unmodelled.append(f"{what}: DHCP range {start}-{end} (the profile has one range)")
+        net.notes.append(f"not modelled: DHCP range {start}-{end}")
+    dhcp = Entry("dhcp")
+    dhcp.set("start", str(ranges[0][0]))
+    dhcp.set("end", str(ranges[0][1]))
+    if leases:
+        dhcp.set("hosts", Seq(leases))
+    net.set("dhcp", dhcp)
+
+
+def _automatic(port: str, bridge: str) -> bool:
+    return port.startswith(AUTOMATIC_PORT_PREFIXES) or port == f"{bridge}-nic"
+
+
+def _ports(bridge: str, networking: Any, host: HostImport, what: str) -> List[str]:
+    info = networking.bridges.get(bridge)
+    if info is None:
+        return []
+    if not info.ports_known:
+        host.unmodelled.append(f"{what}: the ports of {bridge} ({networking.tool} could not list them)")
+        return []
+    ports = []
+    for port in sorted(info.ports):
+        if _automatic(port, bridge):
+            continue
+        if not valid_ifname(port):
+            host.skipped.append(f"{what}: port {port} of {bridge}: not a valid interface name")
+            continue
+        ports.append(port)
+    return ports
+
+
+def _ipv4_addresses(networking: Any, dev: str) -> Optional[List[Any]]:
+    links = networking.links
+    if links is None or dev not in links or links[dev].addresses is None:
+        return None
+    found = []
+    for text in links[dev].addresses:
+        try:
+            address = ipaddress.ip_interface(text)
+        except ValueError:
+            continue
+        if address.version == 4 and not address.ip.is_loopback and not address.ip.is_link_local:
+            found.append(address)
+    return found
+
+
+def _host_bridges(host: HostImport, networking: Any, libvirt_bridges: Dict[str, str], modes: Dict[str, Any]) -> None:
+    users: Dict[str, List[str]] = {}
+    for net in host.networks:
+        if not modes[net.get("mode")].libvirt_bridge:
+            users.setdefault(net.get("bridge"), []).append(net.name)
+    seen = dict(networking.bridges) if networking is not None else {}
+    for name in sorted(set(seen) | set(users)):
+        if name in libvirt_bridges:
+            continue
+        if not valid_ifname(name):
+            host.skipped.append(f"bridge {name}: not a valid interface name")
+            continue
+        bridge = Entry(name)
+        info = seen.get(name)
+        if info is None:
+            bridge.set("external", True)
+            why = "not captured" if networking is None else "not on the host"
+            bridge.notes.append(f"used by {', '.join(users[name])} but {why}: declared external "
+                                "(the audit reports it missing until it exists)")
+            host.bridges.append(bridge)
+            continue
+        if name not in users:
+            # Not used by any libvirt network (docker0, lxcbr0, a bridge of another tool): vnetgen only
+            # checks it exists; what it holds is said, so that managing it is one edit away.
+            bridge.set("external", True)
+            held = _describe_bridge(name, info, networking)
+            bridge.notes.append("no libvirt network uses it: external (vnetgen checks only that it exists); "
+                                f"to manage it, drop external and add{held}")
+            host.bridges.append(bridge)
+            continue
+        ports = _ports(name, networking, host, f"bridge {name}")
+        if ports or info.ports_known:
+            bridge.set("ports", ports)
+        addresses = _ipv4_addresses(networking, name)
+        if addresses is None:
+            bridge.notes.append("its address is not in the capture (no ip-addr.json): add ip/gateway/dns if it has one")
+        elif addresses:
+            address = addresses[0]
+            bridge.set("ip", address.with_prefixlen)
+            for extra in addresses[1:]:
+                host.unmodelled.append(f"bridge {name}: address {extra.with_prefixlen} (the profile has one)")
+                bridge.notes.append(f"not modelled: address {extra.with_prefixlen}")
+            gateway = _gateway(networking, name, address)
+            if gateway is not None:
+                bridge.set("gateway", gateway)
+            bridge.notes.append("dns: the host's resolvers are not in a capture; add them (dns: [...]) if "
+                                "this bridge's configuration gives them")
+        for port in ports:
+            held = _ipv4_addresses(networking, port)
+            for extra in held or ():
+                host.unmodelled.append(f"bridge {name}: port {port} holds {extra.with_prefixlen} of its own")
+                bridge.notes.append(f"not modelled: port {port} holds {extra.with_prefixlen} of its own")
+        if info.stp is not None:
+            bridge.set("stp", info.stp)
+        if info.delay is not None:
+            seconds = int(round(info.delay))
+            if abs(info.delay - seconds) >= 0.005 or not 0 <= seconds <= 30 or (info.stp and seconds < 2):
+                host.unmodelled.append(f"bridge {name}: forward delay {info.delay:g} s")
+                bridge.notes.append(f"not modelled: forward delay {info.delay:g} s")
+            else:
+                bridge.set("delay", seconds)
+        host.bridges.append(bridge)
+
+
+def _describe_bridge(name: str, info: Any, networking: Any) -> str:
+    parts = []
+    ports = [p for p in info.ports if not _automatic(p, name) and valid_ifname(p)]
+    if ports:
+        parts.append(f" ports [{', '.join(ports)}]")
+    addresses = _ipv4_addresses(networking, name) or []
+    if addresses:
+        parts.append(f" ip {addresses[0].with_prefixlen}")
+    if info.stp is not None:
+        parts.append(f" stp {'true' if info.stp else 'false'}")
+    return ",".join(parts) or " what it should hold"
+
+
+def _gateway(networking: Any, bridge: str, address: Any) -> Optional[str]:
+    if networking.routes is None:
+        return None
+    for route in networking.routes:
+        if route.dst == "default" and route.family == "ipv4" and route.dev == bridge and route.gateway:
+            try:
+                gateway = ipaddress.ip_address(route.gateway)
+            except ValueError:
+                return None
+            network = address.network
+            if gateway in network and gateway not in (network.network_address, network.broadcast_address):
+                return str(gateway)
+    return None
+
+
+def _vms(reader: _Reader, host: HostImport, networks: Set[str]) -> None:
+    got = reader.read(DOMAINS.path())
+    if got is None:
+        return
+    domains = reader.parse(VirshList(), got)
+    for domain in sorted(domains or (), key=lambda d: d.name):
+        name = domain.name
+        if not valid_name(name):
+            host.skipped.append(f"VM {name}: not a valid profile name")
+            continue
+        vm = Entry(name)
+        got = reader.read(DOMIFLIST.path(name))
+        nics = None if got is None else reader.parse(DomIfList(), got)
+        if nics is None:
+            vm.notes.append("its NICs are not in the capture")
+            host.vms.append(vm)
+            continue
+        items = []
+        for nic in nics:
+            if nic.type == "network" and nic.source in networks:
+                items.append([("network", nic.source), ("mac", Quoted(nic.mac.lower()))])
+            else:
+                kind = f"{nic.type} {nic.source or '-'}"
+                host.unmodelled.append(f"vm {name}: NIC {nic.mac} on {kind} (a profile VM joins libvirt networks)")
+                vm.notes.append(f"not modelled: NIC {nic.mac} on {kind}")
+        vm.set("networks", Seq(items))
+        host.vms.append(vm)
+
+
+# --- links between hosts --------------------------------------------------------------------------
+
+
+def guess_links(hosts: Sequence[HostImport]) -> List[Tuple[str, str, str]]:
+    """Trunk ports of two hosts that look like one cable: the same NIC name on libvirt bridges of
+    exactly two hosts, whose networks agree on the subnet (or one is unnumbered) and do not both
+    serve DHCP. A guess: the output marks it so. Linear: grouped by NIC name."""
+    by_port: Dict[str, List[HostImport]] = {}
+    for host in hosts:
+        for port in host.trunks:
+            by_port.setdefault(port, []).append(host)
+    links = []
+    for port, group in sorted(by_port.items()):
+        if len(group) != 2:
+            continue
+        (a, b) = group
+        _, subnet_a, dhcp_a = a.trunks[port]
+        _, subnet_b, dhcp_b = b.trunks[port]
+        if dhcp_a and dhcp_b:
+            continue
+        if subnet_a is not None and subnet_b is not None and subnet_a != subnet_b:
+            continue
+        links.append((f"{a.name}:{port}", f"{b.name}:{port}",
+                      f"{port} is a trunk port of network {a.trunks[port][0]} on {a.name} and of "
+                      f"{b.trunks[port][0]} on {b.name}, and no other host has one"))
+    return links
+
+
+# --- entry points ---------------------------------------------------------------------------------
+
+
+def import_captures(directory: Union[str, Path], hosts: Sequence[str] = (), pm: Any = None) -> Imported:
+    """Read DIR/<host>/ for every host directory (or those named); ImportError_ when none is usable."""
+    from .plugins import get_plugin_manager
+
+    pm = pm or get_plugin_manager()
+    modes = _modes(pm)
+    root = Path(directory)
+    if not root.is_dir():
+        raise ImportError_(f"{root}: no such capture directory")
+    result = Imported(hosts=[], source=str(root))
+    if hosts:
+        names = list(dict.fromkeys(hosts))
+    else:
+        if (root / NET_LIST.path()).exists():
+            raise ImportError_(f"{root}: holds one host's files itself; captures are DIR/<host>/ (capture.sh "
+                               f"DIR writes them so): give its parent directory")
+        names = sorted(entry.name for entry in os.scandir(root) if entry.is_dir())
+    for name in names:
+        where = root / name
+        if not valid_host(name):
+            result.skipped.append(f"{where}: {name} is not a valid host name")
+            continue
+        if not where.is_dir():
+            result.skipped.append(f"{where}: no such host directory")
+            continue
+        if not (where / NET_LIST.path()).exists() and not hosts:
+            result.skipped.append(f"{where}: no {NET_LIST.path()}: not a host capture")
+            continue
+        host = HostImport(name=name, origin=str(where))
+        try:
+            source = _Captures(where, root)
+        except AuditError as error:
+            result.skipped.append(str(error))
+            continue
+        present = _present(where)
+        if _observe_host(source, host, pm, modes, present):
+            result.hosts.append(host)
+        else:
+            result.skipped += [f"{host.name}: {s}" for s in host.skipped]
+            result.skipped.append(f"{where}: nothing usable (host not imported)")
+    if not result.hosts:
+        raise ImportError_(f"{root}: nothing usable found" + "".join(f"\n  skipped {safe(s)}" for s in result.skipped))
+    result.links = guess_links(result.hosts)
+    return result
+
+
+def _present(where: Path) -> Set[str]:
+    """The capture files of a host directory (top level, by name), for the target guess."""
+    try:
+        return {entry.name for entry in os.scandir(where) if entry.is_file(follow_symlinks=False)}
+    except OSError:
+        return set()
+
+
+def live_table(pm: Any) -> List[Any]:
+    """Every capture file any target records, with libvirt's: what a live import runs."""
+    table = [NET_LIST, NET_XML]
+    seen = {NET_LIST.name, NET_XML.name}
+    for target in _targets(pm).values():
+        for entry in target.capture_files():
+            if entry.name not in seen:
+                seen.add(entry.name)
+                table.append(entry)
+    return table + [sysctl_file([]), DOMAINS, DOMIFLIST]
+
+
+def import_live(host: Optional[str] = None, pm: Any = None, uri: Optional[str] = None,
+                runner: Runner = run_command, timeout: float = TIMEOUT) -> Imported:
+    """This machine, by running the commands capture.sh runs; ImportError_ when nothing is usable."""
+    from .plugins import get_plugin_manager
+
+    pm = pm or get_plugin_manager()
+    name = host or socket.gethostname().split(".")[0]
+    if not valid_host(name):
+        raise ImportError_(f"this machine's name {safe(name)!s} is not a valid host name: give one with --host")
+    table = live_table(pm)
+    source = _Live(table, uri, runner, timeout)
+    result = Imported(hosts=[], source="live")
+    imported = HostImport(name=name, origin="live")
+    try:
+        source.require(NET_LIST.path())
+    except AuditError as error:
+        raise ImportError_(str(error)) from None
+    present = {entry.name for entry in table if not entry.each and source.read(entry.path()) is not None}
+    if not _observe_host(source, imported, pm, _modes(pm), present):
+        raise ImportError_("nothing usable found on this machine" +
+                           "".join(f"\n  skipped {safe(s)}" for s in imported.skipped))
+    result.hosts.append(imported)
+    result.live = source
+    return result
+
+
+# --- the profile text --------------------------------------------------------------------------------
+
+
+class Quoted(str):
+    """A string always written double-quoted (MACs, as the shipped profiles write them)."""
+
+
+@dataclass
+class Seq:
+    """A block sequence of flow mappings: [(key, value), ...] per item."""
+
+    items: List[List[Tuple[str, Any]]]
+
+
+def _resolves_to_str(text: str) -> bool:
+    import yaml
+
+    return yaml.resolver.Resolver().resolve(yaml.ScalarNode, text, (True, False)) == "tag:yaml.org,2002:str"
+
+
+_PLAIN = re.compile(r"[A-Za-z0-9_/](?:[A-Za-z0-9_./:-]*[A-Za-z0-9_./-])?")
+
+
+def scalar(value: Any) -> str:
+    """One YAML scalar that reads back as exactly `value`."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    text = str(value)
+    if not isinstance(value, Quoted) and _PLAIN.fullmatch(text) and _resolves_to_str(text):
+        return text
+    return json.dumps(text, ensure_ascii=True)   # a JSON string is a YAML double-quoted scalar
+
+
+def _flow(items: List[Tuple[str, Any]]) -> str:
+    return "{" + ", ".join(f"{scalar(k)}: {scalar(v)}" for k, v in items) + "}"
+
+
+def _comment(text: str, indent: str) -> str:
+    return f"{indent}# {safe(text)}"
+
+
+def _entry_lines(entry: Entry, indent: str, comment_out: bool = False) -> List[str]:
+    lines = [_comment(n, indent) for n in entry.notes]
+    pre = "# " if comment_out else ""
+    for key, value, trailing in entry.keys:
+        tail = f"   # {safe(trailing)}" if trailing else ""
+        if isinstance(value, Entry):
+            lines.append(f"{indent}{pre}{scalar(key)}:{tail}")
+            lines += _entry_lines(value, indent + "  ", comment_out)
+        elif isinstance(value, Seq):
+            if not value.items:
+                lines.append(f"{indent}{pre}{scalar(key)}: []{tail}")
+                continue
+            if key == "networks":   # a VM's NICs: one flow list, as the shipped profiles write them
+                lines.append(f"{indent}{pre}{scalar(key)}: [{', '.join(_flow(i) for i in value.items)}]{tail}")
+                continue
+            lines.append(f"{indent}{pre}{scalar(key)}:{tail}")
+            lines += [f"{indent}{pre}  - {_flow(item)}" for item in value.items]
+        elif isinstance(value, list):
+            lines.append(f"{indent}{pre}{scalar(key)}: [{', '.join(scalar(v) for v in value)}]{tail}")
+        else:
+            lines.append(f"{indent}{pre}{scalar(key)}: {scalar(value)}{tail}")
+    return lines
+
+
+def _host_lines(host: HostImport, indent: str, shorthand: bool) -> List[str]:
+    lines = []
+    if shorthand:
+        lines.append(f"host: {scalar(host.name)}")
+    lines.append(f"{indent}target: {scalar(host.target)}   # {safe(host.target_why)}")
+    for key, entries in (("bridges", host.bridges), ("networks", host.networks)):
+        if not entries:
+            continue
+        lines.append(f"{indent}{key}:")
+        for entry in entries:
+            lines.append(f"{indent}  {scalar(entry.name)}:")
+            lines += _entry_lines(entry, indent + "    ")
+    if host.vms:
+        lines.append(f"{indent}# VMs: not imported (a capture holds neither memory, vcpus nor disks): add memory,")
+        lines.append(f"{indent}# vcpus, disk and location (or import: true), then uncomment:")
+        lines.append(f"{indent}# vms:")
+        for vm in host.vms:
+            lines.append(f"{indent}#   {scalar(vm.name)}:")
+            lines += _entry_lines(vm, indent + "#     ")
+    for note in host.notes:
+        lines.append(_comment(note, indent))
+    return lines
+
+
+def render_profile(imported: Imported) -> str:
+    """The profile text: deterministic, ordered like the shipped examples, commented."""
+    origin = "this machine (live)" if imported.source == "live" else f"the captures in {imported.source}"
+    lines = [f"# Imported by `vnetgen import` from {safe(origin)}: review it before building.",
+             "# uuid, mac and bridge names are pinned to what libvirt runs; what vnetgen does not model is",
+             "# kept as a comment (\"not modelled:\")."]
+    lines.append("vnetgen: 1")
+    if len(imported.hosts) == 1 and not imported.links:
+        lines += _host_lines(imported.hosts[0], "", shorthand=True)
+    else:
+        lines.append("hosts:")
+        for host in imported.hosts:
+            lines.append(f"  {scalar(host.name)}:")
+            lines += _host_lines(host, "    ", shorthand=False)
+    if imported.links:
+        lines.append("links:")
+        for a, b, why in imported.links:
+            lines.append(f"  # guessed: {safe(why)}")
+            lines.append(f"  - [{scalar(a)}, {scalar(b)}]")
+    return "\n".join(lines) + "\n"
+
+
+# --- checking the result ---------------------------------------------------------------------------
+
+
+def self_check(text: str, imported: Imported, pm: Any) -> List[str]:
+    """Load, validate and (for captures) audit the imported profile against what it came from:
+    the validation warnings and the drift that remains, as stderr lines (none when the round trip holds)."""
+    from .checks import Evaluation, kinds
+    from .diagnostics import InvalidProfile
+    from .observe import _observe, capture_table, read_capture
+    from .plan import plan_profile
+    from .profile import load_valid
+
+    lines: List[str] = []
+    with tempfile.TemporaryDirectory(prefix="vnetgen-import-") as scratch:
+        path = os.path.join(scratch, "imported.yaml")
+        with open(path, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        try:
+            profile, report = load_valid(path, pm)
+        except InvalidProfile as error:
+            return [f"the imported profile does not validate (a bug of vnetgen import): "
+                    f"{safe(str(d).replace(path, 'PROFILE'))}" for d in error.report.sorted()]
+        lines += [f"validation: {safe(str(d).replace(path, 'PROFILE'))}" for d in report.sorted()]
+    registry = kinds(pm)
+    for plan in plan_profile(profile, pm):
+        try:
+            if imported.live is not None:
+                # the same answers the import read (commands it did not run are run now)
+                imported.live.table = capture_table(plan)
+                observed = _observe(imported.live, plan)
+            else:
+                observed = read_capture(imported.source, plan)
+            audit = Evaluation(plan, observed, registry).run()
+        except (AuditError, FactError) as error:
+            lines.append(f"{plan.name}: the audit cannot read the capture: {safe(str(error))}")
+            continue
+        for drift in audit.drift:
+            lines.append(f"{plan.name}: the audit will still report {drift.severity} {drift.kind} {drift.object}: "
+                         f"expected {safe(json.dumps(drift.expected))}, actual {safe(json.dumps(drift.actual))}")
+    return lines
