@@ -48,10 +48,13 @@ def host_artifacts(plan: Any, profile_file: str) -> List[Artifact]:
     helpers = plan.helpers
     # The runbook checks each of these against SHA256SUMS, itself and the two scripts after it included.
     bundle_files = sorted([a.path for a in files] + ["runbook.sh", "rollback.sh", "capture.sh"])
+    nets = list(plan.networks)   # the networks whose state the scripts read once (net_cache)
     files.append(Artifact("runbook.sh", render("runbook.sh.j2", steps=plan.steps, checks=plan.checks,
-                                               helpers=helpers, bundle_files=bundle_files, **common), 0o755))
+                                               helpers=helpers, bundle_files=bundle_files, nets=nets, **common),
+                          0o755))
     files.append(Artifact("rollback.sh", render("rollback.sh.j2", steps=[s for s in reversed(plan.steps) if s.undo],
-                                                vms=list(plan.host.vms), helpers=helpers, **common), 0o755))
+                                                vms=list(plan.host.vms), helpers=helpers, nets=nets, **common),
+                          0o755))
     files.append(Artifact("capture.sh", render("capture.sh.j2", host=host, **capture_context(plan)), 0o755))
     return files
 

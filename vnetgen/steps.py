@@ -131,7 +131,7 @@ def _networks(plan: Any) -> Iterable[Step]:
 
 def _network_step(plan: Any, np_: Any, rank: int) -> Step:
     name, net = np_.name, np_.net
-    exists = cmd("virsh", "net-info", name) + " >/dev/null 2>&1"
+    exists = cmd("net_exists", name)
     active = cmd("net_info_is", name, "Active", "yes")
     undo = (Action(commands=(cmd("restore_net", name),),
                    check=f"[ ! -e \"$BACKUP/networks/{name}.xml\" ] && ! " + cmd("created", f"network-{name}"),
@@ -172,7 +172,7 @@ def _live_dhcp_actions(old: Any, new: Any) -> List[Action]:
     """`virsh net-update` of DHCP ranges and static leases: applied without restarting the network
     (so its guests keep their connectivity), on a host that still runs the old definition."""
     name = new.name
-    absent = "! " + cmd("virsh", "net-info", name) + " >/dev/null 2>&1 || "
+    absent = "! " + cmd("net_exists", name) + " || "
     actions: List[Action] = []
 
     def update(verb: str, section: str, xml: str, present_after: bool, done: str) -> None:
