@@ -87,11 +87,13 @@ def compose(text: str, report: Report) -> Optional[yaml.Node]:
 class Walker:
     """Converts nodes according to the schema, reporting every problem with its mark."""
 
-    def __init__(self, report: Report, budget: int):
+    def __init__(self, report: Report, budget: int, constructor: Optional[yaml.SafeLoader] = None):
         self.report = report
         self.budget = budget
         self._exhausted = False
-        self._constructor = yaml.SafeLoader("")  # only for its scalar constructors and merge keys
+        # Only for its scalar constructors and merge keys; one per document, shared with the probes of
+        # `oneOf` (a pure-Python loader per probe cost more than the whole conversion).
+        self._constructor = constructor or yaml.SafeLoader("")
 
     def convert(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         self.budget -= 1
@@ -117,7 +119,7 @@ class Walker:
 
     def _one_of(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         for option in schema["oneOf"]:
-            probe = Walker(Report(self.report.file), self.budget)
+            probe = Walker(Report(self.report.file), self.budget, self._constructor)
             value = probe.convert(node, option, where)
             if not probe.report.errors:
                 self.budget = probe.budget
