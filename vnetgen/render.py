@@ -1,8 +1,10 @@
-"""Plans → bundle artifacts (path, text): pure formatting, no I/O beyond reading templates."""
+"""Plans → bundle artifacts (path, text): pure formatting; no I/O beyond reading templates (and the
+cache of their compiled form)."""
 from __future__ import annotations
 
 import functools
 import hashlib
+import os
 import re
 from typing import Any, Dict, List
 
@@ -10,12 +12,29 @@ from .api import Artifact
 from .shell import Raw, cmd, q
 
 
+def _bytecode_cache() -> Any:
+    """Compiled templates kept between runs in the user's cache directory: compiling them took longer
+    than building a one-host bundle. Keyed by each template's source checksum (and jinja's and
+    Python's versions), so an edited template is compiled anew; no cache when the directory is unusable."""
+    import jinja2
+
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    directory = os.path.join(base, "vnetgen", "jinja")
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)
+        if not os.access(directory, os.W_OK):
+            return None
+    except OSError:
+        return None
+    return jinja2.FileSystemBytecodeCache(directory)
+
+
 @functools.lru_cache(maxsize=None)
 def environment() -> Any:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("vnetgen", "templates"),
+        loader=jinja2.PackageLoader("vnetgen", "templates"), bytecode_cache=_bytecode_cache(),
         undefined=jinja2.StrictUndefined,  # a missing variable is an error, never an empty string
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
         # bash's ${#array[@]} would open a default "{#" comment
