@@ -53,16 +53,16 @@ def _load(profile: str, writes: bool = False):
 
 
 @app.command()
-def validate(profile: str = typer.Argument(..., help="The profile (YAML).")) -> None:
+def validate(profile: str = typer.Argument(..., metavar="PROFILE", help="The profile (YAML).")) -> None:
     """Report problems in PROFILE: exit 0 when there are none (warnings alone: 0), 2 on errors."""
     _load(profile)
     typer.echo(f"{profile}: ok")
 
 
 @app.command()
-def build(profile: str = typer.Argument(..., help="The profile (YAML)."),
-          output: str = typer.Option("build", "-o", "--output", help="Bundle directory."),
-          host: List[str] = typer.Option([], "--host", help="Build only this host (repeatable)."),
+def build(profile: str = typer.Argument(..., metavar="PROFILE", help="The profile (YAML)."),
+          output: str = typer.Option("build", "-o", "--output", metavar="DIR", help="Bundle directory."),
+          host: List[str] = typer.Option([], "--host", metavar="HOST", help="Build only this host (repeatable)."),
           check: bool = typer.Option(False, "--check", help="Compare DIR with what PROFILE builds; exit 1 "
                                                             "if they differ. Writes nothing."),
           force: bool = typer.Option(False, "--force", help="Write into DIR even if it holds files vnetgen "
@@ -113,11 +113,11 @@ def _display_name(path: str) -> str:
 
 
 @app.command()
-def audit(profile: str = typer.Argument(..., help="The profile (YAML)."),
+def audit(profile: str = typer.Argument(..., metavar="PROFILE", help="The profile (YAML)."),
           captures: Optional[str] = typer.Option(None, "--captures", metavar="DIR",
                                                  help="Audit the captures in DIR (DIR/<host>/, written by each "
                                                       "host's capture.sh) instead of this machine."),
-          host: List[str] = typer.Option([], "--host", help="Audit only this host (repeatable). Live: the host "
+          host: List[str] = typer.Option([], "--host", metavar="HOST", help="Audit only this host (repeatable). Live: the host "
                                                             "this machine is (default: by hostname, or the "
                                                             "only host)."),
           output_format: str = typer.Option("text", "--format", metavar="text|json", help="Report format."),
@@ -218,8 +218,8 @@ def _write_text(path: str, text: str) -> None:
 
 
 @app.command()
-def diff(old: str = typer.Argument(..., help="The profile the hosts run now."),
-         new: str = typer.Argument(..., help="The profile to apply.")) -> None:
+def diff(old: str = typer.Argument(..., metavar="OLD", help="The profile the hosts run now."),
+         new: str = typer.Argument(..., metavar="NEW", help="The profile to apply.")) -> None:
     """Say what changes from OLD to NEW, host by host, and its impact (restart, live, host networking)."""
     from .diff import diff_links, diff_plans
     from .plan import plan_profile
@@ -266,8 +266,8 @@ def schema() -> None:
 
 
 @app.command()
-def rehearse(profile: str = typer.Argument(..., help="The profile (YAML)."),
-             host: List[str] = typer.Option([], "--host", help="Rehearse only this host (repeatable); default: "
+def rehearse(profile: str = typer.Argument(..., metavar="PROFILE", help="The profile (YAML)."),
+             host: List[str] = typer.Option([], "--host", metavar="HOST", help="Rehearse only this host (repeatable); default: "
                                                                "every host, cabled as the profile's links say.")
              ) -> None:
     """Replay the runbooks in a throw-away lab (needs root and libvirt) and report steps, leases,

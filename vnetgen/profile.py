@@ -5,6 +5,7 @@ from typing import Any, Dict, Iterable, Optional, Tuple
 
 from . import model as m
 from .diagnostics import InvalidProfile, Report
+from .gcpause import paused_gc
 from .schema import HOST_PROPERTIES, profile_schema
 from .yamlload import LList, LMap, load_document
 
@@ -167,6 +168,7 @@ def _vm(name: str, mark: Tuple[int, int], raw: LMap) -> m.Vm:
     return vm
 
 
+@paused_gc()
 def load_valid(path: str, pm: Any) -> Tuple[m.Profile, Report]:
     """Load and fully validate; raise InvalidProfile (with every problem) on any error."""
     from .validate import validate

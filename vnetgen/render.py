@@ -1,4 +1,5 @@
-"""Plans → bundle artifacts (path, text): pure formatting, no I/O beyond reading templates."""
+"""Plans → bundle artifacts (path, text): pure formatting; no I/O beyond reading templates (and the
+cache of their compiled form)."""
 from __future__ import annotations
 
 import functools

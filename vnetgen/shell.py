@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 import shlex
-from typing import Iterable
+from typing import Dict, Iterable
 
 _SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
 _DOUBLE_OK = re.compile(r'^[^$`"\\!\x00-\x1f\x7f]*$')
@@ -23,11 +23,28 @@ def under_root(absolute: str) -> Raw:
     return Raw('"$ROOT' + q(absolute).strip("'") + '"')
 
 
+# A fleet's bundle quotes the same words (commands, flags, names, paths) hundreds of thousands of
+# times: remember them. Bounded, so a huge profile cannot grow it without limit; full, it just stops
+# learning. Keyed by plain str only: a Raw equal to a plain word must not share its entry.
+_QUOTED: Dict[str, str] = {}
+_QUOTED_MAX = 1 << 16
+
+
 def q(word: object) -> str:
     """Quote one word for bash; readable when possible (no quotes, or double quotes around XML)."""
+    if word.__class__ is str:
+        quoted = _QUOTED.get(word)  # type: ignore[call-overload]
+        if quoted is None:
+            quoted = _quote(word)  # type: ignore[arg-type]
+            if len(_QUOTED) < _QUOTED_MAX:
+                _QUOTED[word] = quoted  # type: ignore[index]
+        return quoted
     if isinstance(word, Raw):
         return str(word)
-    text = str(word)
+    return _quote(str(word))
+
+
+def _quote(text: str) -> str:
     if text and _SAFE.match(text):
         return text
     if "'" in text and _DOUBLE_OK.match(text):
@@ -37,7 +54,7 @@ def q(word: object) -> str:
 
 def cmd(*words: object) -> str:
     """A command line from literal words, each quoted."""
-    return " ".join(q(w) for w in words)
+    return " ".join(map(q, words))
 
 
 def join(words: Iterable[object]) -> str:

@@ -92,13 +92,16 @@ def compose(text: str, report: Report) -> Optional[yaml.Node]:
 class Walker:
     """Converts nodes according to the schema, reporting every problem with its mark."""
 
-    def __init__(self, report: Report, budget: int, repeats: int = -1):
+    def __init__(self, report: Report, budget: int, repeats: int = -1,
+                 constructor: Optional[yaml.SafeLoader] = None):
         self.report = report
         self.budget = budget
         self.repeats = repeats if repeats >= 0 else budget  # visits of a node already visited (aliases)
         self._visited: set = set()
         self._exhausted = False
-        self._constructor = yaml.SafeLoader("")  # only for its scalar constructors and merge keys
+        # Only for its scalar constructors and merge keys; one per document, shared with the probes of
+        # `oneOf` (a pure-Python loader per probe cost more than the whole conversion).
+        self._constructor = constructor or yaml.SafeLoader("")
 
     def convert(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         self.budget -= 1
@@ -130,7 +133,7 @@ class Walker:
 
     def _one_of(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         for option in schema["oneOf"]:
-            probe = Walker(Report(self.report.file), self.budget, self.repeats)
+            probe = Walker(Report(self.report.file), self.budget, self.repeats, self._constructor)
             probe._visited = self._visited
             value = probe.convert(node, option, where)
             # A failed option's visits count too: or each alternative would get the whole budget again.
