@@ -1,4 +1,4 @@
-"""Byte-reproducible .tar.gz archives of a bundle, for carrying it to an air-gapped host."""
+"""Byte-reproducible .tar and .tar.gz archives of a bundle, for carrying it to an air-gapped host."""
 from __future__ import annotations
 
 import gzip
@@ -19,25 +19,30 @@ def _dirs(paths: Iterable[str]) -> Iterable[str]:
     return sorted(seen)
 
 
-def tar_gz(top: str, files: Dict[str, Tuple[bytes, int]]) -> bytes:
-    """A gzip'd ustar archive of `files` (path → (bytes, mode)) under the directory `top`:
-    sorted members, fixed mtime, owner 0:0 with no names, no gzip file name or time."""
+def tar(top: str, files: Dict[str, Tuple[bytes, int]]) -> bytes:
+    """A plain ustar archive of `files` (path → (bytes, mode)) under the directory `top`: sorted
+    members, fixed mtime, owner 0:0 with no names."""
     raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with tarfile.open(fileobj=raw, mode="w", format=tarfile.USTAR_FORMAT) as archive:
         for directory in [""] + list(_dirs(files)):
             info = tarfile.TarInfo(f"{top}/{directory}".rstrip("/"))
             info.type, info.mode = tarfile.DIRTYPE, 0o755
             _normalize(info)
-            tar.addfile(info)
+            archive.addfile(info)
         for path in sorted(files):
             data, mode = files[path]
             info = tarfile.TarInfo(f"{top}/{path}")
             info.size, info.mode = len(data), mode
             _normalize(info)
-            tar.addfile(info, io.BytesIO(data))
+            archive.addfile(info, io.BytesIO(data))
+    return raw.getvalue()
+
+
+def tar_gz(top: str, files: Dict[str, Tuple[bytes, int]]) -> bytes:
+    """`tar` gzip'd, with no gzip file name or time."""
     out = io.BytesIO()
     with gzip.GzipFile(filename="", mode="wb", fileobj=out, mtime=0, compresslevel=9) as gz:
-        gz.write(raw.getvalue())
+        gz.write(tar(top, files))
     return out.getvalue()
 
 
