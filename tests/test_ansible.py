@@ -1,0 +1,224 @@
+"""DIR/ansible/: inventory, the per-host tars, ansible-playbook --syntax-check and ansible-lint on every
+profile's output, wave order, and site.yml --check against this machine (runbook.sh --dry-run only)."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from conftest import PROFILES, ROOT, require_tool
+
+TWO = ROOT / "profiles" / "two-hosts.yaml"
+PLAYBOOKS = ("site.yml", "capture.yml", "rollback.yml")
+BIN = Path(sys.executable).parent
+
+
+def _tool(name: str) -> str:
+    """The tool from this interpreter's environment (pip installs ansible-core there), else PATH."""
+    local = BIN / name
+    if local.exists():
+        return str(local)
+    require_tool(name)
+    return name
+
+
+def _write(tmp_path: Path, profile: Path, name: str = "b") -> Path:
+    out = tmp_path / name
+    subprocess.run([sys.executable, "-m", "vnetgen", "build", str(profile), "-o", str(out)], check=True,
+                   capture_output=True)
+    return out
+
+
+def _ansible_env(**extra: str) -> dict:
+    env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_LOCAL_TEMP="/tmp", ANSIBLE_RETRY_FILES_ENABLED="0",
+               PATH=f"{BIN}:{os.environ.get('PATH', '')}")
+    env.pop("ANSIBLE_CONFIG", None)
+    env.update(extra)
+    return env
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_inventory_lists_exactly_the_profile_hosts_in_run_order(build_bundle, profile):
+    from vnetgen.review import run_waves
+
+    bundle = build_bundle(profile)
+    text = bundle.files["ansible/inventory.ini"].text
+    groups, current = {}, None
+    for line in text.splitlines():
+        if line.startswith("["):
+            current = line.strip("[]")
+            groups[current] = []
+        elif line and not line.startswith("#"):
+            groups[current].append(line)
+    waves = run_waves(bundle.plans[0].profile, bundle.plans)
+    assert groups["vnetgen_wave_1"] == [h for h, _ in waves[0]]
+    assert groups["vnetgen_wave_2"] == ([h for h, _ in waves[1]] if len(waves) > 1 else [])
+    assert groups["vnetgen_hosts:children"] == ["vnetgen_wave_1", "vnetgen_wave_2"]
+    assert sorted(groups["vnetgen_wave_1"] + groups["vnetgen_wave_2"]) == sorted(p.name for p in bundle.plans)
+
+
+def test_inventory_parsed_by_ansible(tmp_path):
+    out = _write(tmp_path, TWO)
+    result = subprocess.run([_tool("ansible-inventory"), "-i", str(out / "ansible" / "inventory.ini"), "--list"],
+                            capture_output=True, text=True, env=_ansible_env(), timeout=120)
+    assert result.returncode == 0, result.stderr
+    listed = json.loads(result.stdout)
+    assert listed["vnetgen_wave_1"]["hosts"] == ["caldera02"]      # the DHCP server of the link goes first
+    assert listed["vnetgen_wave_2"]["hosts"] == ["caldera03"]
+    assert sorted(listed["vnetgen_hosts"]["children"]) == ["vnetgen_wave_1", "vnetgen_wave_2"]
+    assert sorted(listed["_meta"]["hostvars"]) in ([], ["caldera02", "caldera03"])  # no addresses of ours
+
+
+def test_selected_hosts_only(build_bundle):
+    bundle = build_bundle(TWO, hosts=["caldera03"])
+    entries = [line for line in bundle.files["ansible/inventory.ini"].text.splitlines()
+               if line and not line.startswith(("#", "["))]
+    assert entries == ["caldera03", "vnetgen_wave_1", "vnetgen_wave_2"]   # the host, the children
+    assert set(p for p in bundle.files if p.startswith("ansible/bundles/")) == {"ansible/bundles/caldera03.tar"}
+
+
+def _members(data: bytes):
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:   # "r:": plain tar, never gzip
+        return [(m, tar.extractfile(m).read() if m.isfile() else None) for m in tar.getmembers()]
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_host_tar_matches_sha256sums(build_bundle, profile):
+    bundle = build_bundle(profile)
+    sums = dict(reversed(line.split("  ", 1)) for line in bundle.files["SHA256SUMS"].text.splitlines())
+    for plan in bundle.plans:
+        data = bundle.files[f"ansible/bundles/{plan.name}.tar"].content()
+        assert not data.startswith(b"\x1f\x8b")   # unarchive cannot look into a gzip'd tar in check mode
+        members = _members(data)
+        top = f"vnetgen-{plan.name}/"
+        files = {m.name[len(top):]: (m, content) for m, content in members if m.isfile()}
+        expected = {"REVIEW.md", "SHA256SUMS"} | {p for p in bundle.files if p.startswith(plan.name + "/")}
+        assert set(files) == expected
+        assert files["SHA256SUMS"][1] == bundle.files["SHA256SUMS"].content()
+        for path, (member, content) in files.items():
+            assert member.mode == bundle.files[path].mode, path
+            if path != "SHA256SUMS":
+                assert hashlib.sha256(content).hexdigest() == sums[path], path
+        names = [m.name for m, _ in members]
+        assert all(n == top.rstrip("/") or n.startswith(top) for n in names)
+        assert [n for n in names if n.startswith(top)] == names[1:]
+        file_names = [m.name for m, _ in members if m.isfile()]
+        assert file_names == sorted(file_names)
+        assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m, _ in members} == {(946684800, 0, 0, "", "")}
+
+
+def test_host_tars_are_byte_identical_across_builds(tmp_path):
+    a = _write(tmp_path, TWO, "one")
+    b = _write(tmp_path, TWO, "two")
+    for host in ("caldera02", "caldera03"):
+        assert (a / "ansible" / "bundles" / f"{host}.tar").read_bytes() == \
+            (b / "ansible" / "bundles" / f"{host}.tar").read_bytes()
+    assert "ansible/bundles/" not in (a / "SHA256SUMS").read_text()
+    assert "ansible/site.yml" in (a / "SHA256SUMS").read_text()
+
+
+def test_playbooks_use_only_ansible_builtin(build_bundle):
+    import yaml
+
+    bundle = build_bundle(TWO)
+    seen = set()
+
+    def walk(tasks):
+        for task in tasks or ():
+            modules = [k for k in task if "." in k]
+            assert all(k.startswith("ansible.builtin.") for k in modules), task.get("name")
+            seen.update(modules)
+            for key in ("block", "rescue", "always"):
+                walk(task.get(key))
+
+    for path, artifact in bundle.files.items():
+        if path.startswith("ansible/") and path.endswith(".yml"):
+            data = yaml.safe_load(artifact.text)
+            if path.startswith("ansible/tasks/"):
+                walk(data)
+            else:
+                for play in data:
+                    walk(play.get("tasks"))
+    assert {"ansible.builtin.unarchive", "ansible.builtin.async_status", "ansible.builtin.fetch"} <= seen
+
+
+@pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
+def test_syntax_check(tmp_path, profile):
+    out = _write(tmp_path, profile)
+    ansible = out / "ansible"
+    result = subprocess.run([_tool("ansible-playbook"), "-i", "inventory.ini", "--syntax-check", *PLAYBOOKS],
+                            cwd=ansible, capture_output=True, text=True, env=_ansible_env(), timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_ansible_lint_production(tmp_path, build_bundle):
+    """The playbooks are the same files for every profile (only the inventory differs): lint them once."""
+    texts = {}
+    for profile in PROFILES:
+        bundle = build_bundle(profile)
+        for path, artifact in bundle.files.items():
+            if path.startswith("ansible/") and path.endswith(".yml"):
+                assert texts.setdefault(path, artifact.text) == artifact.text, (profile, path)
+    lint = _tool("ansible-lint")
+    out = _write(tmp_path, TWO)
+    result = subprocess.run([lint, "--offline", "--profile", "production", "--nocolor", *PLAYBOOKS, "tasks"],
+                            cwd=out / "ansible", capture_output=True, text=True, timeout=600,
+                            env=_ansible_env(HOME=str(tmp_path)))
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_site_plays_wave_1_before_wave_2_and_rollback_the_reverse(tmp_path):
+    out = _write(tmp_path, TWO)
+    plays = {}
+    for playbook in ("site.yml", "rollback.yml"):
+        result = subprocess.run([_tool("ansible-playbook"), "-i", "inventory.ini", "--list-hosts", playbook],
+                                cwd=out / "ansible", capture_output=True, text=True, env=_ansible_env(), timeout=120)
+        assert result.returncode == 0, result.stderr
+        plays[playbook] = [line.strip() for line in result.stdout.splitlines() if line.strip() in ("caldera02", "caldera03")]
+    assert plays == {"site.yml": ["caldera02", "caldera03"], "rollback.yml": ["caldera03", "caldera02"]}
+
+
+def _check_run(out: Path, root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_tool("ansible-playbook"), "-i", "inventory.ini", "site.yml", "--check",
+         "-e", "ansible_connection=local", "-e", f"ansible_python_interpreter={sys.executable}",
+         "-e", "vnetgen_become=false", "-e", f"vnetgen_root={root}", *extra],
+        cwd=out / "ansible", capture_output=True, text=True, timeout=600,
+        env=_ansible_env(LIBVIRT_DEFAULT_URI="test:///default", HOME=str(root.parent)))
+
+
+def test_check_mode_against_this_machine_is_a_dry_run(tmp_path):
+    """site.yml --check with the local connection: each host's runbook.sh --dry-run, from a scratch
+    copy that is removed afterwards; --root keeps even the runbook's state out of this machine."""
+    require_tool("bash", "sha256sum", "tar")
+    out = _write(tmp_path, TWO)
+    root = tmp_path / "root"
+    root.mkdir()
+    before = set(os.listdir("/tmp"))
+    result = _check_run(out, root, "-e", "vnetgen_allow_renamed_host=true")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "dry run finished: nothing was changed" in result.stdout
+    assert "would run: set_sysctl net.ipv4.ip_forward 1" in result.stdout           # caldera02's NAT
+    assert "caldera02                  : ok=" in result.stdout and "failed=0" in result.stdout
+    assert list(root.iterdir()) == []                  # nothing written under --root
+    assert not any(n.startswith("vnetgen.") for n in set(os.listdir("/tmp")) - before)   # scratch removed
+
+
+def test_check_mode_refuses_a_machine_of_another_name(tmp_path):
+    require_tool("bash")
+    out = _write(tmp_path, TWO)
+    root = tmp_path / "root"
+    root.mkdir()
+    result = _check_run(out, root)
+    if result.returncode == 0:
+        pytest.skip("this machine is named like a profile host")
+    assert "but the inventory entry is host caldera02 of the profile" in result.stdout + result.stderr
+    assert "caldera03" not in result.stdout.split("PLAY RECAP")[0]      # wave 2 never started
