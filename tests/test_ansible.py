@@ -6,7 +6,6 @@ import hashlib
 import io
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -222,3 +221,120 @@ def test_check_mode_refuses_a_machine_of_another_name(tmp_path):
         pytest.skip("this machine is named like a profile host")
     assert "but the inventory entry is host caldera02 of the profile" in result.stdout + result.stderr
     assert "caldera03" not in result.stdout.split("PLAY RECAP")[0]      # wave 2 never started
+
+
+# --- site.yml for real, against this machine, with a stand-in runbook.sh -----------------------
+# The real runbook would change this machine. The stand-in speaks the same protocol (--confirm,
+# --confirm-timeout, --root, the state directory's confirm-pending/confirmed, exit 3 when not
+# confirmed) and changes nothing outside --root, so the playbook's orchestration runs for real.
+FAKE_RUNBOOK = r"""#!/usr/bin/env bash
+set -eu
+ROOT="" CONFIRM=0 TIMEOUT=""
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --root) ROOT=$2; shift ;;
+    --confirm) CONFIRM=1 ;;
+    --confirm-timeout) TIMEOUT=$2; shift ;;
+    --host-is) shift ;;
+  esac
+  shift
+done
+STATE="$ROOT/var/lib/vnetgen/@HOST@"
+mkdir -p "$STATE"
+if [ "$CONFIRM" = 1 ]; then
+  [ -e "$STATE/confirm-pending" ] || { echo "no run is waiting for confirmation" >&2; exit 1; }
+  : > "$STATE/confirmed"; echo confirmed; exit 0
+fi
+echo "== step 1: stand-in for @HOST@"
+if [ -e "$ROOT/fail-@HOST@" ]; then echo "stand-in fails on @HOST@" >&2; exit 1; fi
+: > "$STATE/confirm-pending"
+for _ in $(seq "$TIMEOUT"); do
+  if [ -e "$STATE/confirmed" ]; then
+    rm -f "$STATE/confirm-pending" "$STATE/confirmed"
+    echo "confirmed: the change stays"; echo "1 change(s) applied to host @HOST@"; exit 0
+  fi
+  sleep 1
+done
+rm -f "$STATE/confirm-pending"; echo "no confirmation within $TIMEOUT s: rolling back"; exit 3
+"""
+
+
+def _bundle_with_stand_ins(tmp_path: Path) -> Path:
+    from vnetgen.api import Artifact
+    from vnetgen.bundle import build, write
+    from vnetgen.fleet import host_tars
+    from vnetgen.plugins import get_plugin_manager
+    from vnetgen.profile import load_valid
+    from vnetgen.render import sha256sums
+
+    pm = get_plugin_manager()
+    profile, _ = load_valid(str(TWO), pm)
+    bundle = build(profile, pm, profile_file="two-hosts.yaml")
+    hosts = [p.name for p in bundle.plans]
+    files = {p: a for p, a in bundle.files.items() if not p.startswith("ansible/bundles/") and p != "SHA256SUMS"}
+    for host in hosts:
+        files[f"{host}/runbook.sh"] = Artifact(f"{host}/runbook.sh", FAKE_RUNBOOK.replace("@HOST@", host), 0o755)
+    files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
+    files.update(host_tars(files, hosts))
+    bundle.files = files
+    out = tmp_path / "b"
+    write(bundle, str(out))
+    return out
+
+
+def _apply(out: Path, root: Path, *extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [_tool("ansible-playbook"), "-i", "inventory.ini", "site.yml",
+         "-e", "ansible_connection=local", "-e", f"ansible_python_interpreter={sys.executable}",
+         "-e", "vnetgen_become=false", "-e", "vnetgen_allow_renamed_host=true", "-e", "vnetgen_confirm_timeout=30",
+         "-e", f"vnetgen_root={root}", "-e", f"vnetgen_remote_dir={root}/bundles", *extra],
+        cwd=out / "ansible", capture_output=True, text=True, timeout=600,
+        env=_ansible_env(ANSIBLE_ASYNC_DIR=str(root.parent / "async"), ANSIBLE_REMOTE_TEMP=str(root.parent / "tmp")))
+
+
+def test_site_applies_confirms_and_reports(tmp_path):
+    require_tool("bash", "sha256sum", "tar", "flock")
+    out = _bundle_with_stand_ins(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    result = _apply(out, root)
+    log = result.stdout + result.stderr
+    assert result.returncode == 0, log
+    for host in ("caldera02", "caldera03"):
+        assert f"1 change(s) applied to host {host}" in log
+        assert (root / "bundles" / f"vnetgen-{host}" / host / "runbook.sh").is_file()
+        assert (root / "bundles" / f"vnetgen-{host}.exit").read_text() == "0\n"
+        assert not (root / "var" / "lib" / "vnetgen" / host / "confirm-pending").exists()
+    recap = log.split("PLAY RECAP")[1]
+    assert "caldera02                  : ok=" in recap and "failed=0" in recap
+    assert log.index("stand-in for caldera02") < log.index("stand-in for caldera03")   # wave 1 first
+
+
+def test_site_stops_at_a_failed_host_and_keeps_wave_2_untouched(tmp_path):
+    require_tool("bash", "sha256sum", "tar", "flock")
+    out = _bundle_with_stand_ins(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "fail-caldera02").write_text("")
+    result = _apply(out, root)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log
+    assert "stand-in fails on caldera02" in log
+    assert "runbook.sh failed on caldera02 (exit 1)" in log
+    assert "stand-in for caldera03" not in log
+    assert not (root / "bundles" / "vnetgen-caldera03").exists()
+
+
+def test_site_refuses_an_altered_bundle_on_the_host(tmp_path):
+    require_tool("bash", "sha256sum", "tar")
+    out = _bundle_with_stand_ins(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    # The tar is no longer the reviewed bundle: its SHA256SUMS differs from the one beside the playbook.
+    with open(out / "SHA256SUMS", "a", encoding="utf-8") as handle:
+        handle.write("0" * 64 + "  caldera02/extra\n")
+    result = _apply(out, root)
+    log = result.stdout + result.stderr
+    assert result.returncode != 0, log
+    assert "belongs to another build" in log
+    assert "stand-in for caldera02" not in log
