@@ -99,9 +99,11 @@ def test_host_tar_matches_sha256sums(build_bundle, profile):
         members = _members(data)
         top = f"vnetgen-{plan.name}/"
         files = {m.name[len(top):]: (m, content) for m, content in members if m.isfile()}
-        expected = {"REVIEW.md", "SHA256SUMS"} | {p for p in bundle.files if p.startswith(plan.name + "/")}
+        expected = {"SHA256SUMS"} | {p for p in bundle.files if p.startswith(plan.name + "/")}
         assert set(files) == expected
-        assert files["SHA256SUMS"][1] == bundle.files["SHA256SUMS"].content()
+        own = [line for line in bundle.files["SHA256SUMS"].text.splitlines(keepends=True)
+               if line.split("  ", 1)[1].startswith(plan.name + "/")]
+        assert files["SHA256SUMS"][1].decode() == "".join(own)   # its lines of the bundle's SHA256SUMS
         for path, (member, content) in files.items():
             assert member.mode == bundle.files[path].mode, path
             if path != "SHA256SUMS":
@@ -330,11 +332,12 @@ def test_site_refuses_an_altered_bundle_on_the_host(tmp_path):
     out = _bundle_with_stand_ins(tmp_path)
     root = tmp_path / "root"
     root.mkdir()
-    # The tar is no longer the reviewed bundle: its SHA256SUMS differs from the one beside the playbook.
-    with open(out / "SHA256SUMS", "a", encoding="utf-8") as handle:
-        handle.write("0" * 64 + "  caldera02/extra\n")
+    # The tar no longer holds the reviewed bundle: a file differs from the SHA256SUMS beside the playbook.
+    sums = out / "SHA256SUMS"
+    sums.write_text("".join("0" * 64 + line[64:] if line.endswith("  caldera02/runbook.sh\n") else line
+                            for line in sums.read_text().splitlines(keepends=True)))
     result = _apply(out, root)
     log = result.stdout + result.stderr
     assert result.returncode != 0, log
-    assert "belongs to another build" in log
+    assert "caldera02/runbook.sh: FAILED" in log
     assert "stand-in for caldera02" not in log

@@ -70,18 +70,25 @@ def ansible_files(profile: Any, plans: List[Any], profile_file: str) -> Dict[str
 
 
 def host_tars(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifact]:
-    """ansible/bundles/HOST.tar: REVIEW.md, SHA256SUMS and HOST/ under vnetgen-HOST/, so that the
-    runbook finds $HERE/../SHA256SUMS once unpacked. Plain tar, sorted, fixed mtime, owner 0:0."""
+    """ansible/bundles/HOST.tar: HOST/ and a SHA256SUMS of its lines of the bundle's SHA256SUMS, under
+    vnetgen-HOST/, so that the runbook finds $HERE/../SHA256SUMS once unpacked. Not the whole
+    SHA256SUMS nor REVIEW.md: both grow with the fleet, and every host's tar would carry them.
+    Plain tar, sorted, fixed mtime, owner 0:0."""
     from .archive import tar
 
-    shared = {p: (files[p].content(), files[p].mode) for p in ("REVIEW.md", "SHA256SUMS")}
-    by_host: Dict[str, Dict[str, Tuple[bytes, int]]] = {host: dict(shared) for host in hosts}
+    by_host: Dict[str, Dict[str, Tuple[bytes, int]]] = {host: {} for host in hosts}
     for path, artifact in files.items():
         top = path.split("/", 1)[0]
         if top in by_host and "/" in path:
             by_host[top][path] = (artifact.content(), artifact.mode)
+    sums: Dict[str, List[str]] = {host: [] for host in hosts}
+    for line in files["SHA256SUMS"].text.splitlines(keepends=True):
+        top = line.split("  ", 1)[1].split("/", 1)[0]
+        if top in sums:
+            sums[top].append(line)
     out = {}
     for host, members in by_host.items():
+        members["SHA256SUMS"] = ("".join(sums[host]).encode("utf-8"), files["SHA256SUMS"].mode)
         path = f"{BUNDLES}/{host}.tar"
         out[path] = Artifact(path, "", data=tar(f"vnetgen-{host}", members))
     return out
