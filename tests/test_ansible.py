@@ -341,3 +341,23 @@ def test_site_refuses_an_altered_bundle_on_the_host(tmp_path):
     assert result.returncode != 0, log
     assert "caldera02/runbook.sh: FAILED" in log
     assert "stand-in for caldera02" not in log
+
+
+def test_capture_playbook_feeds_audit(tmp_path):
+    """capture.yml against this machine (capture.sh only reads), then vnetgen audit --captures reads
+    the result: every host's directory in the layout, and an audit that reports (0 or 1), not 2."""
+    require_tool("bash", "tar", "virsh", "ip")
+    out = _write(tmp_path, TWO)
+    captures = tmp_path / "captures"
+    result = subprocess.run(
+        [_tool("ansible-playbook"), "-i", "inventory.ini", "capture.yml",
+         "-e", "ansible_connection=local", "-e", f"ansible_python_interpreter={sys.executable}",
+         "-e", "vnetgen_become=false", "-e", "vnetgen_allow_renamed_host=true", "-e", f"vnetgen_captures={captures}"],
+        cwd=out / "ansible", capture_output=True, text=True, timeout=600,
+        env=_ansible_env(LIBVIRT_DEFAULT_URI="test:///default"))
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert sorted(p.name for p in captures.iterdir()) == ["caldera02", "caldera03"]   # no tar left behind
+    assert (captures / "caldera02" / "capture-layout.txt").is_file()
+    audit = subprocess.run([sys.executable, "-m", "vnetgen", "audit", str(TWO), "--captures", str(captures)],
+                           capture_output=True, text=True, timeout=120)
+    assert audit.returncode in (0, 1), audit.stdout + audit.stderr
