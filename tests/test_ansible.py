@@ -260,6 +260,15 @@ done
 rm -f "$STATE/confirm-pending"; echo "no confirmation within $TIMEOUT s: rolling back"; exit 3
 """
 
+FAKE_ROLLBACK = r"""#!/usr/bin/env bash
+set -eu
+ROOT=""
+while [ $# -gt 0 ]; do case "$1" in --root) ROOT=$2; shift ;; esac; shift; done
+echo "stand-in rollback of @HOST@"
+echo "@HOST@" >> "$ROOT/rolled-back"
+echo "1 change(s) undone on host @HOST@"
+"""
+
 
 def _bundle_with_stand_ins(tmp_path: Path) -> Path:
     from vnetgen.api import Artifact
@@ -276,6 +285,7 @@ def _bundle_with_stand_ins(tmp_path: Path) -> Path:
     files = {p: a for p, a in bundle.files.items() if not p.startswith("ansible/bundles/") and p != "SHA256SUMS"}
     for host in hosts:
         files[f"{host}/runbook.sh"] = Artifact(f"{host}/runbook.sh", FAKE_RUNBOOK.replace("@HOST@", host), 0o755)
+        files[f"{host}/rollback.sh"] = Artifact(f"{host}/rollback.sh", FAKE_ROLLBACK.replace("@HOST@", host), 0o755)
     files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
     files.update(host_tars(files, hosts))
     bundle.files = files
@@ -284,9 +294,9 @@ def _bundle_with_stand_ins(tmp_path: Path) -> Path:
     return out
 
 
-def _apply(out: Path, root: Path, *extra: str) -> subprocess.CompletedProcess:
+def _apply(out: Path, root: Path, *extra: str, playbook: str = "site.yml") -> subprocess.CompletedProcess:
     return subprocess.run(
-        [_tool("ansible-playbook"), "-i", "inventory.ini", "site.yml",
+        [_tool("ansible-playbook"), "-i", "inventory.ini", playbook,
          "-e", "ansible_connection=local", "-e", f"ansible_python_interpreter={sys.executable}",
          "-e", "vnetgen_become=false", "-e", "vnetgen_allow_renamed_host=true", "-e", "vnetgen_confirm_timeout=30",
          "-e", f"vnetgen_root={root}", "-e", f"vnetgen_remote_dir={root}/bundles", *extra],
@@ -361,3 +371,17 @@ def test_capture_playbook_feeds_audit(tmp_path):
     audit = subprocess.run([sys.executable, "-m", "vnetgen", "audit", str(TWO), "--captures", str(captures)],
                            capture_output=True, text=True, timeout=120)
     assert audit.returncode in (0, 1), audit.stdout + audit.stderr
+
+
+def test_rollback_runs_wave_2_first(tmp_path):
+    require_tool("bash", "sha256sum", "tar", "flock")
+    out = _bundle_with_stand_ins(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    refused = _apply(out, root, playbook="rollback.yml")          # nothing applied yet: nothing to run
+    assert refused.returncode != 0 and "site.yml has not applied this bundle" in refused.stdout + refused.stderr
+    assert _apply(out, root).returncode == 0
+    result = _apply(out, root, playbook="rollback.yml")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert (root / "rolled-back").read_text() == "caldera03\ncaldera02\n"
+    assert "1 change(s) undone on host caldera02" in result.stdout
