@@ -34,6 +34,7 @@ def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] =
           archive: bool = False, against: Optional[Any] = None) -> Bundle:
     """Plan and render every (selected) host; pure: touches no file. `against` (an older profile)
     adds a Changes section to REVIEW.md and lets runbooks apply DHCP changes live."""
+    from .fleet import ansible_files, host_tars
     from .plan import plan_profile
     from .render import host_artifacts, one_line, render, sha256sums
     from .xml import rng_errors
@@ -54,7 +55,9 @@ def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] =
                                                              artifact.mode)
     review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file, against, previous))
     files["REVIEW.md"] = Artifact("REVIEW.md", review)
+    files.update(ansible_files(profile, plans, profile_file))
     files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
+    files.update(host_tars(files, [p.name for p in plans]))   # they carry SHA256SUMS: not listed in it
     if archive:
         files.update(archives(files, [p.name for p in plans]))
     return Bundle(files=files, plans=plans)

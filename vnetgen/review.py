@@ -8,6 +8,11 @@ from typing import Any, Dict, List, Tuple
 
 def run_order(profile: Any, plans: List[Any]) -> List[Tuple[str, str]]:
     """(host, reason): a host whose DHCP server others reach over a link goes first."""
+    return [(host, reason) for wave in run_waves(profile, plans) for host, reason in wave]
+
+
+def run_waves(profile: Any, plans: List[Any]) -> List[List[Tuple[str, str]]]:
+    """run_order in waves: the hosts serving DHCP to others over a link, then the rest (no empty wave)."""
     from .validate import networks_by_bridge, segments
 
     modes = {n.net.mode: n.mode for p in plans for n in p.networks.values()}
@@ -24,7 +29,7 @@ def run_order(profile: Any, plans: List[Any]) -> List[Tuple[str, str]]:
                  "before theirs") for h in (p.name for p in plans) if h in servers]
     rest = [(p.name, "depends on " + ", ".join(h for h, _ in first) if first else "independent")
             for p in plans if p.name not in servers]
-    return first + rest
+    return [wave for wave in (first, rest) if wave]
 
 
 def _mermaid_id(*parts: str) -> str:
