@@ -748,3 +748,24 @@ def test_local_host():
     assert local_host(profile("nat-default"), "anything") == "caldera02"
     with pytest.raises(AuditError, match="name one with --host"):
         local_host(two, "elsewhere")
+
+
+def test_an_unreadable_capture_directory_is_a_clear_error(tmp_path, monkeypatch):
+    """`--captures DIR` that cannot be read (permissions, /proc): exit 2 with the reason, no traceback."""
+    import os as _os
+
+    from vnetgen import cli
+
+    cap = captures(tmp_path, "nat-default")
+    real = _os.listdir
+
+    def denied(path):
+        if str(path) == str(cap):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(_os, "listdir", denied)
+    with pytest.raises(AuditError, match=r"cannot read the capture directory: Permission denied"):
+        audit("nat-default", cap)
+    result = CliRunner().invoke(cli.app, ["audit", str(ROOT / "profiles" / "nat-default.yaml"), "--captures", str(cap)])
+    assert result.exit_code == 2 and "cannot read the capture directory: Permission denied" in result.output

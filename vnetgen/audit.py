@@ -1,6 +1,8 @@
 """`vnetgen audit`: plan the hosts, observe them (captures or live), evaluate the plan's checks."""
 from __future__ import annotations
 
+import os
+
 import socket
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
@@ -88,10 +90,21 @@ def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional
     root = Path(captures_dir)
     if not root.is_dir():
         raise AuditError(f"{root}: no such capture directory")
+    try:
+        os.listdir(root)
+    except OSError as error:
+        raise AuditError(f"{root}: cannot read the capture directory: {error.strerror or error}") from None
     names = _check_hosts(profile, hosts or profile.hosts)
-    absent = [h for h in names if not (root / h).is_dir()]
+
+    def is_dir(path: Path) -> bool:
+        try:
+            return path.is_dir()
+        except OSError:
+            return False
+
+    absent = [h for h in names if not is_dir(root / h)]
     if absent:
-        captured = sorted(h for h in profile.hosts if (root / h).is_dir())
+        captured = sorted(h for h in profile.hosts if is_dir(root / h))
         hint = f"; audit the others with --host ({', '.join(captured)})" if captured and not hosts else ""
         raise AuditError(f"{root}: no capture of {', '.join(absent)} (run capture.sh {root} on it){hint}")
     registry = kinds(pm)
