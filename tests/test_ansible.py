@@ -64,6 +64,7 @@ def test_inventory_lists_exactly_the_profile_hosts_in_run_order(build_bundle, pr
     assert sorted(groups["vnetgen_wave_1"] + groups["vnetgen_wave_2"]) == sorted(p.name for p in bundle.plans)
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_inventory_parsed_by_ansible(tmp_path):
     out = _write(tmp_path, TWO)
     result = subprocess.run([_tool("ansible-inventory"), "-i", str(out / "ansible" / "inventory.ini"), "--list"],
@@ -151,6 +152,7 @@ def test_playbooks_use_only_ansible_builtin(build_bundle):
     assert {"ansible.builtin.unarchive", "ansible.builtin.async_status", "ansible.builtin.fetch"} <= seen
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 @pytest.mark.parametrize("profile", PROFILES, ids=[p.stem for p in PROFILES])
 def test_syntax_check(tmp_path, profile):
     out = _write(tmp_path, profile)
@@ -160,6 +162,7 @@ def test_syntax_check(tmp_path, profile):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_ansible_lint_production(tmp_path, build_bundle):
     """The playbooks are the same files for every profile (only the inventory differs): lint them once."""
     texts = {}
@@ -176,6 +179,7 @@ def test_ansible_lint_production(tmp_path, build_bundle):
     assert result.returncode == 0, result.stdout + result.stderr
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_site_plays_wave_1_before_wave_2_and_rollback_the_reverse(tmp_path):
     out = _write(tmp_path, TWO)
     plays = {}
@@ -196,6 +200,7 @@ def _check_run(out: Path, root: Path, *extra: str) -> subprocess.CompletedProces
         env=_ansible_env(LIBVIRT_DEFAULT_URI="test:///default", HOME=str(root.parent)))
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_check_mode_against_this_machine_is_a_dry_run(tmp_path):
     """site.yml --check with the local connection: each host's runbook.sh --dry-run, from a scratch
     copy that is removed afterwards; --root keeps even the runbook's state out of this machine."""
@@ -213,6 +218,7 @@ def test_check_mode_against_this_machine_is_a_dry_run(tmp_path):
     assert not any(n.startswith("vnetgen.") for n in set(os.listdir("/tmp")) - before)   # scratch removed
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_check_mode_refuses_a_machine_of_another_name(tmp_path):
     require_tool("bash")
     out = _write(tmp_path, TWO)
@@ -304,6 +310,7 @@ def _apply(out: Path, root: Path, *extra: str, playbook: str = "site.yml") -> su
         env=_ansible_env(ANSIBLE_ASYNC_DIR=str(root.parent / "async"), ANSIBLE_REMOTE_TEMP=str(root.parent / "tmp")))
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_site_applies_confirms_and_reports(tmp_path):
     require_tool("bash", "sha256sum", "tar", "flock")
     out = _bundle_with_stand_ins(tmp_path)
@@ -322,6 +329,7 @@ def test_site_applies_confirms_and_reports(tmp_path):
     assert log.index("stand-in for caldera02") < log.index("stand-in for caldera03")   # wave 1 first
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_site_stops_at_a_failed_host_and_keeps_wave_2_untouched(tmp_path):
     require_tool("bash", "sha256sum", "tar", "flock")
     out = _bundle_with_stand_ins(tmp_path)
@@ -337,6 +345,7 @@ def test_site_stops_at_a_failed_host_and_keeps_wave_2_untouched(tmp_path):
     assert not (root / "bundles" / "vnetgen-caldera03").exists()
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_site_refuses_an_altered_bundle_on_the_host(tmp_path):
     require_tool("bash", "sha256sum", "tar")
     out = _bundle_with_stand_ins(tmp_path)
@@ -353,6 +362,7 @@ def test_site_refuses_an_altered_bundle_on_the_host(tmp_path):
     assert "stand-in for caldera02" not in log
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_capture_playbook_feeds_audit(tmp_path):
     """capture.yml against this machine (capture.sh only reads), then vnetgen audit --captures reads
     the result: every host's directory in the layout, and an audit that reports (0 or 1), not 2."""
@@ -373,6 +383,7 @@ def test_capture_playbook_feeds_audit(tmp_path):
     assert audit.returncode in (0, 1), audit.stdout + audit.stderr
 
 
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_rollback_runs_wave_2_first(tmp_path):
     require_tool("bash", "sha256sum", "tar", "flock")
     out = _bundle_with_stand_ins(tmp_path)

@@ -4,9 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
+@pytest.mark.realtool  # runs the whole bench script (seconds of builds and audits)
 def test_bench_quick_prints_every_figure_with_its_goal():
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench.py"), "--quick"],
                          capture_output=True, text=True, timeout=300)

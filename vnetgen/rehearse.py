@@ -16,6 +16,7 @@ import difflib
 import hashlib
 import importlib.util
 import ipaddress
+import json
 import os
 import re
 import stat
@@ -39,7 +40,7 @@ echo '### virsh net-list --all'; virsh net-list --all
 echo '### ip -br addr'; ip -br addr
 echo '### ip -o link'; ip -o link
 echo '### ip route'; ip route
-echo '### brctl show'; brctl show
+echo '### bridges'; ip -j -d link show type bridge
 echo '### sysctl'
 for f in /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-*; do
   if [ -e "$f" ]; then echo "$f = $(cat "$f")"; fi
@@ -90,23 +91,20 @@ def host_state(host: labmod.LabHost, ignore: Sequence[str] = ()) -> Dict[str, st
             up = "UP" in match.group(2).split(",")
             links.append(f"{match.group(1)} {'up' if up else 'down'}" + (f" master {master.group(1)}" if master else ""))
     state["links"] = _lines(links)
-    state["brctl show"] = _lines(_without_ports("\n".join(raw.get("brctl show", [])), skip))
+    state["bridges"] = _lines(_bridges("\n".join(raw.get("bridges", []))))  # their ports: "links" (master)
     state["/etc"] = _lines(f"{path} {digest}" for path, digest in _etc_changes(host).items())
     return state
 
 
+def _bridges(text: str) -> Iterator[str]:
+    """`ip -j -d link show type bridge` as "NAME stp S delay D" lines (JSON, not a table's layout)."""
+    for link in json.loads(text or "[]"):
+        info = link.get("linkinfo", {}).get("info_data", {})
+        yield f"{link.get('ifname')} stp {info.get('stp_state')} delay {info.get('forward_delay')}"
+
+
 def _lines(lines: Iterable[str]) -> str:
     return "".join(line.rstrip("\n") + "\n" for line in lines)
-
-
-def _without_ports(text: str, ports: Set[str]) -> Iterator[str]:
-    for line in text.splitlines():
-        fields = line.split("\t")
-        if fields and fields[-1] in ports:
-            if not any(fields[:-1]):
-                continue  # a continuation line holding only an ignored port
-            fields[-1] = ""
-        yield "\t".join(fields).rstrip()
 
 
 def _digest(path: str) -> str:
@@ -714,7 +712,6 @@ def host_state_ignoring(state: Dict[str, str], ignore: Sequence[str]) -> Dict[st
     copy = dict(state)
     for key in ("ip -br addr", "links"):
         copy[key] = _lines(line for line in state.get(key, "").splitlines() if line.split()[0] not in skip)
-    copy["brctl show"] = _lines(_without_ports(state.get("brctl show", ""), skip))
     return copy
 
 

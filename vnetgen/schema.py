@@ -101,7 +101,7 @@ VM = _obj({
 }, required=("memory", "vcpus", "networks"), description="a virtual machine (virt-install)")
 
 HOST_PROPERTIES: Dict[str, Any] = {
-    "target": _s(NAME_PATTERN, "the host's OS family: el7 (ifcfg + brctl)", 32),
+    "target": _s(NAME_PATTERN, "the host's OS family, a target plugin: el7, el9, ubuntu (vnetgen plugins lists them)", 32),
     "nics": _map(NIC, IFNAME_PATTERN, "physical NICs that vnetgen configures"),
     "bridges": _map(BRIDGE, IFNAME_PATTERN, "host bridges"),
     "networks": _map(NETWORK, NAME_PATTERN, "libvirt networks"),
