@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import PROFILES, require_tool
+from conftest import PROFILES, ROOT, require_tool
 
 NETPLAN = "netplan/90-vnetgen.yaml"
 
@@ -353,3 +353,49 @@ def test_names_with_yaml_syntax_are_refused_before_any_yaml_is_written(write_pro
     report = load_report(write_profile(text))
     assert [d.message for d in report.errors] == [
         f"bridges: invalid name '{name}': must match ^[A-Za-z0-9_][A-Za-z0-9_.-]{{0,14}}$"], text
+
+
+@pytest.mark.lab
+def test_the_netplan_yaml_means_the_same_to_a_real_networkmanager(lab, tmp_path):
+    """The ubuntu bundle's YAML with `renderer: NetworkManager`: netplan renders it (the real parser)
+    into keyfiles, the lab's real NetworkManager activates them on a host whose NIC holds the address,
+    and the host ends as the profile says: enp0s25 in mybridge0, the address and default route on the
+    bridge, STP off, the LAN router still reaches the host."""
+    import shutil as sh
+
+    import labkit as kit
+
+    require_tool("netplan", "NetworkManager", "nmcli", "dbus-daemon")
+    bundle = kit.build(ROOT / "profiles" / "bridged-ubuntu.yaml", tmp_path / "bundle")
+    rendered = tmp_path / "netplan-root"
+    (rendered / "etc" / "netplan").mkdir(parents=True)
+    yaml_text = (bundle / "caldera02" / "netplan" / "90-vnetgen.yaml").read_text()
+    assert "renderer: networkd" in yaml_text
+    target = rendered / "etc" / "netplan" / "90-vnetgen.yaml"
+    target.write_text(yaml_text.replace("renderer: networkd", "renderer: NetworkManager"))
+    target.chmod(0o600)
+    subprocess.run(["netplan", "generate", "--root-dir", str(rendered)], check=True, capture_output=True)
+    keyfiles = sorted((rendered / "run" / "NetworkManager" / "system-connections").glob("*.nmconnection"))
+    assert [k.name for k in keyfiles] == ["netplan-enp0s25.nmconnection", "netplan-mybridge0.nmconnection"]
+
+    host = lab.host("caldera02")
+    host.assert_private()
+    lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
+    lab.nic(host, "enp0s25", lan, mac="00:24:81:0d:3f:8d", ip="10.10.10.98/24", gateway="10.10.10.1")
+    host.start_networkmanager()
+    host.nm_adopt("enp0s25")
+    inside = host.root_path("/etc/NetworkManager/system-connections")
+    os.makedirs(inside, exist_ok=True)
+    for keyfile in keyfiles:
+        sh.copy(keyfile, os.path.join(inside, keyfile.name))
+        os.chmod(os.path.join(inside, keyfile.name), 0o600)
+    host.run(["nmcli", "connection", "reload"])
+    host.run(["nmcli", "-w", "30", "connection", "up", "id", "netplan-enp0s25"], timeout=40)
+    host.run(["bash", "-c", "for i in $(seq 300); do [ \"$(nmcli -g GENERAL.STATE device show mybridge0)\" = "
+                            "'100 (connected)' ] && exit 0; sleep 0.1; done; exit 1"], timeout=40)
+    assert host.addresses("mybridge0") == ["10.10.10.98/24"] and host.addresses("enp0s25") == []
+    assert kit.bridge_ports(host, "mybridge0") == ["enp0s25"]
+    assert kit.default_route(host) == "10.10.10.1"
+    assert "dev mybridge0" in host.run(["ip", "-4", "route", "show", "default"]).stdout
+    assert host.run(["cat", "/sys/class/net/mybridge0/bridge/stp_state"]).stdout.strip() == "0"
+    assert lab.router().ping("10.10.10.98")
