@@ -155,8 +155,9 @@ def test_a_failing_runbook_is_reported_and_rolled_back(lab_ready, monkeypatch, t
     lines = []
     assert rehearsal.rehearse(profile, pm, echo=lines.append) == 1
     out = "\n".join(lines)
-    assert "FAILED in step 4" in out and "error: no can do" in out and "rollback.sh" in out
-    assert "caldera02: runbook.sh failed in step 4 (exit 1)" in out
+    # step 5: the network's (after preflight, firewall coexistence, sysctl, backup)
+    assert "FAILED in step 5" in out and "error: no can do" in out and "rollback.sh" in out
+    assert "caldera02: runbook.sh failed in step 5 (exit 1)" in out
     assert "ok   caldera02: rollback.sh restored the state before the runbook" in out
     assert "verdict: FAILED" in out
 
@@ -204,13 +205,15 @@ def test_rehearse_every_other_mode(lab_ready, write_profile):
     assert "verdict: PASSED" in out
 
 
-SEED_SCENARIOS = ["nat-default", "bridged", "nat-and-bridged", "routed", "isolated", "two-hosts"]
+# The scenarios where the target does something (host bridges, trunk ports); the others' target
+# work is the sysctl drop-in, which every scenario shares, and each is replayed on el7 already.
+SEED_SCENARIOS = ["bridged", "nat-and-bridged", "two-hosts"]
 
 
 @pytest.mark.lab
 @pytest.mark.parametrize("target", ["el9", "ubuntu"])
 @pytest.mark.parametrize("scenario", SEED_SCENARIOS)
-def test_every_seed_scenario_rehearses_on_the_modern_targets(lab_ready, tmp_path, scenario, target):
+def test_seed_scenarios_rehearse_on_the_modern_targets(lab_ready, tmp_path, scenario, target):
     """Each scenario of the seed, its hosts retargeted: applied (el9 under a real NetworkManager),
     guests and reachability as the profile implies, second run a no-op, audit in sync, rollback."""
     if target == "el9":
