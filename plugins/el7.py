@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vnetgen.api import (HOST_BRIDGES, Artifact, BrctlShow, CaptureFile, CaptureReader, HostNetworking, Step, cmd,
+from vnetgen.api import (HOST_BRIDGES, Artifact, CaptureFile, CaptureReader, HostNetworking, Step, cmd,
                          hookimpl, install_file, q, restore_file)
 
-from .iproute2 import IP_LINK_BRIDGE_V1, IpRoute2Target, observe_iproute2, observe_iproute2_v1
+from .brctl_show import BrctlShow
+from .iproute2 import IP_LINK_BRIDGE_V1, LAYOUT_1_MISSING, IpRoute2Target, observe_iproute2, observe_iproute2_v1
 
 IFCFG_DIR = "/etc/sysconfig/network-scripts"
 BRCTL_SHOW = "brctl-show.txt"
@@ -61,7 +62,8 @@ port_resolvers() {  # port_resolvers DEV: DNS1..DNS3 of DEV's ifcfg file (initsc
             if found is not None:
                 return found
             got = reader.require(BRCTL_SHOW)
-        return HostNetworking(bridges={b.name: b for b in BrctlShow().process(*got)}, tool="brctl")
+        return HostNetworking(bridges={b.name: b for b in BrctlShow().process(*got)}, tool="brctl",
+                              missing={"delay": "brctl show does not print it", **LAYOUT_1_MISSING})
 
     def recognizes(self, files) -> bool:
         # Only el7's capture.sh records brctl show (and, in layout 1 where brctl was absent, ip-link-bridge.json).

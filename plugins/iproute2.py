@@ -15,6 +15,8 @@ IP_ADDR = "ip-addr.json"
 IP_ROUTE = "ip-route.json"
 # Layout 1 (before addresses and routes were captured): a host without brctl recorded these two.
 IP_LINK_BRIDGE_V1 = "ip-link-bridge.json"
+# What a capture without the iproute2 address and route files cannot say, and why.
+LAYOUT_1_MISSING = {"addresses": f"{IP_ADDR} not captured", "routes": f"{IP_ROUTE} not captured"}
 
 # Bash helpers for the runbook's checks and preflight; generic: no profile value appears in them.
 HELPERS = r"""
@@ -248,4 +250,4 @@ def observe_iproute2_v1(reader: CaptureReader, required: bool) -> Optional[HostN
         reader.require(IP_LINK)  # names the file a current capture.sh writes
     ports = reader.require(BRIDGE_LINK)
     found = bridges_from_iproute(got[0], got[1], ports[0], ports[1])
-    return HostNetworking(bridges={b.name: b for b in found}, tool="ip")
+    return HostNetworking(bridges={b.name: b for b in found}, tool="ip", missing=dict(LAYOUT_1_MISSING))

@@ -17,9 +17,10 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the package may not be installed yet
     sys.path.insert(0, str(ROOT))
 
-from vnetgen.facts import (BrctlShow, BridgeInfo, BridgePorts, DomIfList, FactError,  # noqa: E402
+from vnetgen.facts import (BridgeInfo, BridgePorts, DomIfList, FactError,  # noqa: E402
                            IpAddrs, IpLinkBridges, IpLinks, IpRoutes, NetDumpXml, NetList, Sysctl, VirshList, bridges_from_iproute,
                            combine, process_file, to_jsonable)
+from vnetgen_plugins.brctl_show import BrctlShow  # noqa: E402  (el7's parser)
 
 FIXTURES = ROOT / "tests" / "fixtures" / "facts"
 

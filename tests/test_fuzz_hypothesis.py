@@ -11,8 +11,9 @@ hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from vnetgen.facts import (BrctlShow, BridgePorts, DomIfList, FactError, IpAddrs, IpLinkBridges,  # noqa: E402
+from vnetgen.facts import (BridgePorts, DomIfList, FactError, IpAddrs, IpLinkBridges,  # noqa: E402
                            IpLinks, IpRoutes, NetDumpXml, NetList, Sysctl, VirshList)
+from vnetgen_plugins.brctl_show import BrctlShow  # noqa: E402  (el7's parser)
 
 FUZZ = settings(max_examples=150, deadline=2000, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Optional, Sequen
 
 import pluggy
 
-from .facts import (BrctlShow, BridgeInfo, BridgePort, BridgePorts, FactError, IpAddrs, IpLinkBridges, IpLinks,
+from .facts import (BridgeInfo, BridgePort, BridgePorts, FactError, IpAddrs, IpLinkBridges, IpLinks,
                     IpRoutes, LinkInfo, RouteInfo, as_text, bridges_from_iproute, combine)
+from .facts.model import excerpt, is_ifname, numbered_lines   # for a plugin's own fact parsers
 from .shell import Raw, cmd, here, q, under_root
 
 if TYPE_CHECKING:  # for annotations only: no import cost at run time
@@ -26,10 +27,10 @@ PREFLIGHT, SYSCTL, HOST_BRIDGES, BACKUP, NETWORKS, PORTS, VMS, VERIFY = 10, 20, 
 
 __all__ = [
     "BACKUP", "HOST_BRIDGES", "NETWORKS", "PORTS", "PREFLIGHT", "SYSCTL", "VERIFY", "VMS",
-    "Action", "Artifact", "BrctlShow", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader",
+    "Action", "Artifact", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader",
     "Check", "CheckKind", "FactError", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
-    "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "here",
-    "hookimpl", "install_file", "q", "restore_file", "show", "under_root",
+    "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "excerpt",
+    "here", "hookimpl", "install_file", "is_ifname", "numbered_lines", "q", "restore_file", "show", "under_root",
 ]
 
 

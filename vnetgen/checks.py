@@ -203,7 +203,7 @@ class IpAddress(_Definition):
 class Stp(CheckKind):
     name = "stp"
     summary = "STP on a libvirt bridge (from its definition; libvirt's default is on) or a host bridge"
-    captures = ("net/<network>.xml", "ip-link.json", "brctl-show.txt")
+    captures = ("net/<network>.xml", "the target's bridge files")
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         if check.network:
@@ -222,7 +222,7 @@ class Stp(CheckKind):
 class Delay(CheckKind):
     name = "delay"
     summary = "the forward delay of a libvirt bridge (definition) or a host bridge (seconds)"
-    captures = ("net/<network>.xml", "ip-link.json")
+    captures = ("net/<network>.xml", "the target's bridge files")
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         if check.network:
@@ -233,7 +233,7 @@ class Delay(CheckKind):
             return
         seconds = ev.obs.networking.bridges[_name(check.object)].delay
         if seconds is None:
-            why = f"{ev.obs.networking.tool} show does not print it" if ev.obs.networking.tool == "brctl" else "not captured"
+            why = ev.obs.networking.missing.get("delay", "not captured")
             ev.skip(f"{check.object} delay", why)
         elif abs(seconds - check.expected) >= 0.005:  # centiseconds, as the kernel keeps it
             ev.drift(check, int(seconds) if float(seconds).is_integer() else seconds)
@@ -277,7 +277,7 @@ class DhcpHost(CheckKind):
 class BridgeMissing(CheckKind):
     name = "bridge-missing"
     summary = "a host bridge of the profile does not exist"
-    captures = ("ip-link.json", "brctl-show.txt")
+    captures = ("the target's bridge files",)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         if check.expected not in ev.obs.networking.bridges:
@@ -288,7 +288,7 @@ class BridgeMissing(CheckKind):
 class PortMissing(CheckKind):
     name = "port-missing"
     summary = "a NIC is not a port of its bridge (host bridge, or a libvirt bridge's trunk port)"
-    captures = ("ip-link.json", "bridge-link.json", "brctl-show.txt")
+    captures = ("the target's bridge files",)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         bridge = ev.port_bridge(check)
@@ -301,7 +301,7 @@ class PortMissing(CheckKind):
 class PortExtra(CheckKind):
     name = "port-extra"
     summary = "a bridge has a physical port the profile does not list (guests' taps are not drift)"
-    captures = ("ip-link.json", "bridge-link.json", "brctl-show.txt")
+    captures = ("the target's bridge files",)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         bridge = ev.port_bridge(check)
@@ -318,12 +318,12 @@ class PortExtra(CheckKind):
 class BridgeAddress(CheckKind):
     name = "bridge-address"
     summary = "a host bridge holds its address (and the NIC it came from does not)"
-    captures = ("ip-addr.json",)
+    captures = ("the target's address file",)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         links = ev.obs.networking.links
         if links is None or any(link.addresses is None for link in links.values()):
-            ev.skip("addresses", ev.obs.networking.missing.get("addresses", "ip-addr.json not captured"))
+            ev.skip("addresses", ev.obs.networking.missing.get("addresses", "not captured"))
             return
         dev = check.param("dev")
         link = links.get(dev)
@@ -335,12 +335,12 @@ class BridgeAddress(CheckKind):
 class DefaultRoute(CheckKind):
     name = "default-route"
     summary = "the host's default route goes via the profile's gateway on its bridge"
-    captures = ("ip-route.json",)
+    captures = ("the target's route file",)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         routes = ev.obs.networking.routes
         if routes is None:
-            ev.skip("default route", ev.obs.networking.missing.get("routes", "ip-route.json not captured"))
+            ev.skip("default route", ev.obs.networking.missing.get("routes", "not captured"))
             return
         defaults = [r for r in routes if r.dst == "default" and r.family == "ipv4"]
         if not any(r.gateway == check.param("gateway") and r.dev == check.param("dev") for r in defaults):

@@ -62,7 +62,7 @@ def drift_kinds(pm: Any) -> str:
 
     lines = ["| kind | severity | what it compares | read from |", "|---|---|---|---|"]
     for kind in kinds(pm).values():
-        files = ", ".join(f"`{c}`" for c in kind.captures) or "—"
+        files = ", ".join(c if " " in c else f"`{c}`" for c in kind.captures) or "—"
         lines.append(f"| `{kind.name}` | {kind.severity} | {kind.summary} | {files} |")
     return "\n".join(lines)
 

@@ -1,4 +1,5 @@
-"""Facts: parsers of what a host's tools print (virsh, brctl, ip, sysctl), for `vnetgen audit`.
+"""Facts: parsers of what a host's tools print (virsh, ip, sysctl), for `vnetgen audit`; a target's
+own tools are parsed in its plugin (el7's brctl: plugins/brctl_show.py).
 
 Each parser is a class in the style of pyinfra facts: `command(...)` gives the
 argv that produces the capture, `process(text, source)` reads it and returns
@@ -12,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Union
 
-from .brctl import BrctlShow
 from .domiflist import DomIfList
 from .iproute import BridgePorts, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, bridges_from_iproute, combine, json_array
 from .model import (BridgeInfo, BridgePort, DhcpHost, DomainEntry, DomIf, FactError, IpDef, LinkInfo,
@@ -23,7 +23,7 @@ from .sysctl import Sysctl
 from .virsh_list import VirshList
 
 __all__ = [
-    "BrctlShow", "BridgeInfo", "BridgePort", "BridgePorts", "DhcpHost", "DomIf", "DomIfList",
+    "BridgeInfo", "BridgePort", "BridgePorts", "DhcpHost", "DomIf", "DomIfList",
     "DomainEntry", "FactError", "IpAddrs", "IpDef", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "RouteInfo", "NetDumpXml", "NetList", "NetListEntry",
     "NetworkDef", "Sysctl", "VirshList", "as_text", "bridges_from_iproute", "combine", "json_array",
     "process_file", "to_jsonable",

@@ -1,4 +1,5 @@
-"""Parse `brctl show` (bridge-utils): host bridges, their bridge id, STP and ports."""
+"""Parse `brctl show` (bridge-utils): host bridges, their bridge id, STP and ports. The el7 target's
+parser (RHEL 7 has brctl; later releases do not), written against `vnetgen.api` like any plugin's."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional, Tuple
 
-from .model import BridgeInfo, FactError, excerpt, is_ifname, numbered_lines
+from vnetgen.api import BridgeInfo, FactError, excerpt, is_ifname, numbered_lines
 
 _HEADER = ["bridge", "name", "bridge", "id", "STP", "enabled", "interfaces"]
 # NAME<tabs>PRIO.MAC<tabs>yes|no<tabs>[FIRST PORT]; brctl separates with tabs, but a
