@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
-from .api import Check, CheckKind, show
+from .api import Check, CheckKind
 from .shell import cmd
 
 __all__ = ["AUTOMATIC_PORT_PREFIXES", "Check", "CheckKind", "Drift", "Evaluation", "HostAudit", "definition_tokens",
