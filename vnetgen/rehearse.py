@@ -18,7 +18,6 @@ import importlib.util
 import ipaddress
 import json
 import os
-import re
 import stat
 import time
 from dataclasses import dataclass, field
@@ -37,8 +36,8 @@ _WAN = ipaddress.ip_network("203.0.113.0/24")  # the lab router's "internet" sid
 
 _STATE_SCRIPT = r"""
 echo '### virsh net-list --all'; virsh net-list --all
-echo '### ip -br addr'; ip -br addr
-echo '### ip -o link'; ip -o link
+echo '### addresses'; ip -j addr show
+echo '### links'; ip -j link show
 echo '### ip route'; ip route
 echo '### bridges'; ip -j -d link show type bridge
 echo '### sysctl'
@@ -76,20 +75,22 @@ def host_state(host: labmod.LabHost, ignore: Sequence[str] = ()) -> Dict[str, st
     state = {"virsh net-list --all": _lines(raw.get("virsh net-list --all", [])),
              "ip route": _lines(line.replace(" linkdown", "") for line in raw.get("ip route", [])),
              "sysctl": _lines(raw.get("sysctl", []))}
+    # iproute2's JSON, not its tables: each field by name.
     addrs = []
-    for line in raw.get("ip -br addr", []):
-        fields = line.split()
-        if fields and fields[0].split("@", 1)[0] not in skip:
-            kept = [a for a in fields[2:] if not a.lower().startswith("fe80:")]
-            addrs.append(" ".join([fields[0].split("@", 1)[0]] + kept))
+    for link in json.loads("\n".join(raw.get("addresses", [])) or "[]"):
+        name = link.get("ifname", "")
+        if name and name not in skip:
+            kept = [f"{a.get('local')}/{a.get('prefixlen')}" for a in link.get("addr_info", ())
+                    if not str(a.get("local", "")).lower().startswith("fe80:")]
+            addrs.append(" ".join([name] + kept))
     state["ip -br addr"] = _lines(addrs)
     links = []
-    for line in raw.get("ip -o link", []):
-        match = re.match(r"^\d+: ([^:@]+)(?:@[^:]+)?: <([^>]*)>(.*)$", line)
-        if match and match.group(1) not in skip:
-            master = re.search(r" master (\S+)", match.group(3))
-            up = "UP" in match.group(2).split(",")
-            links.append(f"{match.group(1)} {'up' if up else 'down'}" + (f" master {master.group(1)}" if master else ""))
+    for link in json.loads("\n".join(raw.get("links", [])) or "[]"):
+        name = link.get("ifname", "")
+        if name and name not in skip:
+            up = "UP" in link.get("flags", ())
+            master = link.get("master")
+            links.append(f"{name} {'up' if up else 'down'}" + (f" master {master}" if master else ""))
     state["links"] = _lines(links)
     state["bridges"] = _lines(_bridges("\n".join(raw.get("bridges", []))))  # their ports: "links" (master)
     state["/etc"] = _lines(f"{path} {digest}" for path, digest in _etc_changes(host).items())
