@@ -229,3 +229,22 @@ def test_seed_scenarios_rehearse_on_the_modern_targets(lab_ready, tmp_path, scen
     assert "verdict: PASSED" in out
     if target == "el9":
         assert "NetworkManager runs; each NIC has its own profile" in out
+
+
+@pytest.mark.lab
+def test_host_state_sees_what_rollback_must_restore(lab):
+    """The snapshot rollback is judged by sees an address, a port's master, a bridge's STP and a route
+    that changed (so a rollback that forgot one of them fails the tests)."""
+    host = lab.host("caldera02")
+    host.assert_private()
+    lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
+    lab.nic(host, "enp0s25", lan, ip="10.10.10.98/24", gateway="10.10.10.1")
+    before = rehearsal.host_state(host)
+    assert rehearsal.state_changes(before, rehearsal.host_state(host)) == []
+    host.run("ip link add br9 type bridge && ip link set enp0s25 master br9 && ip addr del 10.10.10.98/24 dev enp0s25"
+             " && ip addr add 10.10.10.98/24 dev br9 && ip link set dev br9 type bridge stp_state 1")
+    changes = "\n".join(rehearsal.state_changes(before, rehearsal.host_state(host)))
+    assert "+ br9 10.10.10.98/24" in changes and "- enp0s25 10.10.10.98/24" in changes  # addresses
+    assert "+ enp0s25 up master br9" in changes       # a port's master
+    assert "+ br9 stp 1 delay" in changes             # a bridge and its STP
+    assert "- default via 10.10.10.1 dev enp0s25" in changes  # the route it lost
