@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vnetgen.api import (HOST_BRIDGES, Artifact, CaptureFile, CaptureReader, HostNetworking, Step, cmd,
-                         hookimpl, install_file, q, restore_file)
+                         hookimpl, install_file, q, restore_file, virt_install)
 
 from .brctl_show import BrctlShow
 from .iproute2 import IP_LINK_BRIDGE_V1, LAYOUT_1_MISSING, IpRoute2Target, observe_iproute2, observe_iproute2_v1
@@ -85,23 +85,9 @@ port_resolvers() {  # port_resolvers DEV: DNS1..DNS3 of DEV's ifcfg file (initsc
         return steps
 
     def vm_install(self, vm) -> Optional[List[str]]:
-        argv: List[str] = ["virt-install", "--name", vm.name, "--ram", str(vm.memory), "--vcpu", str(vm.vcpus)]
-        for nic in vm.networks:
-            argv += ["--network", f"network={nic.network}" + (f",mac={nic.mac.lower()}" if nic.mac else "")]
-        argv += ["--graphics", vm.graphics or "none", "--os-type", "linux"]
-        if vm.os_variant:
-            argv += ["--os-variant", vm.os_variant]
-        if vm.disk_path:
-            argv += ["--disk", f"path={vm.disk_path}" + (f",size={vm.disk_size}" if vm.disk_size else "")]
-        if vm.import_:
-            argv.append("--import")
-        if vm.location:
-            argv += ["--location", vm.location]
-        if vm.extra_args:
-            argv += ["--extra-args", vm.extra_args]
-        # Without it virt-install attaches to the console and the runbook would wait for the guest.
-        argv.append("--noautoconsole")
-        return argv
+        # the seed's flags: virt-install 1.x spells them --ram and --vcpu, and takes --os-type
+        os_args = ["--os-type", "linux"] + (["--os-variant", vm.os_variant] if vm.os_variant else [])
+        return virt_install(vm, memory="--ram", vcpus="--vcpu", os=os_args)
 
 
 TARGET = El7()

@@ -12,7 +12,8 @@ from __future__ import annotations
 import uuid as uuidlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vnetgen.api import HOST_BRIDGES, Action, Artifact, Step, cmd, hookimpl, install_file, restore_file, under_root
+from vnetgen.api import (HOST_BRIDGES, Action, Artifact, Step, cmd, hookimpl, install_file, restore_file, under_root,
+                         virt_install)
 
 from .iproute2 import IpRoute2Target
 
@@ -311,26 +312,8 @@ port_resolvers() {  # port_resolvers DEV: the DNS servers of the connection Netw
                     tuple(undo), restarts=tuple(f"NetworkManager connection {c}" for c in ids))
 
     def vm_install(self, vm) -> Optional[List[str]]:
-        return modern_virt_install(vm)
-
-
-def modern_virt_install(vm) -> List[str]:
-    """virt-install 3+ (EL8+, Ubuntu 20.04+): --memory/--vcpus, and an OS is required from 4.0 on."""
-    argv: List[str] = ["virt-install", "--name", vm.name, "--memory", str(vm.memory), "--vcpus", str(vm.vcpus)]
-    for nic in vm.networks:
-        argv += ["--network", f"network={nic.network}" + (f",mac={nic.mac.lower()}" if nic.mac else "")]
-    argv += ["--graphics", vm.graphics or "none"]
-    argv += ["--osinfo", vm.os_variant] if vm.os_variant else ["--osinfo", "detect=on,require=off"]
-    if vm.disk_path:
-        argv += ["--disk", f"path={vm.disk_path}" + (f",size={vm.disk_size}" if vm.disk_size else "")]
-    if vm.import_:
-        argv.append("--import")
-    if vm.location:
-        argv += ["--location", vm.location]
-    if vm.extra_args:
-        argv += ["--extra-args", vm.extra_args]
-    argv.append("--noautoconsole")
-    return argv
+        # virt-install 3+ (EL8+): an OS is required from 4.0 on; detected when the profile names none
+        return virt_install(vm, os=["--osinfo", vm.os_variant or "detect=on,require=off"])
 
 
 TARGET = El9()

@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any, Dict, List, Optional
 
 from vnetgen.api import (HOST_BRIDGES, PREFLIGHT, Action, Artifact, Step, cmd, here, hookimpl, install_file, q,
-                         restore_file, under_root)
+                         restore_file, under_root, virt_install)
 
 from .iproute2 import HELPERS, IpRoute2Target
 
@@ -147,20 +147,7 @@ class Ubuntu(IpRoute2Target):
     def vm_install(self, vm: Any) -> Optional[List[str]]:
         # --memory/--vcpus (virt-install 1.3+); --os-variant, which 4.x also spells --osinfo and requires:
         # `generic` when the profile names none (`--osinfo detect=on` is unknown to 20.04's virtinst 2.2).
-        argv: List[str] = ["virt-install", "--name", vm.name, "--memory", str(vm.memory), "--vcpus", str(vm.vcpus)]
-        for nic in vm.networks:
-            argv += ["--network", f"network={nic.network}" + (f",mac={nic.mac.lower()}" if nic.mac else "")]
-        argv += ["--graphics", vm.graphics or "none", "--os-variant", vm.os_variant or "generic"]
-        if vm.disk_path:
-            argv += ["--disk", f"path={vm.disk_path}" + (f",size={vm.disk_size}" if vm.disk_size else "")]
-        if vm.import_:
-            argv.append("--import")
-        if vm.location:
-            argv += ["--location", vm.location]
-        if vm.extra_args:
-            argv += ["--extra-args", vm.extra_args]
-        argv.append("--noautoconsole")   # else the runbook would wait on the guest's console
-        return argv
+        return virt_install(vm, os=["--os-variant", vm.os_variant or "generic"])
 
 
 TARGET = Ubuntu()

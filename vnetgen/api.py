@@ -31,6 +31,7 @@ __all__ = [
     "Check", "CheckKind", "FactError", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
     "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "excerpt",
     "here", "hookimpl", "install_file", "is_ifname", "numbered_lines", "q", "restore_file", "show", "under_root",
+    "virt_install",
 ]
 
 
@@ -321,6 +322,26 @@ class Target:
 
 
 # --- helpers for steps ---------------------------------------------------------------------
+
+
+def virt_install(vm: "Vm", memory: str = "--memory", vcpus: str = "--vcpus", os: Sequence[str] = ()) -> List[str]:
+    """The virt-install argv of `vm`; targets differ only in the spelling of the memory and vCPU
+    flags (`--ram`/`--vcpu` in virt-install 1.x) and in how the OS is given (`os`, after --graphics)."""
+    argv: List[str] = ["virt-install", "--name", vm.name, memory, str(vm.memory), vcpus, str(vm.vcpus)]
+    for nic in vm.networks:
+        argv += ["--network", f"network={nic.network}" + (f",mac={nic.mac.lower()}" if nic.mac else "")]
+    argv += ["--graphics", vm.graphics or "none", *os]
+    if vm.disk_path:
+        argv += ["--disk", f"path={vm.disk_path}" + (f",size={vm.disk_size}" if vm.disk_size else "")]
+    if vm.import_:
+        argv.append("--import")
+    if vm.location:
+        argv += ["--location", vm.location]
+    if vm.extra_args:
+        argv += ["--extra-args", vm.extra_args]
+    # Without it virt-install attaches to the console and the runbook would wait for the guest.
+    argv.append("--noautoconsole")
+    return argv
 
 
 def install_file(bundle_path: str, dest: str, mode: str = "0644") -> Action:
