@@ -6,7 +6,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from vnetgen.rehearse import (  # noqa: F401  (re-exported for the tests)
     failed_step,
@@ -133,3 +133,28 @@ def bridge_ports(host, bridge: str) -> List[str]:
 def default_route(node) -> Optional[str]:
     out = node.run(["ip", "-4", "route", "show", "default"]).stdout.split()
     return out[out.index("via") + 1] if "via" in out else None
+
+
+LIBVIRT_DEFAULT = """<network>
+  <name>default</name>{uuid}
+  <forward mode='nat'/>
+  <bridge name='virbr0' stp='on' delay='0'/>
+  <ip address='192.168.122.1' netmask='255.255.255.0'>
+    <dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp>
+  </ip>
+</network>
+"""
+
+
+def libvirt_default(host, tmp: Path, uuid: Optional[str] = None, transient: bool = False) -> Tuple[str, str]:
+    """libvirt's stock "default" network, running, as a fresh install has it (a UUID libvirt picks,
+    unless `uuid` pins one; `transient`: made with net-create). Returns its UUID and inactive XML."""
+    xml = tmp / "libvirt-default.xml"
+    xml.write_text(LIBVIRT_DEFAULT.format(uuid=f"\n  <uuid>{uuid}</uuid>" if uuid else ""))
+    if transient:
+        host.virsh("net-create", str(xml))
+    else:
+        host.virsh("net-define", str(xml))
+        host.virsh("net-start", "default")
+        host.virsh("net-autostart", "default")
+    return host.virsh("net-uuid", "default").stdout.strip(), host.virsh("net-dumpxml", "--inactive", "default").stdout

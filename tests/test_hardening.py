@@ -37,17 +37,6 @@ PATH=$REAL_PATH exec "$tool" "$@"
 STEP_TRAP = r"""trap 'if [[ "${STEP:-}" == "$FAIL_STEP" ]]; then fail "$BASH_COMMAND" "injected failure in step $FAIL_STEP"; fi' DEBUG
 """
 
-LIBVIRT_DEFAULT = """<network>
-  <name>default</name>
-  <forward mode='nat'/>
-  <bridge name='virbr0' stp='on' delay='0'/>
-  <ip address='192.168.122.1' netmask='255.255.255.0'>
-    <dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp>
-  </ip>
-</network>
-"""
-
-
 class Injector:
     """Makes runs fail on purpose: at the k-th matching tool call (PATH), or at a step (BASH_ENV)."""
 
@@ -210,19 +199,6 @@ def test_a_run_stopped_at_any_step_can_be_rerun_or_rolled_back(lab, tmp_path, na
 # --- (b) a network libvirt already knows under another UUID ---------------------------------------
 
 
-def _libvirt_default(host, tmp_path, transient=False):
-    """libvirt's own "default" network as a fresh install has it: a UUID libvirt picked at random."""
-    xml = tmp_path / "libvirt-default.xml"
-    xml.write_text(LIBVIRT_DEFAULT)
-    if transient:
-        host.virsh("net-create", str(xml))
-    else:
-        host.virsh("net-define", str(xml))
-        host.virsh("net-start", "default")
-        host.virsh("net-autostart", "default")
-    return host.virsh("net-uuid", "default").stdout.strip(), host.virsh("net-dumpxml", "--inactive", "default").stdout
-
-
 def _unpinned_profile(tmp_path):
     """nat-default without its UUID, and with another DHCP range, so the definition must change."""
     text = kit.profile_path("nat-default").read_text()
@@ -240,7 +216,7 @@ def test_network_known_under_another_uuid(lab, tmp_path, pinned, transient):
     bundle = kit.build(profile, tmp_path / "bundle")
     host = lab.host("caldera02")
     host.assert_private()
-    old_uuid, old_xml = _libvirt_default(host, tmp_path, transient)
+    old_uuid, old_xml = kit.libvirt_default(host, tmp_path, transient=transient)
     before = kit.host_state(host)
 
     kit.apply(host, bundle)
@@ -269,7 +245,7 @@ def test_a_failed_backup_stops_the_run_before_anything_changes(lab, tmp_path):
     bundle = kit.build(profile, tmp_path / "bundle")
     host = lab.host("caldera02")
     host.assert_private()
-    old_uuid, old_xml = _libvirt_default(host, tmp_path)
+    old_uuid, old_xml = kit.libvirt_default(host, tmp_path)
     inject = Injector(tmp_path)
     backup_step = next(n for n, t in _step_titles(bundle, host.name).items() if t == "back up networks")
 

@@ -123,17 +123,6 @@ def test_el9_resolvers_of_the_port_are_refused_unless_the_profile_keeps_them(lab
 
 # --- 3. clashes -----------------------------------------------------------------------------
 
-STOCK_DEFAULT = """<network>
-  <name>default</name>
-  <uuid>dd8fe884-6c02-601e-7551-cca97df1c5df</uuid>
-  <forward mode='nat'/>
-  <bridge name='virbr0' stp='on' delay='0'/>
-  <ip address='192.168.122.1' netmask='255.255.255.0'>
-    <dhcp><range start='192.168.122.2' end='192.168.122.254'/></dhcp>
-  </ip>
-</network>
-"""
-
 LAB_NETWORK = """\
 vnetgen: 1
 host: caldera02
@@ -144,14 +133,13 @@ networks:
 {extra}"""
 
 
-def _stock_default(host, tmp_path):
-    """libvirt's stock default network, running, as on nearly every libvirt host."""
-    xml = tmp_path / "stock-default.xml"
-    xml.write_text(STOCK_DEFAULT)
-    host.virsh("net-define", str(xml))
-    host.virsh("net-start", "default")
-    host.virsh("net-autostart", "default")
+STOCK_UUID = "dd8fe884-6c02-601e-7551-cca97df1c5df"
 
+
+def _stock_default(host, tmp_path):
+    """libvirt's stock default network, running, as on nearly every libvirt host (its UUID pinned, for
+    the clash a profile pinning the same UUID makes)."""
+    kit.libvirt_default(host, tmp_path, uuid=STOCK_UUID)
 
 def test_an_unpinned_network_runs_beside_libvirts_stock_default(lab, tmp_path, write_profile):
     host = _host(lab)
