@@ -170,31 +170,23 @@ esac
 FAKE_BRCTL = ('#!/bin/bash\n'
               'case "$1" in show) exec cat "$FAKE_CAPTURE/brctl-show.txt" ;; *) echo "bridge-utils, 1.7.1" ;; esac\n')
 FAKE_SYSCTL = '#!/bin/bash\nexec cat "$FAKE_CAPTURE/sysctl.txt"\n'
-# ip and bridge replay ip-link.json ... when the capture holds them, else answer as an ip without -j does.
-FAKE_IPROUTE = r"""#!/bin/bash
+# ip, bridge, iptables and firewall-cmd replay the capture's files when it holds them, else fail as on a
+# host without them: an ip without -j, no iptables, no firewalld running.
+FAKE_REPLAY = r"""#!/bin/bash
 case "${0##*/} $*" in
   "ip -j -d link show") file=ip-link.json ;;
   "ip -j addr show") file=ip-addr.json ;;
   "ip -j route show") file=ip-route.json ;;
   "bridge -j link") file=bridge-link.json ;;
-  *) echo "fake ${0##*/}: unexpected: $*" >&2; exit 1 ;;
-esac
-if [ -f "$FAKE_CAPTURE/$file" ]; then exec cat "$FAKE_CAPTURE/$file"; fi
-echo 'Option "-j" is unknown, try "ip -help".' >&2
-exit 255
-"""
-
-
-# iptables and firewall-cmd replay the capture's files when it holds them, else fail as on a host without them.
-FAKE_FIREWALL = r"""#!/bin/bash
-case "${0##*/} $*" in
   "iptables -S FORWARD") file=iptables-forward.txt ;;
   "firewall-cmd --get-active-zones") file=firewalld-zones.txt ;;
   *) echo "fake ${0##*/}: unexpected: $*" >&2; exit 1 ;;
 esac
 if [ -f "$FAKE_CAPTURE/$file" ]; then exec cat "$FAKE_CAPTURE/$file"; fi
-echo "${0##*/}: not running here" >&2
-exit 1
+case "${0##*/}" in
+  ip|bridge) echo 'Option "-j" is unknown, try "ip -help".' >&2; exit 255 ;;
+  *) echo "${0##*/}: not running here" >&2; exit 1 ;;
+esac
 """
 
 
@@ -203,8 +195,8 @@ def fake_tools(tmp_path, monkeypatch):
     """virsh, brctl and sysctl that replay a capture directory (set FAKE_CAPTURE), first on PATH."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
-    for name, text in (("virsh", FAKE_VIRSH), ("brctl", FAKE_BRCTL), ("sysctl", FAKE_SYSCTL), ("ip", FAKE_IPROUTE),
-                       ("bridge", FAKE_IPROUTE), ("iptables", FAKE_FIREWALL), ("firewall-cmd", FAKE_FIREWALL)):
+    for name, text in (("virsh", FAKE_VIRSH), ("brctl", FAKE_BRCTL), ("sysctl", FAKE_SYSCTL), ("ip", FAKE_REPLAY),
+                       ("bridge", FAKE_REPLAY), ("iptables", FAKE_REPLAY), ("firewall-cmd", FAKE_REPLAY)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
     for tool in ("cat", "mkdir", "mv", "rm"):  # all capture.sh needs besides; the real virsh stays out of reach
