@@ -232,7 +232,7 @@ port_resolvers() {  # port_resolvers DEV: the DNS servers of the connection Netw
     def preflight(self, plan) -> List[Action]:
         if not keyfiles(plan):
             return []
-        return [Action(check="nm_running", kind="require", words="NetworkManager is running")]
+        return [Action(check="nm_running", kind="require")]  # NetworkManager answers
 
     def host_files(self, plan) -> List[Artifact]:
         return [Artifact(_bundle_path(conn_id), text, mode=0o600) for conn_id, text in keyfiles(plan).items()]

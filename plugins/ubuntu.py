@@ -116,7 +116,7 @@ class Ubuntu(IpRoute2Target):
                           "(netplan generate --root-dir): a file netplan refuses, two default routes, or an "
                           "address another file gives a bridge port would break the next boot",
                           (Action(check=cmd("netplan_check", here(NETPLAN_FILE), under_root(NETPLAN_DEST), *ports),
-                                  kind="require", words=f"netplan accepts its configuration with {NETPLAN_DEST}"),)))
+                                  kind="require"),)))
         install = install_file(NETPLAN_FILE, NETPLAN_DEST, "0600")
         steps.append(Step((HOST_BRIDGES, 1 << 20), "persist interfaces (netplan)",
                           "networkd recreates the same bridges, ports and addresses at boot; the runbook does "
@@ -134,8 +134,8 @@ class Ubuntu(IpRoute2Target):
             if name in plan.host.bridges or bridge.external:
                 continue
             is_bridge = f"[ -d /sys/class/net/{q(name)}/bridge ]"
-            actions = (Action(check=f"! {is_bridge} || ! " + cmd("holds_default_route", name), kind="require",
-                              words=f"the default route does not go through {name}"),
+            # the default route must not go through the bridge about to go
+            actions = (Action(check=f"! {is_bridge} || ! " + cmd("holds_default_route", name), kind="require"),
                        Action(commands=self.delete_bridge(name), check="! " + is_bridge,
                               done=f"bridge {name} is gone"))
             steps.append(Step((HOST_BRIDGES, 1 << 19, name), f"remove host bridge {name}",

@@ -68,7 +68,6 @@ class Action:
                            # not, the run says so (the check prints what and the fix) and goes on
     installs: Tuple[str, ...] = ()   # host paths this action installs or replaces (REVIEW.md lists them)
     removes: Tuple[str, ...] = ()    # host paths it removes
-    words: str = ""    # a `require` check in the administrator's words, for its ok: line
 
 
 @dataclass(frozen=True)
