@@ -21,25 +21,38 @@ def _dirs(paths: Iterable[str]) -> Iterable[str]:
 
 def tar(top: str, files: Dict[str, Tuple[bytes, int]]) -> bytes:
     """A plain ustar archive of `files` (path → (bytes, mode)) under the directory `top`: sorted
-    members, fixed mtime, owner 0:0 with no names. The bytes tarfile writes, without its per-member
-    file-object overhead (a 1,000-host build writes 1,000 of these)."""
-    chunks = []
-    for directory in [""] + list(_dirs(files)):
-        info = tarfile.TarInfo(f"{top}/{directory}".rstrip("/"))
-        info.type, info.mode = tarfile.DIRTYPE, 0o755
-        _normalize(info)
-        chunks.append(info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape"))
+    members, fixed mtime, owner 0:0 with no names. The bytes tarfile writes (tests compare them),
+    built without its per-member objects: a 1,000-host build writes 1,000 of these."""
+    chunks = [_header(f"{top}/{directory}".rstrip("/") + "/", 0, 0o755, tarfile.DIRTYPE)
+              for directory in [""] + list(_dirs(files))]
     for path in sorted(files):
         data, mode = files[path]
-        info = tarfile.TarInfo(f"{top}/{path}")
-        info.size, info.mode = len(data), mode
-        _normalize(info)
-        chunks += [info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape"), data,
+        chunks += [_header(f"{top}/{path}", len(data), mode, tarfile.REGTYPE), data,
                    b"\0" * (-len(data) % tarfile.BLOCKSIZE)]
     chunks.append(b"\0" * (2 * tarfile.BLOCKSIZE))   # end of archive, then padding to a whole record
     size = sum(len(c) for c in chunks)
     chunks.append(b"\0" * (-size % tarfile.RECORDSIZE))
     return b"".join(chunks)
+
+
+# A ustar header with owner 0:0, no user or group name, mtime EPOCH: its fields after the name, in
+# order (mode, uid, gid, size, mtime, checksum, type, link name, magic+version, uname, gname,
+# devmajor, devminor, prefix, padding). tarfile writes the same bytes (tests/test_ansible.py).
+_TAIL = b"\0" * 100 + b"ustar\x0000" + b"\0" * (32 + 32 + 8 + 8 + 155 + 12)
+_CHECKSUM_BLANK = b" " * 8
+
+
+def _header(name: str, size: int, mode: int, kind: bytes) -> bytes:
+    raw = name.encode("utf-8", "surrogateescape")
+    if len(raw) > 100:   # needs ustar's prefix field: tarfile splits the name as it must
+        info = tarfile.TarInfo(name)
+        info.type, info.size, info.mode = kind, size, mode
+        _normalize(info)
+        return info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+    head = b"".join((raw.ljust(100, b"\0"), b"%07o\0" % mode, b"0000000\0", b"0000000\0",
+                     b"%011o\0" % size, b"%011o\0" % EPOCH))
+    checksum = sum(head) + sum(_CHECKSUM_BLANK) + kind[0] + sum(_TAIL)
+    return head + b"%06o\0 " % checksum + kind + _TAIL
 
 
 def tar_gz(top: str, files: Dict[str, Tuple[bytes, int]]) -> bytes:

@@ -37,6 +37,7 @@ def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] =
     from .fleet import ansible_files, host_tars
     from .plan import plan_profile
     from .render import host_artifacts, one_line, render, sha256sums
+    from .review import run_waves
     from .xml import rng_errors
 
     profile_file = one_line(profile_file)
@@ -53,9 +54,10 @@ def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] =
                                       f"network.rng: {problem}")
             files[f"{plan.name}/{artifact.path}"] = Artifact(f"{plan.name}/{artifact.path}", artifact.text,
                                                              artifact.mode)
-    review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file, against, previous))
+    waves = run_waves(profile, plans)   # the run order, for REVIEW.md and the inventory alike
+    review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file, waves, against, previous))
     files["REVIEW.md"] = Artifact("REVIEW.md", review)
-    files.update(ansible_files(profile, plans, profile_file))
+    files.update(ansible_files(waves, profile_file))
     files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
     files.update(host_tars(files, [p.name for p in plans]))   # they carry SHA256SUMS: not listed in it
     if archive:
@@ -79,11 +81,11 @@ def archives(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifact
     return out
 
 
-def review_context(profile: Any, plans: List[Any], profile_file: str, against: Optional[Any] = None,
-                   previous: Optional[List[Any]] = None) -> Dict[str, Any]:
+def review_context(profile: Any, plans: List[Any], profile_file: str, waves: List[List[Tuple[str, str]]],
+                   against: Optional[Any] = None, previous: Optional[List[Any]] = None) -> Dict[str, Any]:
     from .review import context
 
-    return context(profile, plans, profile_file, against, previous)
+    return context(profile, plans, profile_file, waves, against, previous)
 
 
 def _owned(directory: str) -> Optional[List[str]]:

@@ -8,7 +8,7 @@ built here byte-reproducibly. Pure: nothing here touches a file but the package'
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Dict, List, Tuple
 
 from .api import Artifact
 
@@ -58,12 +58,10 @@ def inventory(waves: List[List[Tuple[str, str]]], profile_file: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def ansible_files(profile: Any, plans: List[Any], profile_file: str) -> Dict[str, Artifact]:
-    """The text files of DIR/ansible/ (listed in SHA256SUMS like the rest of the bundle)."""
-    from .review import run_waves
-
-    out = {f"{ANSIBLE}/inventory.ini": Artifact(f"{ANSIBLE}/inventory.ini",
-                                                inventory(run_waves(profile, plans), profile_file))}
+def ansible_files(waves: List[List[Tuple[str, str]]], profile_file: str) -> Dict[str, Artifact]:
+    """The text files of DIR/ansible/ (listed in SHA256SUMS like the rest of the bundle); `waves` is
+    the run order of REVIEW.md (review.run_waves)."""
+    out = {f"{ANSIBLE}/inventory.ini": Artifact(f"{ANSIBLE}/inventory.ini", inventory(waves, profile_file))}
     for name in PLAYBOOKS:
         out[f"{ANSIBLE}/{name}"] = Artifact(f"{ANSIBLE}/{name}", playbook(name))
     return out

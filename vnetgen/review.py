@@ -74,8 +74,9 @@ def mermaid(profile: Any, plans: List[Any]) -> List[str]:
     return lines
 
 
-def context(profile: Any, plans: List[Any], profile_file: str, against: Any = None,
-            previous: Any = None) -> Dict[str, Any]:
+def context(profile: Any, plans: List[Any], profile_file: str, waves: List[List[Tuple[str, str]]],
+            against: Any = None, previous: Any = None) -> Dict[str, Any]:
+    """What REVIEW.md.j2 formats; `waves` is run_waves(profile, plans)."""
     from .diff import IMPACT_WORDS, diff_links, diff_plans
     from .render import one_line
 
@@ -84,7 +85,7 @@ def context(profile: Any, plans: List[Any], profile_file: str, against: Any = No
         changes = diff_links(against, profile) + diff_plans(previous or [], plans)
     return dict(profile_file=profile_file, profile_name=profile.name or "", plans=plans,
                 host_paths={plan.name: host_paths(plan) for plan in plans},
-                order=run_order(profile, plans), mermaid=mermaid(profile, plans),
+                order=[entry for wave in waves for entry in wave], mermaid=mermaid(profile, plans),
                 warnings=profile.warnings, changes=changes,
                 against_file=one_line(os.path.basename(getattr(against, "path", ""))), impact_words=IMPACT_WORDS)
 
