@@ -57,7 +57,7 @@ def main() -> None:
             totals.append(time.perf_counter() - start)
             waves = run_waves(profile, bundle.plans)   # computed once for REVIEW.md and the inventory
             start = time.perf_counter()
-            part = ansible_files(waves, "fleet.yaml")
+            part = ansible_files(waves, profile.rollout, "fleet.yaml")
             part.update(host_tars(bundle.files, [p.name for p in bundle.plans]))
             builds_part.append(time.perf_counter() - start)
             _write_files(part, scratch)

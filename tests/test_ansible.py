@@ -171,7 +171,7 @@ def test_playbooks_use_only_ansible_builtin(build_bundle):
                 walk(task.get(key))
 
     for path, artifact in bundle.files.items():
-        if path.startswith("ansible/") and path.endswith(".yml"):
+        if path.startswith("ansible/") and path.endswith(".yml") and path != "ansible/rollout.yml":   # vars
             data = yaml.safe_load(artifact.text)
             if path.startswith("ansible/tasks/"):
                 walk(data)
@@ -193,16 +193,17 @@ def test_syntax_check(tmp_path, profile):
 
 @pytest.mark.realtool  # runs ansible-playbook / ansible-lint
 def test_ansible_lint_production(tmp_path, build_bundle):
-    """The playbooks are the same files for every profile (only the inventory differs): lint them once."""
+    """The playbooks are the same files for every profile (only the inventory and the rollout.yml
+    variables differ): lint them once, with the variables file."""
     texts = {}
     for profile in PROFILES:
         bundle = build_bundle(profile)
         for path, artifact in bundle.files.items():
-            if path.startswith("ansible/") and path.endswith(".yml"):
+            if path.startswith("ansible/") and path.endswith(".yml") and path != "ansible/rollout.yml":
                 assert texts.setdefault(path, artifact.text) == artifact.text, (profile, path)
     lint = _tool("ansible-lint")
     out = _write(tmp_path, TWO)
-    result = subprocess.run([lint, "--offline", "--profile", "production", "--nocolor", *PLAYBOOKS, "tasks"],
+    result = subprocess.run([lint, "--offline", "--profile", "production", "--nocolor", *PLAYBOOKS, "tasks", "rollout.yml"],
                             cwd=out / "ansible", capture_output=True, text=True, timeout=600,
                             env=_ansible_env(HOME=str(tmp_path)))
     assert result.returncode == 0, result.stdout + result.stderr
@@ -305,7 +306,7 @@ echo "1 change(s) undone on host @HOST@"
 """
 
 
-def _bundle_with_stand_ins(tmp_path: Path) -> Path:
+def _bundle_with_stand_ins(tmp_path: Path, profile_path: Path = TWO) -> Path:
     from vnetgen.api import Artifact
     from vnetgen.bundle import build, write
     from vnetgen.fleet import host_tars
@@ -314,8 +315,8 @@ def _bundle_with_stand_ins(tmp_path: Path) -> Path:
     from vnetgen.render import sha256sums
 
     pm = get_plugin_manager()
-    profile, _ = load_valid(str(TWO), pm)
-    bundle = build(profile, pm, profile_file="two-hosts.yaml")
+    profile, _ = load_valid(str(profile_path), pm)
+    bundle = build(profile, pm, profile_file=profile_path.name)
     hosts = [p.name for p in bundle.plans]
     files = {p: a for p, a in bundle.files.items() if not p.startswith("ansible/bundles/") and p != "SHA256SUMS"}
     for host in hosts:
@@ -372,6 +373,111 @@ def test_site_stops_at_a_failed_host_and_keeps_wave_2_untouched(tmp_path):
     assert "runbook.sh failed on caldera02 (exit 1)" in log
     assert "stand-in for caldera03" not in log
     assert not (root / "bundles" / "vnetgen-caldera03").exists()
+
+
+THREE_ROLLOUT = """\
+vnetgen: 1
+rollout: {serial: 2, max_fail_percentage: 50}
+defaults:
+  networks:
+    default: {mode: nat, ip: 192.168.122.1/24}
+hosts:
+  kvm-a: {}
+  kvm-b: {}
+  kvm-c: {}
+"""
+
+
+def test_rollout_section_becomes_the_playbooks_batch_variables(build_bundle, tmp_path):
+    import yaml
+
+    path = tmp_path / "three.yaml"
+    path.write_text(THREE_ROLLOUT.replace("serial: 2", 'serial: "40%"'))
+    bundle = build_bundle(path)
+    assert yaml.safe_load(bundle.files["ansible/rollout.yml"].text) == \
+        {"vnetgen_serial": "40%", "vnetgen_max_fail_percentage": 50}
+    assert yaml.safe_load(build_bundle(TWO).files["ansible/rollout.yml"].text) == \
+        {"vnetgen_serial": 1, "vnetgen_max_fail_percentage": 0}          # no rollout: one host at a time
+    for playbook in ("site.yml", "rollback.yml"):
+        plays = yaml.safe_load(bundle.files[f"ansible/{playbook}"].text)
+        assert all(play["vars_files"] == ["rollout.yml"] for play in plays), playbook
+
+
+@pytest.mark.parametrize("bad, message", [
+    ("serial: 0", "serial"), ("serial: 101%", "serial"), ("max_fail_percentage: 101", "max_fail_percentage"),
+    ("batch: 2", "batch"), ("serial: 2; rm -rf /", "serial"),
+])
+def test_rollout_section_is_validated(tmp_path, bad, message):
+    path = tmp_path / "p.yaml"
+    path.write_text(f"vnetgen: 1\nrollout:\n  {bad}\nnetworks:\n  default: {{mode: isolated}}\n")
+    result = subprocess.run([sys.executable, "-m", "vnetgen", "validate", str(path)], capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert f"{path}:3:" in result.stderr and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def _batches(log: str) -> list:
+    """The hosts of each batch Ansible ran, in order: each batch starts with its own PLAY header (a
+    play with no host left prints one too: empty batches are dropped), then each task names its hosts."""
+    import re
+
+    batches = []
+    for line in log.splitlines():
+        if line.startswith("PLAY [Apply the vnetgen bundle"):
+            batches.append([])
+        else:
+            found = re.match(r"(?:ok|changed|fatal|skipping): \[([A-Za-z0-9_.-]+)\]", line)
+            if found and batches and found.group(1) not in batches[-1]:
+                batches[-1].append(found.group(1))
+    return [batch for batch in batches if batch]
+
+
+def _wait_for_file(path: Path, seconds: float) -> str:
+    """The text of `path` once it exists (a state), failing after `seconds` (a bound, not a sleep)."""
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path} never appeared"
+        time.sleep(0.2)
+    return path.read_text()
+
+
+@pytest.mark.realtool  # runs ansible-playbook / ansible-lint
+def test_site_batches_by_the_profile_and_by_extra_vars(tmp_path):
+    """rollout: {serial: 2, max_fail_percentage: 50}: kvm-a fails in the first batch of two (50%, not
+    exceeded), so kvm-b is confirmed and the second batch runs; -e vnetgen_max_fail_percentage=0:
+    kvm-b is not confirmed (its run rolls back by itself) and kvm-c is never touched; -e
+    vnetgen_serial=3 makes one batch of the three (1 of 3 failed: kvm-b and kvm-c are confirmed)."""
+    require_tool("bash", "sha256sum", "tar", "flock")
+    profile = tmp_path / "three.yaml"
+    profile.write_text(THREE_ROLLOUT)
+    out = _bundle_with_stand_ins(tmp_path, profile)
+    for name, extra, batches, confirmed in [
+            ("profile", (), [["kvm-a", "kvm-b"], ["kvm-c"]], ["kvm-b", "kvm-c"]),
+            ("strict", ("-e", "vnetgen_max_fail_percentage=0"), [["kvm-a", "kvm-b"]], []),
+            ("one-batch", ("-e", "vnetgen_serial=3"), [["kvm-a", "kvm-b", "kvm-c"]], ["kvm-b", "kvm-c"])]:
+        root = tmp_path / f"root-{name}"
+        root.mkdir()
+        (root / "fail-kvm-a").write_text("")
+        result = _apply(out, root, *extra, "-e", "vnetgen_confirm_timeout=10")
+        log = result.stdout + result.stderr
+        assert result.returncode == 2, log                    # a host failed: ansible-playbook says so
+        assert [sorted(b) for b in _batches(result.stdout)] == batches, (name, log)
+        assert "runbook.sh failed on kvm-a (exit 1)" in log
+        ran = {host for batch in batches for host in batch}
+        for host in ("kvm-b", "kvm-c"):
+            exit_file = root / "bundles" / f"vnetgen-{host}.exit"
+            if host in confirmed:
+                assert exit_file.read_text() == "0\n", (name, host, log)
+                assert f"1 change(s) applied to host {host}" in log
+            elif host in ran:                                   # held: its own timeout rolls it back
+                assert f"not confirmed: kvm-a of this batch of 2 failed" in log, (name, log)
+                assert _wait_for_file(exit_file, 60) == "3\n", (name, host)
+            else:                                               # a later batch: never started
+                assert not (root / "bundles" / f"vnetgen-{host}").exists(), (name, host)
+                assert not exit_file.exists(), (name, host)
 
 
 @pytest.mark.realtool  # runs ansible-playbook / ansible-lint

@@ -57,7 +57,7 @@ def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] =
     waves = run_waves(profile, plans)   # the run order, for REVIEW.md and the inventory alike
     review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file, waves, against, previous))
     files["REVIEW.md"] = Artifact("REVIEW.md", review)
-    files.update(ansible_files(waves, profile_file))
+    files.update(ansible_files(waves, profile.rollout, profile_file))
     files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
     files.update(host_tars(files, [p.name for p in plans]))   # they carry SHA256SUMS: not listed in it
     if archive:

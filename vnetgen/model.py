@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple, Union
 
 from .diagnostics import Mark
 
@@ -113,9 +113,16 @@ class Link(Located):
 
 
 @dataclass
+class Rollout(Located):
+    serial: Union[int, str] = 1            # hosts per batch, or "N%" of the wave
+    max_fail_percentage: int = 0
+
+
+@dataclass
 class Profile(Located):
     path: str = ""
     name: Optional[str] = None
     hosts: Dict[str, Host] = field(default_factory=dict)
     links: List[Link] = field(default_factory=list)
+    rollout: Rollout = field(default_factory=Rollout)
     warnings: List = field(default_factory=list)   # validation warnings, shown in REVIEW.md

@@ -56,6 +56,10 @@ def _profile(path: str, doc: LMap, report: Report) -> m.Profile:
         if len(ends) == 2:
             profile.links.append(m.Link(mark=mark, marks={"a": raw.item_marks[0], "b": raw.item_marks[-1]},
                                         ends=ends))  # type: ignore[arg-type]
+    rollout = doc.get("rollout")
+    if isinstance(rollout, LMap):
+        profile.rollout = m.Rollout(mark=doc.at("rollout"), marks=dict(rollout.value_marks),
+                                    **{key: rollout[key] for key in ("serial", "max_fail_percentage") if key in rollout})
     return profile
 
 

@@ -110,6 +110,17 @@ HOST_PROPERTIES: Dict[str, Any] = {
 
 HOST = _obj(HOST_PROPERTIES, description="one KVM host")
 
+# How ansible/site.yml and rollback.yml batch the hosts of a wave (Ansible's play keywords; `-e
+# vnetgen_serial=…` / `-e vnetgen_max_fail_percentage=…` override them at rollout time).
+ROLLOUT = _obj({
+    "serial": {"oneOf": [{"type": "integer", "minimum": 1, "maximum": 100000},
+                         _s(r"^([1-9][0-9]?|100)%$", "a percentage of the wave's hosts, e.g. 20%", 4)],
+               "description": "hosts per batch: a number, or a percentage of the wave (default 1)"},
+    "max_fail_percentage": {"type": "integer", "minimum": 0, "maximum": 100,
+                            "description": "failed hosts a batch may have, in percent, before the rollout "
+                                           "stops; Ansible stops when it is exceeded (default 0)"},
+}, description="how the bundle's Ansible playbooks batch the hosts")
+
 
 def profile_schema(modes: Iterable[str] = ()) -> Dict[str, Any]:
     """The JSON Schema of profile v1; `modes` (from the plugins) become the mode enum."""
@@ -121,6 +132,7 @@ def profile_schema(modes: Iterable[str] = ()) -> Dict[str, Any]:
         "links": {"type": "array", "description": "cables between hosts",
                   "items": {"type": "array", "minItems": 2, "maxItems": 2,
                             "items": _s(LINK_END_PATTERN, "HOST:NIC", 80)}},
+        "rollout": ROLLOUT,
         # one-host shorthand
         "host": NAME,
     }
