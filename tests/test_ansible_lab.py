@@ -5,6 +5,7 @@ on a management LAN with the hosts: nothing leaves the lab."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 
 import labkit as kit
 from conftest import require_tool
-from vnetgen.lab import LIBVIRT_URI, in_private_netns
+from vnetgen.lab import LIBVIRT_URI, _wait_until, in_private_netns
 
 pytestmark = pytest.mark.lab
 
@@ -45,7 +46,7 @@ caldera03 ansible_host={caldera03}
 ansible_port=2222
 ansible_user=root
 ansible_ssh_private_key_file={keys}/client_key
-ansible_ssh_common_args=-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null
+ansible_ssh_common_args=-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o ConnectTimeout=3 -o ServerAliveInterval=1 -o ServerAliveCountMax=3
 ansible_python_interpreter={python}
 """
 
@@ -125,3 +126,40 @@ def test_the_two_host_scenario_rolls_out_audits_and_rolls_back(fleet):
         taps = [vm.host_ifname for vm in host.vms]
         changes = kit.state_changes(kit.host_state_ignoring(before[name], taps), kit.host_state(host, ignore=taps))
         assert changes == [], f"{name} after rollback.yml:\n" + "\n".join(changes)
+
+
+# The administrator's own libvirt network hook on caldera02, standing in for a change that cuts the
+# host off from the control node: when network default starts, the management link goes down.
+CUTTING_HOOK = """#!/bin/sh
+if [ "$1" = default ] && [ "$2" = started ]; then ip link set mgmt0 down; fi
+exit 0
+"""
+
+
+def test_a_host_lost_mid_rollout_rolls_back_by_itself_and_stops_the_rollout(fleet):
+    """caldera02 (wave 1) is cut off by its own change during its run: Ansible reports it by name,
+    the rollout stops (wave 2, caldera03, is never started), and caldera02's runbook, never confirmed,
+    rolls back by itself: both hosts end as they were."""
+    hosts, bundle, playbook, tmp_path = fleet
+    lost = hosts["caldera02"]
+    hook = lost.root_path("/etc/libvirt/hooks/network")
+    os.makedirs(os.path.dirname(hook), exist_ok=True)
+    Path(hook).write_text(CUTTING_HOOK)
+    os.chmod(hook, 0o755)
+    lost.restart_libvirtd()   # libvirtd reads hooks when it starts
+    before = {name: kit.host_state(host) for name, host in hosts.items()}
+
+    applied = playbook("site.yml", "-e", "vnetgen_confirm_timeout=15", "-e", "vnetgen_ssh_retries=1")
+    log = applied.stdout + applied.stderr
+    assert applied.returncode != 0, log
+    assert re.search(r"fatal: \[caldera02\]: (UNREACHABLE|FAILED)!", log), log      # reported by name
+    assert "[caldera03]" not in log                    # the rollout stopped: wave 2 never started
+    assert not os.path.exists(hosts["caldera03"].root_path("/var/lib/vnetgen/bundles/vnetgen-caldera03"))
+
+    exit_file = Path(lost.root_path("/var/lib/vnetgen/bundles/vnetgen-caldera02.exit"))
+    assert _wait_until(exit_file.exists, timeout=180, interval=0.5), "caldera02's run never ended"
+    assert exit_file.read_text() == "3\n"            # runbook.sh: not confirmed in time, rolled back
+    lost.ip("link", "set", "mgmt0", "up")             # the hook's cut, not the runbook's change
+    for name, host in hosts.items():
+        changes = kit.state_changes(before[name], kit.host_state(host))
+        assert changes == [], f"{name} after the lost rollout:\n" + "\n".join(changes)
