@@ -73,11 +73,18 @@ def test_bridge_delay_is_compared_as_the_bundle_writes_it(tmp_path, pm, old, new
     ("    graphics: none\n", "    graphics: vnc\n", True),
     ("disk: {path: /data/vm-images/vm3.img, size: 10}", "disk: {path: /data/vm-images/other.img, size: 10}", True),
     ("    vcpus: 2\n", "    vcpus: 4\n", True),
+    ("networks: [bridged_network]", 'networks: [{network: bridged_network, mac: "52:54:00:c6:9e:78"}]', False),
 ])
 def test_vm_changes_are_what_its_domain_holds(tmp_path, pm, old, new, changed):
     assert BRIDGED.count(old) == 1, old
     found = [c for c in changes(tmp_path, pm, BRIDGED.replace(old, new), BRIDGED) if c[1] == "vm VM3"]
     assert found == ([("caldera02", "vm VM3", "definition changed", "manual")] if changed else []), found
+
+
+def test_a_pinned_vm_mac_that_changes_is_a_change(tmp_path, pm):
+    pinned = BRIDGED.replace("networks: [bridged_network]", 'networks: [{network: bridged_network, mac: "52:54:00:c6:9e:78"}]')
+    found = changes(tmp_path, pm, pinned.replace("9e:78", "9e:79"), pinned)
+    assert found == [("caldera02", "vm VM3", "definition changed", "manual")]
 
 
 def test_no_changes(tmp_path, pm):

@@ -66,6 +66,8 @@ def _show(value: Any) -> str:
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
     return str(value)
 
 
@@ -150,7 +152,7 @@ def host_changes(name: str, old: Optional[Any], new: Optional[Any]) -> List[Chan
             out.append(Change(name, f"vm {vm}", "installed with virt-install", NEW))
         elif b is None:
             out.append(Change(name, f"vm {vm}", "no longer in the profile (the domain is left as it is)", REMOVED))
-        elif _vm_fields(a) != _vm_fields(b):
+        elif _vm_fields(a) != _vm_fields(b) or not _same_macs(a, b):
             out.append(Change(name, f"vm {vm}", "definition changed", MANUAL))
     return out
 
@@ -159,8 +161,14 @@ def _vm_fields(vm: Any) -> Tuple:
     """What a defined VM is: its domain's memory, vCPUs, NICs, disk and graphics. How it was installed
     (disk size, location or import, os_variant, extra_args) is not compared: the runbook installs
     only a VM that does not exist, and one in both profiles exists already."""
-    return (vm.memory, vm.vcpus, [(n.network, n.mac.lower() if n.mac else None) for n in vm.networks],
-            vm.disk_path, vm.graphics or "none")
+    return (vm.memory, vm.vcpus, [n.network for n in vm.networks], vm.disk_path, vm.graphics or "none")
+
+
+def _same_macs(old: Any, new: Any) -> bool:
+    """A NIC's MAC changes only when both profiles pin one: pinning the MAC a VM has (or no longer
+    pinning it) changes nothing on the host (the audit checks a pinned one)."""
+    return all(a.mac is None or b.mac is None or a.mac.lower() == b.mac.lower()
+               for a, b in zip(old.networks, new.networks))
 
 
 def diff_plans(old: List[Any], new: List[Any]) -> List[Change]:

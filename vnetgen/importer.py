@@ -661,6 +661,30 @@ def guess_links(hosts: Sequence[HostImport]) -> List[Tuple[str, str, str]]:
     return links
 
 
+def unpin_shared_macs(hosts: Sequence[HostImport]) -> None:
+    """A MAC that NICs of two imported VMs share (clones, or hosts apart that never meet) is not
+    pinned on either: validation refuses one MAC twice on a segment. Said in a comment."""
+    users: Dict[str, List[Tuple[HostImport, Entry]]] = {}
+    for host in hosts:
+        for vm in host.vms:
+            for item in (vm.get("networks") or Seq([])).items:
+                mac = dict(item).get("mac")
+                if mac:
+                    users.setdefault(mac, []).append((host, vm))
+    for mac, holders in users.items():
+        if len(holders) < 2:
+            continue
+        names = ", ".join(sorted({f"{h.name}/vm {v.name}" for h, v in holders}))
+        for host, vm in holders:
+            for item in vm.get("networks").items:
+                if dict(item).get("mac") == mac:
+                    item[:] = [(k, v) for k, v in item if k != "mac"]
+            note = f"not pinned: MAC {mac} is used by {names} (a profile pins a MAC once per segment)"
+            if note not in vm.notes:
+                vm.notes.append(note)
+                host.unmodelled.append(f"vm {vm.name}: {note}")
+
+
 # --- entry points ---------------------------------------------------------------------------------
 
 
@@ -707,6 +731,7 @@ def import_captures(directory: Union[str, Path], hosts: Sequence[str] = (), pm: 
     if not result.hosts:
         raise ImportError_(f"{root}: nothing usable found" + "".join(f"\n  skipped {safe(s)}" for s in result.skipped))
     result.links = guess_links(result.hosts)
+    unpin_shared_macs(result.hosts)
     return result
 
 
