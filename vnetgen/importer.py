@@ -4,8 +4,8 @@ layout) or live on this machine — such that auditing the same state against it
 What a capture shows is mapped onto the profile: every libvirt network (its mode from `<forward
 mode>` through the registered modes' `forward`, bridge, stp/delay, mac and uuid pinned, IPv4
 address, DHCP range and static leases, trunk ports on the bridge libvirt made), host bridges (ports,
-address, default route via it, stp/delay), and the VMs' network attachments (as comments: a capture
-holds no memory, vcpus or disks). What vnetgen does not model is kept as a comment and listed;
+address, default route via it, stp/delay), and the VMs (memory, vcpus, disk, NICs, `import: true`
+from domxml/ of a layout-4 capture; older captures give only their NICs, kept as a comment). What vnetgen does not model is kept as a comment and listed;
 anything unreadable is skipped with the file and the reason. Nothing from a capture reaches the
 output unescaped: names must match the profile's name patterns, values are re-formatted from parsed
 facts, and comments escape every non-printable character.
