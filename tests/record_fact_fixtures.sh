@@ -19,6 +19,7 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 self=$here/$(basename "${BASH_SOURCE[0]}")
 fixtures=$here/fixtures/facts
 node_xml=$fixtures/test-driver-node.xml
+installed_xml=$fixtures/test-driver-installed.xml
 driver_dir=/usr/lib/x86_64-linux-gnu/libvirt/connection-driver
 # Where libvirtd keeps its state: each gets a tmpfs inside the namespace.
 state_dirs=(/run/libvirt /etc/libvirt/qemu /var/lib/libvirt /var/log/libvirt /var/cache/libvirt)
@@ -298,6 +299,31 @@ scenario_test_driver() {
     record domiflist several stdout "${n[@]}" domiflist 'web 1'
     record domiflist no-interfaces stdout "${n[@]}" domiflist db
     record domiflist no-such-domain merged "${n[@]}" domiflist nosuchvm
+    record dom_dumpxml test-driver stdout "${t[@]}" dumpxml --inactive --domain test
+    record dom_dumpxml several-nics stdout "${n[@]}" dumpxml --inactive --domain 'web 1'
+    record dom_dumpxml no-such-domain merged "${n[@]}" dumpxml --inactive --domain nosuchvm
+    write_installed_node
+    local i=(virsh -c "test://$installed_xml")
+    record dom_dumpxml virt-install stdout "${i[@]}" dumpxml --inactive --domain VM1
+    record dom_dumpxml virt-install-two-disks-cdrom-vnc stdout "${i[@]}" dumpxml --inactive --domain 'web 2'
+}
+
+# write_installed_node: a test-driver node of the domains virt-install itself writes (as the runbook's
+# VM step runs it, and one with a second disk, a CD-ROM, a bridge NIC, vCPU hotplug room and VNC),
+# so that `virsh dumpxml --inactive` of them is what a host that ran the runbook shows.
+write_installed_node() {
+    local vi=(virt-install --connect test:///default --print-xml --import --noautoconsole)
+    {
+        printf '%s\n' "<!-- Written by tests/record_fact_fixtures.sh (write_installed_node) from virt-install's" \
+            "     print-xml output: the input of its dom_dumpxml fixtures. -->" "<node>"
+        "${vi[@]}" --name VM1 --uuid 6f8b6a4e-0b0a-4f0e-9d7e-0000000000d1 --memory 2048 --vcpus 2 --disk path=/data/vm-images/vm1.img,size=10 \
+            --network network=default,mac=52:54:00:6d:33:55 --os-variant ubuntu14.04 --graphics none
+        "${vi[@]}" --name 'web 2' --uuid 6f8b6a4e-0b0a-4f0e-9d7e-0000000000d2 --memory 1000 --vcpus 2,maxvcpus=4 --disk path=/srv/web2.qcow2,size=5 \
+            --disk path=/srv/web2-data.img,size=1 --disk device=cdrom \
+            --network network=default,mac=52:54:00:AA:00:02 --network bridge=br0,mac=52:54:00:aa:00:03 \
+            --os-variant ubuntu14.04 --graphics vnc
+        printf '%s\n' "</node>"
+    } >"$installed_xml"
 }
 
 inside() {

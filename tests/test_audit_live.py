@@ -47,6 +47,10 @@ def replay(directory: Path, calls: list = None, virsh_error: bytes = b""):
             name = f"net/{argv[3]}.xml"
         elif argv[:3] == ["virsh", "domiflist", "--domain"]:
             name = f"domiflist/{argv[3]}.txt"
+        elif argv[:4] == ["virsh", "dumpxml", "--inactive", "--domain"]:
+            name = f"domxml/{argv[4]}.xml"
+            if not (directory / name).exists():   # a capture of layout < 4: answered as virsh fails
+                return 1, b"", f"error: failed to get domain '{argv[4]}'\n".encode()
         elif argv == ["brctl", "--version"]:
             if not (directory / "brctl-show.txt").exists():
                 raise FileNotFoundError(2, "No such file or directory", "brctl")
@@ -164,6 +168,10 @@ case "$args" in
     exec cat "$d/virsh-list.txt" ;;
   "list --all --name") for f in "$d"/domiflist/*.txt; do n=${f##*/}; printf '%s\n' "${n%.txt}"; done; echo ;;
   "domiflist --domain "*) exec cat "$d/domiflist/${args#domiflist --domain }.txt" ;;
+  "dumpxml --inactive --domain "*)
+    f="$d/domxml/${args#dumpxml --inactive --domain }.xml"
+    if [ ! -f "$f" ]; then echo "error: failed to get domain '${args#dumpxml --inactive --domain }'" >&2; exit 1; fi
+    exec cat "$f" ;;
   *) echo "error: fake virsh: unexpected: $*" >&2; exit 1 ;;
 esac
 """
@@ -263,7 +271,7 @@ def test_capture_sh_writes_the_layout(fake_tools, monkeypatch, tmp_path, build_b
     done = run_capture(build_bundle, ROOT / "profiles" / f"{name}.yaml", "caldera02", out, tmp_path)
     assert done.returncode == 0, done.stderr
     written = tree(out / "caldera02")
-    assert written.pop("capture-layout.txt") == b"3\n"
+    assert written.pop("capture-layout.txt") == b"4\n"
     assert written == tree(recorded)
     assert audit_captures(ROOT / "profiles" / f"{name}.yaml", out)["in_sync"]
 
@@ -282,7 +290,7 @@ def test_capture_sh_replaces_an_earlier_capture(fake_tools, monkeypatch, tmp_pat
     assert done.returncode == 0, done.stderr
     files = tree(stale)
     assert files.pop("notes.txt") == b"mine\n"  # not capture.sh's: kept
-    assert files.pop("capture-layout.txt") == b"3\n"
+    assert files.pop("capture-layout.txt") == b"4\n"
     assert files == tree(recorded)
 
 

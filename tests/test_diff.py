@@ -50,6 +50,43 @@ def test_each_kind_of_change(tmp_path, pm, old, new, expected):
     assert expected in found, found
 
 
+BRIDGED = (ROOT / "profiles" / "bridged.yaml").read_text()
+
+
+@pytest.mark.parametrize("old, new, changed", [
+    # the delay the bundle writes: unset is 0 without STP, 2 s with it
+    ("    stp: false\n    delay: 0\n", "    stp: false\n", False),
+    ("    stp: false\n    delay: 0\n", "    stp: false\n    delay: 2\n", True),
+    ("    stp: false\n    delay: 0\n", "    stp: true\n    delay: 2\n", True),   # stp itself changed
+])
+def test_bridge_delay_is_compared_as_the_bundle_writes_it(tmp_path, pm, old, new, changed):
+    found = [c for c in changes(tmp_path, pm, BRIDGED.replace(old, new), BRIDGED) if c[2].startswith("delay")]
+    assert bool(found) == changed, found
+
+
+@pytest.mark.parametrize("old, new, changed", [
+    # how an existing VM was installed is no change of it: the runbook never reinstalls it
+    ("    location: /tmp/ubuntu-14.04.1-server-amd64.iso\n    extra_args: console=ttyS0,115200n8 serial\n"
+     "    os_variant: ubuntu14.04\n", "    import: true\n", False),
+    ("disk: {path: /data/vm-images/vm3.img, size: 10}", "disk: {path: /data/vm-images/vm3.img}", False),
+    ("    graphics: none\n", "", False),                        # none is the default
+    ("    graphics: none\n", "    graphics: vnc\n", True),
+    ("disk: {path: /data/vm-images/vm3.img, size: 10}", "disk: {path: /data/vm-images/other.img, size: 10}", True),
+    ("    vcpus: 2\n", "    vcpus: 4\n", True),
+    ("networks: [bridged_network]", 'networks: [{network: bridged_network, mac: "52:54:00:c6:9e:78"}]', False),
+])
+def test_vm_changes_are_what_its_domain_holds(tmp_path, pm, old, new, changed):
+    assert BRIDGED.count(old) == 1, old
+    found = [c for c in changes(tmp_path, pm, BRIDGED.replace(old, new), BRIDGED) if c[1] == "vm VM3"]
+    assert found == ([("caldera02", "vm VM3", "definition changed", "manual")] if changed else []), found
+
+
+def test_a_pinned_vm_mac_that_changes_is_a_change(tmp_path, pm):
+    pinned = BRIDGED.replace("networks: [bridged_network]", 'networks: [{network: bridged_network, mac: "52:54:00:c6:9e:78"}]')
+    found = changes(tmp_path, pm, pinned.replace("9e:78", "9e:79"), pinned)
+    assert found == [("caldera02", "vm VM3", "definition changed", "manual")]
+
+
 def test_no_changes(tmp_path, pm):
     assert changes(tmp_path, pm, BASE) == []
 

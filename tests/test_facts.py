@@ -17,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # the package may not be installed yet
     sys.path.insert(0, str(ROOT))
 
-from vnetgen.facts import (BridgeInfo, BridgePorts, DomIfList, FactError,  # noqa: E402
+from vnetgen.facts import (BridgeInfo, BridgePorts, DomDumpXml, DomIfList, FactError,  # noqa: E402
                            IpAddrs, IpLinkBridges, IpLinks, IpRoutes, NetDumpXml, NetList, Sysctl, VirshList, bridges_from_iproute,
                            combine, process_file, to_jsonable)
 from vnetgen_plugins.brctl_show import BrctlShow  # noqa: E402  (el7's parser)
@@ -34,6 +34,7 @@ PARSERS = {
     "sysctl": lambda fixture: Sysctl(keys=fixture.get("keys", ())),
     "virsh_list": lambda fixture: VirshList(),
     "domiflist": lambda fixture: DomIfList(),
+    "dom_dumpxml": lambda fixture: DomDumpXml(),
 }
 
 

@@ -66,6 +66,8 @@ def _show(value: Any) -> str:
         return "none"
     if isinstance(value, bool):
         return "on" if value else "off"
+    if isinstance(value, list):
+        return "[" + ", ".join(str(v) for v in value) + "]"
     return str(value)
 
 
@@ -100,10 +102,12 @@ def _network_changes(host: str, old: Any, new: Any) -> List[Change]:
     return out
 
 
-def _bridge_changes(host: str, old: Any, new: Any) -> List[Change]:
+def _bridge_changes(host: str, old: Any, new: Any, old_delay: Optional[int], new_delay: Optional[int]) -> List[Change]:
+    """The delay compared is the one the bundle writes (the planner's: an unset delay is 0, or 2 s
+    with STP), so that `delay: 0` and no delay at all are not a change."""
     out = []
     for key in ("ports", "ip", "gateway", "dns", "stp", "delay", "external"):
-        a, b = getattr(old, key), getattr(new, key)
+        a, b = (old_delay, new_delay) if key == "delay" else (getattr(old, key), getattr(new, key))
         if a != b:
             out.append(Change(host, f"bridge {new.name}", f"{key} {_show(a)} → {_show(b)}", HOST))
     return out
@@ -136,7 +140,7 @@ def host_changes(name: str, old: Optional[Any], new: Optional[Any]) -> List[Chan
         elif b is None:
             out.append(Change(name, f"bridge {br_name}", "no longer in the profile (left as it is)", REMOVED))
         else:
-            out.extend(_bridge_changes(name, a, b))
+            out.extend(_bridge_changes(name, a, b, old.bridge_delay.get(br_name), new.bridge_delay.get(br_name)))
     before = {s.key: s.value for s in old.sysctl}
     after = {s.key: s.value for s in new.sysctl}
     for key in sorted(set(before) | set(after)):
@@ -148,14 +152,23 @@ def host_changes(name: str, old: Optional[Any], new: Optional[Any]) -> List[Chan
             out.append(Change(name, f"vm {vm}", "installed with virt-install", NEW))
         elif b is None:
             out.append(Change(name, f"vm {vm}", "no longer in the profile (the domain is left as it is)", REMOVED))
-        elif _vm_fields(a) != _vm_fields(b):
+        elif _vm_fields(a) != _vm_fields(b) or not _same_macs(a, b):
             out.append(Change(name, f"vm {vm}", "definition changed", MANUAL))
     return out
 
 
 def _vm_fields(vm: Any) -> Tuple:
-    return (vm.memory, vm.vcpus, [(n.network, n.mac) for n in vm.networks], vm.disk_path, vm.disk_size,
-            vm.location, vm.import_, vm.os_variant, vm.extra_args, vm.graphics)
+    """What a defined VM is: its domain's memory, vCPUs, NICs, disk and graphics. How it was installed
+    (disk size, location or import, os_variant, extra_args) is not compared: the runbook installs
+    only a VM that does not exist, and one in both profiles exists already."""
+    return (vm.memory, vm.vcpus, [n.network for n in vm.networks], vm.disk_path, vm.graphics or "none")
+
+
+def _same_macs(old: Any, new: Any) -> bool:
+    """A NIC's MAC changes only when both profiles pin one: pinning the MAC a VM has (or no longer
+    pinning it) changes nothing on the host (the audit checks a pinned one)."""
+    return all(a.mac is None or b.mac is None or a.mac.lower() == b.mac.lower()
+               for a, b in zip(old.networks, new.networks))
 
 
 def diff_plans(old: List[Any], new: List[Any]) -> List[Change]:

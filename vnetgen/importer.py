@@ -4,8 +4,8 @@ layout) or live on this machine — such that auditing the same state against it
 What a capture shows is mapped onto the profile: every libvirt network (its mode from `<forward
 mode>` through the registered modes' `forward`, bridge, stp/delay, mac and uuid pinned, IPv4
 address, DHCP range and static leases, trunk ports on the bridge libvirt made), host bridges (ports,
-address, default route via it, stp/delay), and the VMs' network attachments (as comments: a capture
-holds no memory, vcpus or disks). What vnetgen does not model is kept as a comment and listed;
+address, default route via it, stp/delay), and the VMs (memory, vcpus, disk, NICs, `import: true`
+from domxml/ of a layout-4 capture; older captures give only their NICs, kept as a comment). What vnetgen does not model is kept as a comment and listed;
 anything unreadable is skipped with the file and the reason. Nothing from a capture reaches the
 output unescaped: names must match the profile's name patterns, values are re-formatted from parsed
 facts, and comments escape every non-printable character.
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .checks import AUTOMATIC_PORT_PREFIXES
-from .facts import DomIfList, FactError, NetList, NetListEntry, NetworkDef, VirshList
-from .observe import (DOMAINS, DOMIFLIST, NET_LIST, NET_XML, TIMEOUT, AuditError, Runner, _Captures,
+from .facts import DomDumpXml, DomIfList, FactError, NetList, NetListEntry, NetworkDef, VirshList
+from .observe import (DOMAINS, DOMIFLIST, DOMXML, NET_LIST, NET_XML, TIMEOUT, AuditError, Runner, _Captures,
                       _Live, run_command, sysctl_file)
 
 __all__ = ["ImportError_", "Imported", "import_captures", "import_live", "render_profile"]
@@ -48,6 +48,7 @@ class Entry:
     name: str
     keys: List[Tuple[str, Any, str]] = field(default_factory=list)   # (key, value, trailing comment)
     notes: List[str] = field(default_factory=list)                   # comment lines above its keys
+    comment_out: bool = False                                        # written only as a comment
 
     def set(self, key: str, value: Any, comment: str = "") -> None:
         self.keys.append((key, value, comment))
@@ -235,7 +236,7 @@ def _observe_host(source: Any, host: HostImport, pm: Any, modes: Dict[str, Any],
             mode = modes[net.get("mode")]
             if mode.libvirt_bridge and definition.bridge:
                 libvirt_bridges[definition.bridge] = name
-    _host_bridges(host, networking, libvirt_bridges, modes)
+    _host_bridges(host, networking, libvirt_bridges, modes, target)
     _vms(reader, host, {n.name for n in host.networks})
     return listed is not None or bool(host.bridges)
 
@@ -450,7 +451,8 @@ def _ipv4_addresses(networking: Any, dev: str) -> Optional[List[Any]]:
     return found
 
 
-def _host_bridges(host: HostImport, networking: Any, libvirt_bridges: Dict[str, str], modes: Dict[str, Any]) -> None:
+def _host_bridges(host: HostImport, networking: Any, libvirt_bridges: Dict[str, str], modes: Dict[str, Any],
+                  target: Any) -> None:
     users: Dict[str, List[str]] = {}
     for net in host.networks:
         if not modes[net.get("mode")].libvirt_bridge:
@@ -504,7 +506,9 @@ def _host_bridges(host: HostImport, networking: Any, libvirt_bridges: Dict[str, 
                 bridge.notes.append(f"not modelled: port {port} holds {extra.with_prefixlen} of its own")
         if info.stp is not None:
             bridge.set("stp", info.stp)
-        if info.delay is not None:
+        # A target that sets the forward delay only with STP on (NetworkManager) leaves the kernel's
+        # value of an STP-less bridge as it found it: it is no setting of the bridge, not imported.
+        if info.delay is not None and (info.stp or target.delay_without_stp):
             seconds = int(round(info.delay))
             if abs(info.delay - seconds) >= 0.005 or not 0 <= seconds <= 30 or (info.stp and seconds < 2):
                 host.unmodelled.append(f"bridge {name}: forward delay {info.delay:g} s")
@@ -543,6 +547,8 @@ def _gateway(networking: Any, bridge: str, address: Any) -> Optional[str]:
 
 
 def _vms(reader: _Reader, host: HostImport, networks: Set[str]) -> None:
+    """Each domain: a profile VM (`import: true`) when its persistent definition was captured
+    (domxml/, layout 4), else its NICs as a comment (older captures hold no memory, vCPUs or disks)."""
     got = reader.read(DOMAINS.path())
     if got is None:
         return
@@ -553,8 +559,19 @@ def _vms(reader: _Reader, host: HostImport, networks: Set[str]) -> None:
             host.skipped.append(f"VM {name}: not a valid profile name")
             continue
         vm = Entry(name)
+        got = reader.read(DOMXML.path(name))
+        definition = None if got is None else reader.parse(DomDumpXml(), got)
+        if definition is not None and definition.name != name:
+            host.skipped.append(f"{got[1]}: holds domain {definition.name}, expected {name} (file skipped)")
+            definition = None
         got = reader.read(DOMIFLIST.path(name))
         nics = None if got is None else reader.parse(DomIfList(), got)
+        if nics is None and definition is not None:
+            nics = definition.interfaces    # the audit reads domiflist/; without it, the definition's NICs
+        if definition is not None:
+            _vm_definition(vm, definition, host)
+        else:
+            vm.comment_out = True
         if nics is None:
             vm.notes.append("its NICs are not in the capture")
             host.vms.append(vm)
@@ -569,6 +586,51 @@ def _vms(reader: _Reader, host: HostImport, networks: Set[str]) -> None:
                 vm.notes.append(f"not modelled: NIC {nic.mac} on {kind}")
         vm.set("networks", Seq(items))
         host.vms.append(vm)
+
+
+_GRAPHICS = ("vnc", "spice")
+
+
+def _vm_definition(vm: Entry, definition: Any, host: HostImport) -> None:
+    """memory, vcpus, disk and graphics of a defined domain; `import: true` (it boots its disk as is:
+    the runbook never reinstalls an existing VM). Without a usable disk the VM stays a comment."""
+    what = f"vm {vm.name}"
+    memory = definition.memory_kib // 1024
+    if definition.memory_kib % 1024 or memory < 1:
+        host.unmodelled.append(f"{what}: memory {definition.memory_kib} KiB (the profile counts whole MiB)")
+        vm.notes.append(f"not modelled: memory {definition.memory_kib} KiB")
+    if definition.vcpus_current is not None and definition.vcpus_current != definition.vcpus:
+        host.unmodelled.append(f"{what}: {definition.vcpus_current} of {definition.vcpus} vCPUs online")
+        vm.notes.append(f"not modelled: vcpu current={definition.vcpus_current}")
+    disks = [d for d in definition.disks if d.device == "disk" and d.source and _DISK_PATH.fullmatch(d.source)]
+    for disk in definition.disks:
+        if not disks or disk is not disks[0]:
+            shown = f"{disk.device} {disk.source or '(' + disk.type + ')'}"
+            host.unmodelled.append(f"{what}: {shown} (a profile VM has one disk)")
+            vm.notes.append(f"not modelled: {shown}")
+    graphics = [g for g in definition.graphics if g in _GRAPHICS]
+    for kind in definition.graphics:
+        if not graphics or kind != graphics[0]:
+            host.unmodelled.append(f"{what}: graphics {kind}")
+            vm.notes.append(f"not modelled: graphics {kind}")
+    if definition.os_id:
+        vm.notes.append(f"libosinfo: {definition.os_id} (os_variant is used only to install it: not imported)")
+    if memory < 1 or not disks:
+        vm.notes.append("no disk file or device to boot as is: add disk and location (install media), then "
+                        "uncomment")
+        host.unmodelled.append(f"{what}: no disk file or device (kept as a comment)")
+        vm.comment_out = True
+    vm.set("memory", memory, "MiB")
+    vm.set("vcpus", definition.vcpus)
+    if disks:
+        vm.set("disk", Flow([("path", disks[0].source)]))
+    vm.set("import", True)
+    if graphics:
+        vm.set("graphics", graphics[0])
+
+
+# A profile disk path (schema PATH): absolute, no commas (virt-install splits sub-options on them).
+_DISK_PATH = re.compile(r"/[^,\x00-\x1f\x7f]{0,1023}")
 
 
 # --- links between hosts --------------------------------------------------------------------------
@@ -597,6 +659,30 @@ def guess_links(hosts: Sequence[HostImport]) -> List[Tuple[str, str, str]]:
                       f"{port} is a trunk port of network {a.trunks[port][0]} on {a.name} and of "
                       f"{b.trunks[port][0]} on {b.name}, and no other host has one"))
     return links
+
+
+def unpin_shared_macs(hosts: Sequence[HostImport]) -> None:
+    """A MAC that NICs of two imported VMs share (clones, or hosts apart that never meet) is not
+    pinned on either: validation refuses one MAC twice on a segment. Said in a comment."""
+    users: Dict[str, List[Tuple[HostImport, Entry]]] = {}
+    for host in hosts:
+        for vm in host.vms:
+            for item in (vm.get("networks") or Seq([])).items:
+                mac = dict(item).get("mac")
+                if mac:
+                    users.setdefault(mac, []).append((host, vm))
+    for mac, holders in users.items():
+        if len(holders) < 2:
+            continue
+        names = ", ".join(sorted({f"{h.name}/vm {v.name}" for h, v in holders}))
+        for host, vm in holders:
+            for item in vm.get("networks").items:
+                if dict(item).get("mac") == mac:
+                    item[:] = [(k, v) for k, v in item if k != "mac"]
+            note = f"not pinned: MAC {mac} is used by {names} (a profile pins a MAC once per segment)"
+            if note not in vm.notes:
+                vm.notes.append(note)
+                host.unmodelled.append(f"vm {vm.name}: {note}")
 
 
 # --- entry points ---------------------------------------------------------------------------------
@@ -645,6 +731,7 @@ def import_captures(directory: Union[str, Path], hosts: Sequence[str] = (), pm: 
     if not result.hosts:
         raise ImportError_(f"{root}: nothing usable found" + "".join(f"\n  skipped {safe(s)}" for s in result.skipped))
     result.links = guess_links(result.hosts)
+    unpin_shared_macs(result.hosts)
     return result
 
 
@@ -665,7 +752,7 @@ def live_table(pm: Any) -> List[Any]:
             if entry.name not in seen:
                 seen.add(entry.name)
                 table.append(entry)
-    return table + [sysctl_file([]), DOMAINS, DOMIFLIST]
+    return table + [sysctl_file([]), DOMAINS, DOMIFLIST, DOMXML]
 
 
 def import_live(host: Optional[str] = None, pm: Any = None, uri: Optional[str] = None,
@@ -699,6 +786,13 @@ def import_live(host: Optional[str] = None, pm: Any = None, uri: Optional[str] =
 
 class Quoted(str):
     """A string always written double-quoted (MACs, as the shipped profiles write them)."""
+
+
+@dataclass
+class Flow:
+    """A flow mapping: {key: value, ...} (a VM's disk)."""
+
+    items: List[Tuple[str, Any]]
 
 
 @dataclass
@@ -754,6 +848,8 @@ def _entry_lines(entry: Entry, indent: str, comment_out: bool = False) -> List[s
                 continue
             lines.append(f"{indent}{pre}{scalar(key)}:{tail}")
             lines += [f"{indent}{pre}  - {_flow(item)}" for item in value.items]
+        elif isinstance(value, Flow):
+            lines.append(f"{indent}{pre}{scalar(key)}: {_flow(value.items)}{tail}")
         elif isinstance(value, list):
             lines.append(f"{indent}{pre}{scalar(key)}: [{', '.join(scalar(v) for v in value)}]{tail}")
         else:
@@ -773,11 +869,19 @@ def _host_lines(host: HostImport, indent: str, shorthand: bool) -> List[str]:
         for entry in entries:
             lines.append(f"{indent}  {scalar(entry.name)}:")
             lines += _entry_lines(entry, indent + "    ")
-    if host.vms:
-        lines.append(f"{indent}# VMs: not imported (a capture holds neither memory, vcpus nor disks): add memory,")
-        lines.append(f"{indent}# vcpus, disk and location (or import: true), then uncomment:")
-        lines.append(f"{indent}# vms:")
-        for vm in host.vms:
+    imported = [vm for vm in host.vms if not vm.comment_out]
+    if imported:
+        lines.append(f"{indent}vms:")
+        for vm in imported:
+            lines.append(f"{indent}  {scalar(vm.name)}:")
+            lines += _entry_lines(vm, indent + "    ")
+    commented = [vm for vm in host.vms if vm.comment_out]
+    if commented:
+        lines.append(f"{indent}# VMs not imported (their definition is not in the capture: capture.sh of layout 4 "
+                     "writes domxml/):")
+        lines.append(f"{indent}# add memory, vcpus, disk and location (or import: true), then uncomment:")
+        lines.append(f"{indent}# {'vms:' if not imported else 'vms (continued):'}")
+        for vm in commented:
             lines.append(f"{indent}#   {scalar(vm.name)}:")
             lines += _entry_lines(vm, indent + "#     ")
     for note in host.notes:

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .api import CaptureFile, CaptureReader, HostNetworking
-from .facts import (DomainEntry, DomIf, DomIfList, FactError, NetDumpXml, NetList, NetListEntry, NetworkDef,
+from .facts import (DomainEntry, DomDumpXml, DomIf, DomIfList, FactError, NetDumpXml, NetList, NetListEntry, NetworkDef,
                     Sysctl, VirshList, as_text)
 from .safeio import CAPTURE_LIMIT, UnsafeInput, excerpt, read_bounded
 
 # The capture layout version capture.sh writes into LAYOUT_FILE; a capture without it is layout 1
 # (SPEC section 5 as first written: no iproute2 addresses or routes, only ip_forward in sysctl.txt).
-LAYOUT = 3
+# Layout 4 adds domxml/<vm>.xml (what `vnetgen import` needs of a VM); earlier layouts read as before.
+LAYOUT = 4
 LAYOUT_FILE = "capture-layout.txt"
 
 NET_LIST = CaptureFile("virsh-net-list.txt", tuple(NetList().command()), "every network, its state and autostart")
@@ -28,6 +29,9 @@ DOMAINS = CaptureFile("virsh-list.txt", tuple(VirshList().command()), "the domai
 DOMIFLIST = CaptureFile("domiflist/{name}.txt", tuple(DomIfList().command("{name}")),
                         "each domain's NICs (optional: that VM's NICs are then not audited)", required=False,
                         each="vm")
+DOMXML = CaptureFile("domxml/{name}.xml", tuple(DomDumpXml().command("{name}")),
+                     "each domain's persistent definition: memory, vCPUs, disks, NICs (optional: `vnetgen "
+                     "import` then keeps that VM as a comment)", required=False, each="vm")
 IP_FORWARD = "net.ipv4.ip_forward"
 
 # Seconds one live command may take; virsh waits much longer than this for a hung libvirtd.
@@ -55,7 +59,7 @@ def sysctl_file(keys: Sequence[str]) -> CaptureFile:
 def capture_table(plan: Any) -> List[CaptureFile]:
     """Every file of a host's capture, in the order capture.sh writes them: libvirt's, then the target's."""
     keys = [s.key for s in plan.sysctl]
-    return [NET_LIST, NET_XML, *plan.target.capture_files(), sysctl_file(keys), DOMAINS, DOMIFLIST,
+    return [NET_LIST, NET_XML, *plan.target.capture_files(), sysctl_file(keys), DOMAINS, DOMIFLIST, DOMXML,
             *plan.plugin_captures]
 
 

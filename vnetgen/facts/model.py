@@ -156,6 +156,30 @@ class DomIf:
     mac: str
 
 
+@dataclass(frozen=True)
+class DomainDisk:
+    """One `<disk>` of a domain: its device (disk, cdrom, ...) and what backs it (a file or block
+    device path; None for a network disk or an empty drive)."""
+
+    device: str
+    type: str
+    source: Optional[str]
+
+
+@dataclass(frozen=True)
+class DomainDef:
+    """`virsh dumpxml --inactive VM`: what a profile VM needs of a defined domain."""
+
+    name: str
+    memory_kib: int
+    vcpus: int
+    vcpus_current: Optional[int]                   # <vcpu current='N'>, when fewer run than are defined
+    disks: Tuple[DomainDisk, ...]
+    interfaces: Tuple[DomIf, ...]                  # interface (target dev) is None: an inactive definition
+    graphics: Tuple[str, ...]                      # <graphics type=...>, in order
+    os_id: Optional[str]                           # libosinfo's id in <metadata>, as virt-install writes it
+
+
 # --- conversions ------------------------------------------------------------------
 
 

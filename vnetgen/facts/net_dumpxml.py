@@ -30,7 +30,7 @@ class NetDumpXml:
         return _network(root, source)
 
 
-def _parse_xml(text: str, source: str) -> Any:
+def _parse_xml(text: str, source: str, root_tag: str = "network") -> Any:
     # Imported here: `import vnetgen.facts` stays cheap for the commands that need no XML.
     from lxml import etree
 
@@ -51,8 +51,8 @@ def _parse_xml(text: str, source: str) -> Any:
     if root.getroottree().docinfo.doctype:
         # libvirt never writes one; a DTD is only a way to smuggle in entities.
         raise FactError(source, 1, "a DOCTYPE is not expected in libvirt's XML")
-    if root.tag != "network":
-        raise FactError(source, _line(root), f"expected <network>, got <{_tag(root)}>")
+    if root.tag != root_tag:
+        raise FactError(source, _line(root), f"expected <{root_tag}>, got <{_tag(root)}>")
     return root
 
 
