@@ -15,7 +15,13 @@ whose speed drifts during the run still gives a fair ratio. Floors:
 
 The fleet profiles and the captures are generated into a temporary directory: nothing is committed.
 --quick (seconds, run by the tests) uses small fleets and one run: it proves the script works, its
-ratios are not the goals' figures. Only --check makes a missed goal an exit status (1).
+ratios are not the goals' figures. Only --check makes a missed goal an exit status (1). --only picks
+rows (help, seed, fleet, audit, scale, hostile, import, runbook) when working on one figure.
+
+The measured processes may write bytecode (PYTHONDONTWRITEBYTECODE is dropped from their
+environment; the warm-up run writes it): an installed vnetgen is byte-compiled by pip, as its
+dependencies are, and a floor that imports compiled modules must be compared with a vnetgen that
+does too, not with one that compiles its 50 modules from source in every run.
 """
 from __future__ import annotations
 
@@ -261,8 +267,82 @@ def measure_import(hosts: int, directory: str) -> dict:
             "ms_per_host": (checked - start) * 1000 / hosts, "lines": text.count("\n"), "remaining": len(remaining)}
 
 
+def fleet_row(table: Table, tmp: str, big: int, runs: int) -> None:
+    """The fleet build against C compose + cp -r of its bundle, and its peak RSS."""
+    path = os.path.join(tmp, f"fleet-{big}.yaml")
+    with open(path, "w") as handle:
+        handle.write(fleet(big))
+    out, copy = os.path.join(tmp, "fleet-bundle"), os.path.join(tmp, "fleet-copy")
+    peaks: List[float] = []
+    build = command(vnetgen("build", path, "-o", out), before=remove(out), peaks=peaks)
+    build()  # the bundle the copy floor copies
+    floor = chain(command([PYTHON, "-c", COMPOSE, path]), command(["cp", "-r", out, copy], before=remove(copy)))
+    a, b, r = paired(build, floor, runs)
+    table.ratio(f"build {big} hosts × 10 networks × 10 VMs", a, "C compose + cp -r of the bundle", b, r, 1.5)
+    peak = statistics.median(peaks)
+    table.value(f"peak RSS, build of {big} hosts", f"{peak:.0f} MiB", "≤ 400 MiB", peak <= 400)
+    remove(out)()
+    remove(copy)()
+
+
+def audit_row(table: Table, tmp: str, big: int, runs: int) -> None:
+    """The audit of `big` captured hosts in sync against `vnetgen validate` of the same profile."""
+    apath = os.path.join(tmp, f"audit-{big}.yaml")
+    with open(apath, "w") as handle:
+        handle.write(fleet(big, vms=0))
+    captures = os.path.join(tmp, "captures")
+    # In a child: loading a fleet here would swell this process, and every child forked from it
+    # would then report that size as its own peak RSS.
+    subprocess.run([PYTHON, os.path.abspath(__file__), "--write-captures", apath, captures], check=True)
+    a, b, r = paired(command(vnetgen("audit", apath, "--captures", captures), ok=(0, 1)),
+                     command(vnetgen("validate", apath)), runs)
+    table.ratio(f"audit of {big} captured hosts × 10 networks", a, "vnetgen validate", b, r, 1.5)
+
+
+def scale_rows(table: Table, tmp: str, sizes: List[int], runs: int) -> None:
+    """Per-host build time and peak RSS at each fleet size, and whether time grows linearly."""
+    per_host: Dict[int, float] = {}
+    for hosts in sizes:
+        path = os.path.join(tmp, f"scale-{hosts}.yaml")
+        with open(path, "w") as handle:
+            handle.write(fleet(hosts))
+        out = os.path.join(tmp, f"scale-{hosts}")
+        peaks: List[float] = []
+        step = command(vnetgen("build", path, "-o", out), before=remove(out), peaks=peaks)
+        seconds = statistics.median(step() for _ in range(max(1, runs // 2)))
+        per_host[hosts] = seconds / hosts
+        table.value(f"build {hosts} hosts: per host, peak RSS",
+                    f"{1000 * seconds / hosts:.2f} ms/host, {max(peaks):.0f} MiB", "", None)
+        remove(out)()
+    if len(sizes) >= 3:
+        # Start-up dominates the smallest fleets: linearity is judged from the second size on.
+        low, high = sizes[1], sizes[-1]
+        growth = per_host[high] / per_host[low]
+        table.value(f"linear: per-host time at {high} / at {low} hosts", f"{growth:.2f}×", "≤ 1.25×",
+                    growth <= 1.25)
+
+
+ROWS = ("help", "seed", "fleet", "audit", "scale", "hostile", "import", "runbook")
+
+
 def lab_available() -> bool:
     return os.geteuid() == 0 and shutil.which("virsh") is not None and shutil.which("libvirtd") is not None
+
+
+def runbook_rows(table: Table, runs: int, quick: bool) -> None:
+    """The runbook against bare virsh, in the lab (root and libvirtd), or why not."""
+    if lab_available() and not quick:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import runbook as runbook_bench
+
+        rows = runbook_bench.measure(10, max(1, runs // 2))
+        for row in rows[:2]:
+            table.ratio(f"{row['what']} ({row['virsh']} virsh processes)", row["seconds"],
+                        f"bare virsh ({rows[2]['virsh']} processes)", row["floor"], row["ratio"], row["goal"])
+    else:
+        for figure in ("runbook first apply, 10 networks / bare virsh", "runbook no-op re-run / bare virsh"):
+            table.skipped(figure, "≤ 1.3×" if "first" in figure else "≤ 0.3×",
+                          "--quick" if quick else "needs the lab: root and libvirtd")
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -273,87 +353,47 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--hosts", default=None, help="fleet sizes of the scaling rows (default "
                         "10,100,1000,2000; quick 2,10)")
     parser.add_argument("--fleet", type=int, default=None, help="hosts of the fleet figures (default 1000)")
+    parser.add_argument("--only", default=",".join(ROWS), help=f"rows to measure, comma-separated "
+                        f"(default all: {','.join(ROWS)})")
     parser.add_argument("--write-captures", nargs=2, metavar=("PROFILE", "DIR"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.write_captures:
         write_captures(*args.write_captures)
         return 0
+    only = set(args.only.split(","))
+    if only - set(ROWS):
+        parser.error(f"--only: no row {', '.join(sorted(only - set(ROWS)))} (rows: {', '.join(ROWS)})")
+    os.environ.pop("PYTHONDONTWRITEBYTECODE", None)   # see the module's docstring
     runs = args.runs or (1 if args.quick else 5)
     sizes = [int(h) for h in (args.hosts or ("2,10" if args.quick else "10,100,1000,2000")).split(",")]
     big = args.fleet or (10 if args.quick else 1000)
     table = Table()
     with tempfile.TemporaryDirectory(prefix="vnetgen-bench-") as tmp:
         deps = command([PYTHON, "-c", DEPS])
-        out = os.path.join(tmp, "seed-bundle")
-        a, b, r = paired(command(vnetgen("--help")), deps, runs * 3)
-        table.ratio("vnetgen --help", a, "import of the deps", b, r, 0.5)
-        a, b, r = paired(command(vnetgen("build", SEED, "-o", out), before=remove(out)), deps, runs * 3)
-        table.ratio("build profiles/nat-default.yaml", a, "import of the deps", b, r, 1.3)
+        if "help" in only:
+            a, b, r = paired(command(vnetgen("--help")), deps, runs * 3)
+            table.ratio("vnetgen --help", a, "import of the deps", b, r, 0.5)
+        if "seed" in only:
+            out = os.path.join(tmp, "seed-bundle")
+            a, b, r = paired(command(vnetgen("build", SEED, "-o", out), before=remove(out)), deps, runs * 3)
+            table.ratio("build profiles/nat-default.yaml", a, "import of the deps", b, r, 1.3)
+        if "fleet" in only:
+            fleet_row(table, tmp, big, runs)
+        if "audit" in only:
+            audit_row(table, tmp, big, runs)
+        if "scale" in only:
+            scale_rows(table, tmp, sizes, runs)
+        if "hostile" in only:
+            for name, seconds in hostile(tmp).items():
+                table.value(f"validate {name} (refused)", f"{seconds:.2f} s", "a few s", seconds < 5)
+        if "import" in only:
+            for hosts in ([2, 10] if args.quick else [100, 1000]):
+                row = measure_import(hosts, tmp)
+                table.value(f"import {hosts} captured hosts: per host", f"{row['ms_per_host']:.1f} ms/host", "",
+                            None)
 
-        path = os.path.join(tmp, f"fleet-{big}.yaml")
-        with open(path, "w") as handle:
-            handle.write(fleet(big))
-        out, copy = os.path.join(tmp, "fleet-bundle"), os.path.join(tmp, "fleet-copy")
-        peaks: List[float] = []
-        build = command(vnetgen("build", path, "-o", out), before=remove(out), peaks=peaks)
-        build()  # the bundle the copy floor copies
-        floor = chain(command([PYTHON, "-c", COMPOSE, path]), command(["cp", "-r", out, copy], before=remove(copy)))
-        a, b, r = paired(build, floor, runs)
-        table.ratio(f"build {big} hosts × 10 networks × 10 VMs", a, "C compose + cp -r of the bundle", b, r, 1.5)
-        peak = statistics.median(peaks)
-        table.value(f"peak RSS, build of {big} hosts", f"{peak:.0f} MiB", "≤ 400 MiB", peak <= 400)
-        remove(out)()
-        remove(copy)()
-
-        apath = os.path.join(tmp, f"audit-{big}.yaml")
-        with open(apath, "w") as handle:
-            handle.write(fleet(big, vms=0))
-        captures = os.path.join(tmp, "captures")
-        # In a child: loading a fleet here would swell this process, and every child forked from it
-        # would then report that size as its own peak RSS.
-        subprocess.run([PYTHON, os.path.abspath(__file__), "--write-captures", apath, captures], check=True)
-        a, b, r = paired(command(vnetgen("audit", apath, "--captures", captures), ok=(0, 1)),
-                         command(vnetgen("validate", apath)), runs)
-        table.ratio(f"audit of {big} captured hosts × 10 networks", a, "vnetgen validate", b, r, 1.5)
-
-        per_host: Dict[int, float] = {}
-        for hosts in sizes:
-            path = os.path.join(tmp, f"scale-{hosts}.yaml")
-            with open(path, "w") as handle:
-                handle.write(fleet(hosts))
-            out = os.path.join(tmp, f"scale-{hosts}")
-            peaks = []
-            step = command(vnetgen("build", path, "-o", out), before=remove(out), peaks=peaks)
-            seconds = statistics.median(step() for _ in range(max(1, runs // 2)))
-            per_host[hosts] = seconds / hosts
-            table.value(f"build {hosts} hosts: per host, peak RSS",
-                        f"{1000 * seconds / hosts:.2f} ms/host, {max(peaks):.0f} MiB", "", None)
-            remove(out)()
-        if len(sizes) >= 3:
-            # Start-up dominates the smallest fleets: linearity is judged from the second size on.
-            low, high = sizes[1], sizes[-1]
-            growth = per_host[high] / per_host[low]
-            table.value(f"linear: per-host time at {high} / at {low} hosts", f"{growth:.2f}×", "≤ 1.25×",
-                        growth <= 1.25)
-
-        for name, seconds in hostile(tmp).items():
-            table.value(f"validate {name} (refused)", f"{seconds:.2f} s", "a few s", seconds < 5)
-        for hosts in ([2, 10] if args.quick else [100, 1000]):
-            row = measure_import(hosts, tmp)
-            table.value(f"import {hosts} captured hosts: per host", f"{row['ms_per_host']:.1f} ms/host", "", None)
-
-    if lab_available() and not args.quick:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import runbook as runbook_bench
-
-        rows = runbook_bench.measure(10, max(1, runs // 2) if not args.quick else 1)
-        for row in rows[:2]:
-            table.ratio(f"{row['what']} ({row['virsh']} virsh processes)", row["seconds"],
-                        f"bare virsh ({rows[2]['virsh']} processes)", row["floor"], row["ratio"], row["goal"])
-    else:
-        for figure in ("runbook first apply, 10 networks / bare virsh", "runbook no-op re-run / bare virsh"):
-            table.skipped(figure, "≤ 1.3×" if "first" in figure else "≤ 0.3×",
-                          "--quick" if args.quick else "needs the lab: root and libvirtd")
+    if "runbook" in only:
+        runbook_rows(table, runs, args.quick)
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores, {runs} run(s) per figure"
           + (" (--quick: not the goals' sizes)" if args.quick else ""))
     table.print()

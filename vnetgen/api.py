@@ -95,6 +95,11 @@ class Artifact:
     def content(self) -> bytes:
         return self.data if self.data is not None else self.text.encode("utf-8")
 
+    @property
+    def binary(self) -> bool:
+        """Bytes rather than text (an archive): `content()` is what counts, `text` is ""."""
+        return self.data is not None
+
 
 # --- checks -----------------------------------------------------------------------------
 

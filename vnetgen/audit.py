@@ -67,7 +67,7 @@ def _profile_and_pm(profile: Any, pm: Any) -> Tuple[Any, Any]:
 def _plans(profile: Any, pm: Any, hosts: Sequence[str]) -> List[Any]:
     from .plan import plan_profile
 
-    return plan_profile(profile, pm, list(hosts))
+    return plan_profile(profile, pm, list(hosts), runbook=False)   # an audit needs no runbook
 
 
 def _check_hosts(profile: Any, hosts: Iterable[str]) -> List[str]:

@@ -447,7 +447,7 @@ def how_it_differs(artifact: Artifact, path: str) -> str:
     on_disk = _read_back(path)
     parts = []
     if on_disk != artifact.content():
-        if artifact.data is not None:
+        if artifact.binary:
             parts.append("binary content")
         else:
             old = on_disk.decode("utf-8", errors="replace").splitlines()

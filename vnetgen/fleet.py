@@ -8,6 +8,7 @@ built here byte-reproducibly. Pure: nothing here touches a file but the package'
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
 from .api import Artifact
@@ -87,22 +88,42 @@ def host_tars(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifac
     """ansible/bundles/HOST.tar: HOST/ and a SHA256SUMS of its lines of the bundle's SHA256SUMS, under
     vnetgen-HOST/, so that the runbook finds $HERE/../SHA256SUMS once unpacked. Not the whole
     SHA256SUMS nor REVIEW.md: both grow with the fleet, and every host's tar would carry them.
-    Plain tar, sorted, fixed mtime, owner 0:0."""
-    from .archive import tar
-
-    by_host: Dict[str, Dict[str, Tuple[bytes, int]]] = {host: {} for host in hosts}
+    Plain tar, sorted, fixed mtime, owner 0:0. Each tar is made when it is written or compared
+    (HostTar): a fleet's bundle does not hold every host's files twice, as text and inside a tar."""
+    by_host: Dict[str, List[Tuple[str, Artifact]]] = {host: [] for host in hosts}
     for path, artifact in files.items():
         top = path.split("/", 1)[0]
         if top in by_host and "/" in path:
-            by_host[top][path] = (artifact.content(), artifact.mode)
+            by_host[top].append((path, artifact))
     sums: Dict[str, List[str]] = {host: [] for host in hosts}
     for line in files["SHA256SUMS"].text.splitlines(keepends=True):
         top = line.split("  ", 1)[1].split("/", 1)[0]
         if top in sums:
             sums[top].append(line)
-    out = {}
+    out: Dict[str, Artifact] = {}
     for host, members in by_host.items():
-        members["SHA256SUMS"] = ("".join(sums[host]).encode("utf-8"), files["SHA256SUMS"].mode)
         path = f"{BUNDLES}/{host}.tar"
-        out[path] = Artifact(path, "", data=tar(f"vnetgen-{host}", members))
+        out[path] = HostTar(path, "", top=f"vnetgen-{host}", members=tuple(members),
+                            sums="".join(sums[host]), sums_mode=files["SHA256SUMS"].mode)
     return out
+
+
+@dataclass(frozen=True)
+class HostTar(Artifact):
+    """One host's tar, as the artifacts it packs (the bundle's own objects: no copy of their text)."""
+
+    top: str = ""
+    members: Tuple[Tuple[str, Artifact], ...] = ()
+    sums: str = ""
+    sums_mode: int = 0o644
+
+    def content(self) -> bytes:
+        from .archive import tar
+
+        packed = {path: (artifact.content(), artifact.mode) for path, artifact in self.members}
+        packed["SHA256SUMS"] = (self.sums.encode("utf-8"), self.sums_mode)
+        return tar(self.top, packed)
+
+    @property
+    def binary(self) -> bool:
+        return True

@@ -935,7 +935,7 @@ def self_check(text: str, imported: Imported, pm: Any) -> List[str]:
                     f"{safe(str(d).replace(path, 'PROFILE'))}" for d in error.report.sorted()]
         lines += [f"validation: {safe(str(d).replace(path, 'PROFILE'))}" for d in report.sorted()]
     registry = kinds(pm)
-    for plan in plan_profile(profile, pm):
+    for plan in plan_profile(profile, pm, runbook=False):   # an audit's plans
         try:
             if imported.live is not None:
                 # the same answers the import read (commands it did not run are run now)

@@ -110,6 +110,7 @@ class _Captures(_Source):
     def __init__(self, root: Path, base: Optional[Path] = None) -> None:
         self.root = root
         self.base = base if base is not None else root  # no capture file is read from outside it
+        self.real_base = os.path.realpath(self.base)    # resolved once, not for every file
         self.origin = str(root)
         self.layout = 1
         got = self._read(LAYOUT_FILE)
@@ -125,7 +126,8 @@ class _Captures(_Source):
         if not os.path.lexists(path):
             return None
         try:
-            return read_bounded(str(path), CAPTURE_LIMIT, "capture file", within=str(self.base))
+            return read_bounded(str(path), CAPTURE_LIMIT, "capture file", within=str(self.base),
+                                real_within=self.real_base)
         except UnsafeInput as error:
             raise AuditError(str(error)) from None
 

@@ -102,8 +102,11 @@ def resolve_bridges(host: m.Host, modes: Dict[str, Mode]) -> Dict[str, Optional[
     return names
 
 
-def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[HostPlan] = None) -> HostPlan:
-    """Everything the bundle of `host` needs, computed once; renderers only format it."""
+def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[HostPlan] = None,
+              runbook: bool = True) -> HostPlan:
+    """Everything the bundle of `host` needs, computed once; renderers only format it. With
+    `runbook=False`, what an audit needs (networks, sysctl, checks, capture files) and not the
+    runbook's steps, bash helpers and host files: `steps`, `helpers` and `artifacts` stay empty."""
     from .checks import host_checks
     from .steps import core_steps
     from .xml import network_xml
@@ -134,6 +137,8 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
     plan.checks = host_checks(plan, pm)
     for files in pm.hook.vnetgen_capture_files(host=host, plan=plan):
         plan.plugin_captures.extend(files)
+    if not runbook:
+        return plan
     plan.helpers = plan.target.shell_helpers() + "".join(pm.hook.vnetgen_shell_helpers(host=host, plan=plan))
     plan.artifacts.extend(plan.target.host_files(plan))
     for result in pm.hook.vnetgen_host_artifacts(host=host, plan=plan):
@@ -146,9 +151,9 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
 
 
 def plan_profile(profile: m.Profile, pm: Any, only: Optional[List[str]] = None,
-                 previous: Optional[List[HostPlan]] = None) -> List[HostPlan]:
+                 previous: Optional[List[HostPlan]] = None, runbook: bool = True) -> List[HostPlan]:
     """Plans of every (selected) host; `previous` (plans of an older profile) lets steps apply
-    changes live where libvirt allows it."""
+    changes live where libvirt allows it; `runbook=False`: an audit's plans (see plan_host)."""
     before = {p.name: p for p in previous or ()}
-    return [plan_host(profile, host, pm, before.get(name)) for name, host in profile.hosts.items()
+    return [plan_host(profile, host, pm, before.get(name), runbook) for name, host in profile.hosts.items()
             if not only or name in only]

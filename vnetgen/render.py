@@ -1,5 +1,4 @@
-"""Plans → bundle artifacts (path, text): pure formatting; no I/O beyond reading templates (and the
-cache of their compiled form)."""
+"""Plans → bundle artifacts (path, text): pure formatting; no I/O beyond reading templates."""
 from __future__ import annotations
 
 import functools
@@ -13,12 +12,29 @@ from .shell import Raw, cmd, q
 
 @functools.lru_cache(maxsize=None)
 def environment() -> Any:
+    """The environment the bundle is rendered with: templates from their precompiled modules
+    (vnetgen.templatec), each checked against its source."""
+    from .templatec import Loader
+
+    return _environment(Loader())
+
+
+def source_environment() -> Any:
+    """The same environment compiling every template from its source (what vnetgen.templatec
+    precompiles, and what the tests compare the precompiled modules with)."""
+    import jinja2
+
+    return _environment(jinja2.PackageLoader("vnetgen", "templates"))
+
+
+def _environment(loader: Any) -> Any:
     import jinja2
 
     env = jinja2.Environment(
-        loader=jinja2.PackageLoader("vnetgen", "templates"),
+        loader=loader,
         undefined=jinja2.StrictUndefined,  # a missing variable is an error, never an empty string
         trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True, autoescape=False,
+        auto_reload=False,  # templates are package files: no stat of each one at every render
         # bash's ${#array[@]} would open a default "{#" comment
         comment_start_string="{%#", comment_end_string="#%}")
     env.filters["q"] = q

@@ -38,21 +38,23 @@ def _kind(mode: int) -> str:
     return "not a regular file"
 
 
-def inside(path: str, root: str) -> bool:
-    """True when `path`, with every link resolved, is `root` or lies below it (also resolved)."""
-    real, base = os.path.realpath(path), os.path.realpath(root)
+def inside(path: str, root: str, real_root: Optional[str] = None) -> bool:
+    """True when `path`, with every link resolved, is `root` or lies below it (also resolved;
+    `real_root`: the caller resolved it already, once for many files)."""
+    real, base = os.path.realpath(path), real_root or os.path.realpath(root)
     return real == base or real.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def read_bounded(path: str, limit: int, what: str, within: Optional[str] = None, follow: bool = True) -> bytes:
+def read_bounded(path: str, limit: int, what: str, within: Optional[str] = None, follow: bool = True,
+                 real_within: Optional[str] = None) -> bytes:
     """The bytes of `path`, a regular file of at most `limit` bytes, or UnsafeInput naming it.
 
     FIFOs and devices are refused before anything is read (opened non-blocking, so a FIFO with no
     writer cannot hang us); a file that grows past `limit` while read is refused too. `within`: the
     file, links resolved, must lie inside that directory. `follow=False`: the last component may not
-    be a symbolic link at all.
+    be a symbolic link at all. `real_within`: `within` resolved by the caller (os.path.realpath).
     """
-    if within is not None and not inside(path, within):
+    if within is not None and not inside(path, within, real_within):
         raise UnsafeInput(path, f"{what} leads outside {within} (a symbolic link?); refusing to read it")
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow:

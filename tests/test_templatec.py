@@ -1,0 +1,47 @@
+"""The precompiled templates (vnetgen/_templates/) are current, are what a build renders with, and
+give way to the source whenever they do not match it (rewrite them with
+`python -m vnetgen.templatec --write`)."""
+from __future__ import annotations
+
+import jinja2
+import pytest
+
+from vnetgen import render, templatec
+
+
+def test_precompiled_templates_are_current():
+    assert templatec.stale(render.source_environment()) == [], "run: python -m vnetgen.templatec --write"
+
+
+def test_a_build_renders_from_the_precompiled_modules(monkeypatch):
+    compiled = []
+    real = jinja2.FileSystemLoader.load  # the fallback: compiling from source
+
+    def from_source(self, environment, name, globals=None):
+        compiled.append(name)
+        return real(self, environment, name, globals)
+
+    monkeypatch.setattr(jinja2.FileSystemLoader, "load", from_source)
+    env = render._environment(templatec.Loader())
+    for name in templatec.names():
+        env.get_template(name)
+    assert compiled == []
+
+
+@pytest.mark.parametrize("field, value", [("SOURCE_SHA256", "0" * 64), ("JINJA2", "0.0")])
+def test_a_stale_module_gives_way_to_the_template_source(monkeypatch, field, value):
+    """A template edited since its module was made, or another jinja2: compiled from source instead,
+    never rendered from the stale code."""
+    real = templatec._namespace
+
+    def stale(name):
+        namespace = real(name)
+        namespace[field] = value
+        namespace["root"] = lambda *a, **k: iter(["stale code\n"])
+        return namespace
+
+    monkeypatch.setattr(templatec, "_namespace", stale)
+    env = render._environment(templatec.Loader())
+    text = env.get_template("sysctl.conf.j2").render(host="h", settings=[])
+    assert "stale code" not in text
+    assert text == render.source_environment().get_template("sysctl.conf.j2").render(host="h", settings=[])

@@ -1,0 +1,1 @@
+"""Precompiled bundle templates: see vnetgen.templatec."""
