@@ -18,3 +18,11 @@ def test_bench_quick_prints_every_figure_with_its_goal():
                    "audit of", "vnetgen validate", "per host", "runbook first apply"):
         assert figure in run.stdout
     assert "≤ 1.5×" in run.stdout and "≤ 0.5×" in run.stdout
+
+
+@pytest.mark.realtool  # builds and writes a small fleet twice
+def test_bench_ansible_runs_and_prints_the_share_with_its_goal():
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "bench_ansible.py"), "--hosts", "5", "--runs", "1"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert "5 hosts: build+write" in run.stdout and "goal ≤ 10%" in run.stdout
