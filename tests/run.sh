@@ -44,4 +44,7 @@ if [ "${1:-}" = --fast ]; then
   shift
   set -- -m "not lab and not realtool" "$@"
 fi
-exec .venv/bin/python -m pytest -q "$@"
+# Parallel: most of the suite's time is lab tests waiting on daemons (libvirtd, dnsmasq, sshd,
+# ansible-playbook), not on the CPU, so 4 workers pay even on 2 cores; each lab lives in its own
+# namespaces. VNETGEN_TEST_WORKERS=0 runs them one by one.
+exec .venv/bin/python -m pytest -q -n "${VNETGEN_TEST_WORKERS:-4}" --dist worksteal "$@"

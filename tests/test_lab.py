@@ -290,8 +290,17 @@ def _snapshot():
         "mounts": open("/proc/self/mounts").read(),
         "netns": _outer(["ip", "netns", "list"]),
         "forward": open("/proc/sys/net/ipv4/ip_forward").read(),
-        "daemons": {pid for pid, comm in procs.items() if comm in ("libvirtd", "dnsmasq")},
+        # In this machine's own network namespace: labs running beside this one (pytest -n) keep
+        # theirs in their own namespaces.
+        "daemons": {pid for pid, comm in procs.items() if comm in ("libvirtd", "dnsmasq") and _netns(pid) == _netns("self")},
     }
+
+
+def _netns(pid):
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
 
 
 def _start_time(pid):
