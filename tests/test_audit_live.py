@@ -35,7 +35,14 @@ def replay(directory: Path, calls: list = None, virsh_error: bytes = b""):
                  ("cat", "/etc/libvirt/network.conf"): "libvirt-network.conf",
                  ("virsh", "version", "--daemon"): "libvirt-version.txt",
                  ("firewall-cmd", "--get-active-zones"): "firewalld-zones.txt"}
-        optional = {"brctl-show.txt", "ip-link.json", "bridge-link.json", "ip-addr.json", "ip-route.json",
+        # layout 5: the OS and each target's resolvers
+        from plugins.el7 import IFCFG_DNS, IFCFG_GREP
+        from plugins.el9 import NM_DNS, NM_DNS_ARGV
+        from plugins.ubuntu import NETPLAN_GET
+        from vnetgen.observe import OS_RELEASE
+        files.update({OS_RELEASE.argv: OS_RELEASE.name, IFCFG_GREP: IFCFG_DNS, NM_DNS_ARGV: NM_DNS,
+                      ("netplan", "get", "all"): NETPLAN_GET})
+        optional = {OS_RELEASE.name, IFCFG_DNS, NM_DNS, NETPLAN_GET, "brctl-show.txt", "ip-link.json", "bridge-link.json", "ip-addr.json", "ip-route.json",
                     "iptables-forward.txt", "libvirt-network.conf", "libvirt-version.txt", "firewalld-zones.txt"}
         if argv[0] == "sysctl":
             name = "sysctl.txt"
