@@ -244,7 +244,8 @@ def resolver_list(values: Sequence[str], where: str) -> Tuple[Tuple[str, ...], s
             found.append(str(ipaddress.ip_address(value.strip())))
         except ValueError:
             return (), f"{where}: resolver {value[:60]!r} is not an IP address"
-    return tuple(found), ""
+    # once each, in order (netplan 0.106's `netplan get` prints a bridge's nameservers twice)
+    return tuple(dict.fromkeys(found)), ""
 
 
 def observe_iproute2(reader: CaptureReader) -> Optional[HostNetworking]:
