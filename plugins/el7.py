@@ -1,16 +1,23 @@
 """Target `el7` (RHEL/CentOS 7, the seed's world): host bridges live with brctl, persisted as ifcfg files."""
 from __future__ import annotations
 
+import re
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vnetgen.api import (HOST_BRIDGES, Artifact, CaptureFile, CaptureReader, HostNetworking, Step, cmd,
                          hookimpl, install_file, q, restore_file, virt_install)
 
 from .brctl_show import BrctlShow
-from .iproute2 import IP_LINK_BRIDGE_V1, LAYOUT_1_MISSING, IpRoute2Target, observe_iproute2, observe_iproute2_v1
+from .iproute2 import (IP_LINK_BRIDGE_V1, LAYOUT_1_MISSING, IpRoute2Target, observe_iproute2, observe_iproute2_v1,
+                       resolver_list)
 
 IFCFG_DIR = "/etc/sysconfig/network-scripts"
 BRCTL_SHOW = "brctl-show.txt"
+IFCFG_DNS = "ifcfg-dns.txt"
+# "FILE:KEY=VALUE" of every ifcfg file: its device (TYPE too, so that a file without DNS is listed)
+# and its DNS1..DNSn, which initscripts writes to resolv.conf when the device comes up.
+IFCFG_GREP = ("grep", "-r", "-H", "--include=ifcfg-*", "-E", "^(DEVICE|TYPE|DNS[0-9]+)=", IFCFG_DIR)
+_IFCFG_LINE = re.compile(r"(?P<path>.*?/ifcfg-(?P<file>[^/]+)):(?P<key>DEVICE|TYPE|DNS(?P<n>[0-9]+))=(?P<value>.*)")
 
 
 class El7(IpRoute2Target):
@@ -19,6 +26,7 @@ class El7(IpRoute2Target):
     tools = ("brctl", "ip")
     default = True   # profile v1: a host that names no target is el7, as the seed's hosts are
     versions = "RHEL/CentOS 7 (initscripts network-scripts)"
+    os_release = (("rhel", "7"), ("centos", "7"))
     persists = f"ifcfg files in {IFCFG_DIR}"
     ip_required = False   # RHEL 7's iproute2 may predate `ip -j`: brctl show is what it surely has
     port_resolvers = r"""
@@ -51,7 +59,15 @@ port_resolvers() {  # port_resolvers DEV: DNS1..DNS3 of DEV's ifcfg file (initsc
                             required=False, owner="el7")
         return (brctl, *super().capture_files())
 
-    def observe(self, reader: CaptureReader) -> HostNetworking:
+    def resolver_capture(self) -> Optional[CaptureFile]:
+        return CaptureFile(IFCFG_DNS, IFCFG_GREP, "each ifcfg file's DEVICE, TYPE and DNS1..DNSn (the "
+                           "resolvers it gives the host; `vnetgen import` reads them)", required=False, since=5,
+                           owner="el7")
+
+    def parse_resolvers(self, text: str, where: str) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, str]]:
+        return parse_ifcfg_dns(text, where)
+
+    def observe_links(self, reader: CaptureReader) -> HostNetworking:
         # iproute2 JSON when the host's ip has -j (it also shows forward delays); else brctl show.
         found = observe_iproute2(reader)
         if found is not None:
@@ -88,6 +104,44 @@ port_resolvers() {  # port_resolvers DEV: DNS1..DNS3 of DEV's ifcfg file (initsc
         # the seed's flags: virt-install 1.x spells them --ram and --vcpu, and takes --os-type
         os_args = ["--os-type", "linux"] + (["--os-variant", vm.os_variant] if vm.os_variant else [])
         return virt_install(vm, memory="--ram", vcpus="--vcpu", os=os_args)
+
+
+# initscripts skips these (backups and package leftovers): their DNS is no configuration.
+_IGNORED = ("~", ".bak", ".old", ".orig", ".rpmnew", ".rpmorig", ".rpmsave")
+
+
+def _unquote(value: str) -> str:
+    value = value.strip()
+    if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+        return value[1:-1]
+    return value
+
+
+def parse_ifcfg_dns(text: str, where: str) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, str]]:
+    """ifcfg-dns.txt (`grep -r -H` of the ifcfg files): device → its DNS1..DNSn in order; a device
+    named by DEVICE=, else by its file name (ifcfg-NAME)."""
+    per_file: Dict[str, Dict[str, object]] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        match = _IFCFG_LINE.fullmatch(line.rstrip("\r"))
+        if match is None or match["file"].endswith(_IGNORED):
+            continue
+        entry = per_file.setdefault(match["path"], {"device": match["file"], "dns": {}, "line": number})
+        value = _unquote(match["value"])
+        if match["key"] == "DEVICE" and value:
+            entry["device"] = value
+        elif match["n"] is not None:
+            entry["dns"][int(match["n"])] = value   # type: ignore[index]
+    resolvers: Dict[str, Tuple[str, ...]] = {}
+    unreadable: Dict[str, str] = {}
+    for entry in per_file.values():
+        device = str(entry["device"])
+        dns = entry["dns"]
+        found, why = resolver_list([dns[n] for n in sorted(dns)], f"{where}:{entry['line']}")  # type: ignore
+        if why:
+            unreadable[device] = why
+        elif found or device not in resolvers:
+            resolvers[device] = found
+    return resolvers, unreadable
 
 
 TARGET = El7()

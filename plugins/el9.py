@@ -9,15 +9,19 @@ and brings back the profile each device had before the first run.
 """
 from __future__ import annotations
 
+import re
 import uuid as uuidlib
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vnetgen.api import (HOST_BRIDGES, Action, Artifact, Step, cmd, hookimpl, install_file, restore_file, under_root,
-                         virt_install)
+from vnetgen.api import (HOST_BRIDGES, Action, Artifact, CaptureFile, Step, cmd, hookimpl, install_file, restore_file,
+                         under_root, virt_install)
 
-from .iproute2 import IpRoute2Target
+from .iproute2 import IpRoute2Target, resolver_list
 
 KEYFILE_DIR = "/etc/NetworkManager/system-connections"
+NM_DNS = "nmcli-dns.txt"
+# What the preflight's port_resolvers reads of one device, for every device NetworkManager knows.
+NM_DNS_ARGV = ("nmcli", "-t", "-f", "GENERAL.DEVICE,IP4.DNS", "device", "show")
 PREFIX = "vnetgen-"   # every connection id (and keyfile name) vnetgen owns starts with it
 # Our port profiles win over a device's older profile at boot (NetworkManager's default priority is 0).
 PORT_PRIORITY = 10
@@ -214,6 +218,8 @@ class El9(IpRoute2Target):
     versions = "RHEL, Rocky, Alma 8, 9, 10; Fedora (NetworkManager 1.30+)"
     persists = f"NetworkManager keyfiles in {KEYFILE_DIR}/ (root, 0600)"
     delay_without_stp = False   # NetworkManager sets bridge.forward-delay only with STP on
+    os_release = (("rhel", "8"), ("rhel", "9"), ("rhel", "10"), ("centos", "8"), ("centos", "9"),
+                  ("centos", "10"), ("fedora", ""))
     lab_services = ("NetworkManager",)
 
     port_resolvers = r"""
@@ -224,6 +230,14 @@ port_resolvers() {  # port_resolvers DEV: the DNS servers of the connection Netw
 
     def shell_helpers(self) -> str:
         return super().shell_helpers() + NM_HELPERS
+
+    def resolver_capture(self) -> Optional[CaptureFile]:
+        return CaptureFile(NM_DNS, NM_DNS_ARGV, "each device's resolvers as NetworkManager runs them (what its "
+                           "connection gives the host; `vnetgen import` reads them)", required=False, since=5,
+                           owner="el9")
+
+    def parse_resolvers(self, text: str, where: str) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, str]]:
+        return parse_nmcli_dns(text, where)
 
     def bridge_fix(self, bridge: str) -> Optional[str]:
         # A change made with ip under NetworkManager lasts until its next activation: activate instead.
@@ -314,6 +328,35 @@ port_resolvers() {  # port_resolvers DEV: the DNS servers of the connection Netw
     def vm_install(self, vm) -> Optional[List[str]]:
         # virt-install 3+ (EL8+): an OS is required from 4.0 on; detected when the profile names none
         return virt_install(vm, os=["--osinfo", vm.os_variant or "detect=on,require=off"])
+
+
+def _terse(value: str) -> str:
+    """A value of `nmcli -t`: it escapes ":" and "\\" with a backslash."""
+    return re.sub(r"\\(.)", r"\1", value)
+
+
+def parse_nmcli_dns(text: str, where: str) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, str]]:
+    """nmcli-dns.txt (`nmcli -t -f GENERAL.DEVICE,IP4.DNS device show`): device → its IP4.DNS[n] in order."""
+    resolvers: Dict[str, List[str]] = {}
+    lines: Dict[str, int] = {}
+    device = None
+    for number, line in enumerate(text.splitlines(), 1):
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        if key == "GENERAL.DEVICE":
+            device = _terse(value)
+            resolvers.setdefault(device, [])
+            lines[device] = number
+        elif device is not None and re.fullmatch(r"IP4\.DNS(\[[0-9]+\])?", key):
+            resolvers[device] += [_terse(v) for v in value.split(" | ") if v.strip()]
+    found: Dict[str, Tuple[str, ...]] = {}
+    unreadable: Dict[str, str] = {}
+    for device, values in resolvers.items():
+        found[device], why = resolver_list(values, f"{where}:{lines[device]}")
+        if why:
+            unreadable[device] = why
+    return found, unreadable
 
 
 TARGET = El9()

@@ -3,11 +3,12 @@ routes live, bash helpers the runbook's checks call, and the iproute2 JSON captu
 reading. A library for the target plugins (el7, el9, ubuntu), not a plugin itself."""
 from __future__ import annotations
 
+import ipaddress
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vnetgen.api import (HOST_BRIDGES, Action, BridgeInfo, BridgePort, BridgePorts, CaptureFile, CaptureReader,
                          HostNetworking, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, LinkInfo, Step, Target,
-                         bridges_from_iproute, cmd, combine)
+                         FactError, bridges_from_iproute, cmd, combine)
 
 IP_LINK = "ip-link.json"
 BRIDGE_LINK = "bridge-link.json"
@@ -188,6 +189,7 @@ class IpRoute2Target(Target):
 
     def capture_files(self) -> Sequence[CaptureFile]:
         required = self.ip_required
+        resolvers = self.resolver_capture()
         return (
             CaptureFile(IP_LINK, tuple(IpLinks().command()), "every link: bridges with stp and delay, ports "
                         "with their master, admin state", required=required, since=2, owner="iproute2"),
@@ -197,10 +199,53 @@ class IpRoute2Target(Target):
                         owner="iproute2"),
             CaptureFile(IP_ROUTE, tuple(IpRoutes().command()), "the IPv4 routes (the default route)",
                         required=required, since=2, owner="iproute2"),
+            *((resolvers,) if resolvers is not None else ()),
         )
 
+    def resolver_capture(self) -> Optional[CaptureFile]:
+        """The capture file (optional, layout 5) that holds the resolvers the host's own network
+        configuration gives each interface, as this target's files or tool hold them; None: none."""
+        return None
+
+    def parse_resolvers(self, text: str, where: str) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, str]]:
+        """(interface → its resolvers, interface → why its resolvers could not be read) from the
+        resolver capture; an interface the configuration gives none is absent or maps to (). Raises
+        FactError when the file as a whole cannot be read."""
+        raise NotImplementedError
+
     def observe(self, reader: CaptureReader) -> HostNetworking:
+        found = self.observe_links(reader)
+        entry = self.resolver_capture()
+        got = reader.read(entry.name) if entry is not None else None
+        if got is None:
+            found.missing["resolvers"] = reader.why(entry.name) if entry is not None else \
+                f"target {self.name} records no resolvers"
+            return found
+        try:
+            found.resolvers, unreadable = self.parse_resolvers(*got)
+        except FactError as error:
+            found.missing["resolvers"] = str(error)
+            return found
+        for dev, why in unreadable.items():
+            found.resolvers.pop(dev, None)
+            found.missing[f"resolvers {dev}"] = why
+        return found
+
+    def observe_links(self, reader: CaptureReader) -> HostNetworking:
+        """Bridges, links, addresses and routes (without the resolvers)."""
         return observe_iproute2(reader) or observe_iproute2_v1(reader, required=True)
+
+
+def resolver_list(values: Sequence[str], where: str) -> Tuple[Tuple[str, ...], str]:
+    """(the resolvers, "") of addresses a configuration names, or ((), why) when one is no IP address."""
+    found = []
+    for value in values:
+        try:
+            found.append(str(ipaddress.ip_address(value.strip())))
+        except ValueError:
+            return (), f"{where}: resolver {value[:60]!r} is not an IP address"
+    # once each, in order (netplan 0.106's `netplan get` prints a bridge's nameservers twice)
+    return tuple(dict.fromkeys(found)), ""
 
 
 def observe_iproute2(reader: CaptureReader) -> Optional[HostNetworking]:

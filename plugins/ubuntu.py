@@ -17,15 +17,20 @@ Decisions (README, "Targets"):
 """
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
-from vnetgen.api import (HOST_BRIDGES, PREFLIGHT, Action, Artifact, Step, cmd, here, hookimpl, install_file, q,
-                         restore_file, under_root, virt_install)
+import yaml
 
-from .iproute2 import HELPERS, IpRoute2Target
+from vnetgen.api import (HOST_BRIDGES, PREFLIGHT, Action, Artifact, CaptureFile, FactError, Step, cmd, here, hookimpl,
+                         install_file, q, restore_file, under_root, virt_install)
+
+from .iproute2 import HELPERS, IpRoute2Target, resolver_list
 
 NETPLAN_FILE = "netplan/90-vnetgen.yaml"
 NETPLAN_DEST = "/etc/netplan/90-vnetgen.yaml"
+NETPLAN_GET = "netplan-get.yaml"
+# Every device kind of netplan that can carry nameservers.
+_NETPLAN_KINDS = ("ethernets", "bridges", "bonds", "vlans", "wifis", "tunnels", "vrfs", "modems")
 
 NETPLAN_HELPERS = r"""
 _netplan_copy() {  # _netplan_copy DIR SCRATCHDIR: DIR's *.yaml, if any, into SCRATCHDIR
@@ -90,9 +95,18 @@ class Ubuntu(IpRoute2Target):
     tools = ("ip", "netplan")
     versions = "Ubuntu 20.04, 22.04, 24.04; Debian 12+ with netplan.io"
     persists = f"one netplan YAML, {NETPLAN_DEST} (0600, renderer networkd)"
+    os_release = (("ubuntu", ""), ("debian", ""))
 
     def shell_helpers(self) -> str:
         return HELPERS + NETPLAN_HELPERS
+
+    def resolver_capture(self) -> Optional[CaptureFile]:
+        return CaptureFile(NETPLAN_GET, ("netplan", "get", "all"), "the host's netplan configuration, all files "
+                           "merged (each device's nameservers; `vnetgen import` reads them)", required=False,
+                           since=5, owner="ubuntu")
+
+    def parse_resolvers(self, text: str, where: str) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, str]]:
+        return parse_netplan_dns(text, where)
 
     def validate(self, host: Any, report: Any) -> None:
         for nic in host.nics.values():
@@ -148,6 +162,32 @@ class Ubuntu(IpRoute2Target):
         # --memory/--vcpus (virt-install 1.3+); --os-variant, which 4.x also spells --osinfo and requires:
         # `generic` when the profile names none (`--osinfo detect=on` is unknown to 20.04's virtinst 2.2).
         return virt_install(vm, os=["--os-variant", vm.os_variant or "generic"])
+
+
+def parse_netplan_dns(text: str, where: str) -> Tuple[Dict[str, Tuple[str, ...]], Dict[str, str]]:
+    """netplan-get.yaml (`netplan get all`: every netplan file merged): device → nameservers.addresses."""
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise FactError(where, mark.line + 1 if mark is not None else 1, "not YAML netplan could have printed") from None
+    network = doc.get("network") if isinstance(doc, dict) else None
+    found: Dict[str, Tuple[str, ...]] = {}
+    unreadable: Dict[str, str] = {}
+    for kind in _NETPLAN_KINDS:
+        devices = network.get(kind) if isinstance(network, dict) else None
+        for device, settings in (devices.items() if isinstance(devices, dict) else ()):
+            servers = settings.get("nameservers") if isinstance(settings, dict) else None
+            addresses = servers.get("addresses") if isinstance(servers, dict) else None
+            if addresses is None:
+                found[str(device)] = ()
+            elif not isinstance(addresses, list):
+                unreadable[str(device)] = f"{where}: {kind}.{device}.nameservers.addresses is not a list"
+            else:
+                found[str(device)], why = resolver_list([str(a) for a in addresses], f"{where}: {kind}.{device}")
+                if why:
+                    unreadable[str(device)] = why
+    return found, unreadable
 
 
 TARGET = Ubuntu()

@@ -35,7 +35,14 @@ def replay(directory: Path, calls: list = None, virsh_error: bytes = b""):
                  ("cat", "/etc/libvirt/network.conf"): "libvirt-network.conf",
                  ("virsh", "version", "--daemon"): "libvirt-version.txt",
                  ("firewall-cmd", "--get-active-zones"): "firewalld-zones.txt"}
-        optional = {"brctl-show.txt", "ip-link.json", "bridge-link.json", "ip-addr.json", "ip-route.json",
+        # layout 5: the OS and each target's resolvers
+        from plugins.el7 import IFCFG_DNS, IFCFG_GREP
+        from plugins.el9 import NM_DNS, NM_DNS_ARGV
+        from plugins.ubuntu import NETPLAN_GET
+        from vnetgen.observe import OS_RELEASE
+        files.update({OS_RELEASE.argv: OS_RELEASE.name, IFCFG_GREP: IFCFG_DNS, NM_DNS_ARGV: NM_DNS,
+                      ("netplan", "get", "all"): NETPLAN_GET})
+        optional = {OS_RELEASE.name, IFCFG_DNS, NM_DNS, NETPLAN_GET, "brctl-show.txt", "ip-link.json", "bridge-link.json", "ip-addr.json", "ip-route.json",
                     "iptables-forward.txt", "libvirt-network.conf", "libvirt-version.txt", "firewalld-zones.txt"}
         if argv[0] == "sysctl":
             name = "sysctl.txt"
@@ -188,13 +195,25 @@ case "${0##*/} $*" in
   "bridge -j link") file=bridge-link.json ;;
   "iptables -S FORWARD") file=iptables-forward.txt ;;
   "firewall-cmd --get-active-zones") file=firewalld-zones.txt ;;
+  "grep -r -H --include=ifcfg-* -E ^(DEVICE|TYPE|DNS[0-9]+)= /etc/sysconfig/network-scripts") file=ifcfg-dns.txt ;;
+  "nmcli -t -f GENERAL.DEVICE,IP4.DNS device show") file=nmcli-dns.txt ;;
+  "netplan get all") file=netplan-get.yaml ;;
   *) echo "fake ${0##*/}: unexpected: $*" >&2; exit 1 ;;
 esac
-if [ -f "$FAKE_CAPTURE/$file" ]; then exec cat "$FAKE_CAPTURE/$file"; fi
+if [ -f "$FAKE_CAPTURE/$file" ]; then exec cat -- "$FAKE_CAPTURE/$file"; fi
 case "${0##*/}" in
   ip|bridge) echo 'Option "-j" is unknown, try "ip -help".' >&2; exit 255 ;;
   *) echo "${0##*/}: not running here" >&2; exit 1 ;;
 esac
+"""
+
+
+FAKE_CAT = r"""#!/bin/bash
+if [ "$*" = /etc/os-release ]; then
+  if [ -f "$FAKE_CAPTURE/os-release.txt" ]; then exec REAL_CAT "$FAKE_CAPTURE/os-release.txt"; fi
+  echo "cat: /etc/os-release: No such file or directory" >&2; exit 1
+fi
+exec REAL_CAT "$@"
 """
 
 
@@ -207,8 +226,14 @@ def fake_tools(tmp_path, monkeypatch):
                        ("bridge", FAKE_REPLAY), ("iptables", FAKE_REPLAY), ("firewall-cmd", FAKE_REPLAY)):
         (bin_dir / name).write_text(text)
         (bin_dir / name).chmod(0o755)
-    for tool in ("cat", "mkdir", "mv", "rm"):  # all capture.sh needs besides; the real virsh stays out of reach
+    for name in ("grep", "nmcli", "netplan"):
+        (bin_dir / name).write_text(FAKE_REPLAY)
+        (bin_dir / name).chmod(0o755)
+    for tool in ("mkdir", "mv", "rm"):  # all capture.sh needs besides; the real virsh stays out of reach
         (bin_dir / tool).symlink_to(shutil.which(tool))
+    # cat: the capture's os-release.txt for /etc/os-release (never this machine's), else the real cat
+    (bin_dir / "cat").write_text(FAKE_CAT.replace("REAL_CAT", shutil.which("cat")))
+    (bin_dir / "cat").chmod(0o755)
     log = tmp_path / "calls.log"
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("FAKE_LOG", str(log))
@@ -271,7 +296,7 @@ def test_capture_sh_writes_the_layout(fake_tools, monkeypatch, tmp_path, build_b
     done = run_capture(build_bundle, ROOT / "profiles" / f"{name}.yaml", "caldera02", out, tmp_path)
     assert done.returncode == 0, done.stderr
     written = tree(out / "caldera02")
-    assert written.pop("capture-layout.txt") == b"4\n"
+    assert written.pop("capture-layout.txt") == b"5\n"
     assert written == tree(recorded)
     assert audit_captures(ROOT / "profiles" / f"{name}.yaml", out)["in_sync"]
 
@@ -290,7 +315,7 @@ def test_capture_sh_replaces_an_earlier_capture(fake_tools, monkeypatch, tmp_pat
     assert done.returncode == 0, done.stderr
     files = tree(stale)
     assert files.pop("notes.txt") == b"mine\n"  # not capture.sh's: kept
-    assert files.pop("capture-layout.txt") == b"4\n"
+    assert files.pop("capture-layout.txt") == b"5\n"
     assert files == tree(recorded)
 
 

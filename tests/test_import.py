@@ -101,8 +101,9 @@ def test_host_bridge_address_gateway_and_modes(tmp_path):
     assert "gateway: 10.10.10.1" in text and "stp: false" in text
     assert "mode: bridge" in text and "state: inactive" in text
     assert "vnet0" not in text.split("# VMs")[0]   # a guest's tap is no port
-    # no brctl-show.txt: no target claims the capture, the default is taken and said to be a guess
-    assert "target: el7   # guessed (the default target)" in text
+    # the host's /etc/os-release names the target (a lab host of el9 says ID=rhel, VERSION_ID=8)
+    assert 'target: el9   # from the host\'s /etc/os-release (ID=rhel, VERSION_ID=8)' in text
+    assert "dns: [8.8.8.8]" in text   # nmcli-dns.txt: what NetworkManager runs on the bridge
 
 
 def test_hosts_option_imports_only_those(tmp_path):
@@ -278,9 +279,12 @@ def changes_against_source(directory: Path, tmp_path: Path):
     return lines, diff, profile
 
 
+RESOLVER_FILES = {"ifcfg-dns.txt", "nmcli-dns.txt", "netplan-get.yaml"}
+
+
 def not_in_capture(directory: Path, profile) -> set:
-    """Changes whose cause the capture cannot hold: no capture holds a host's resolvers; a capture
-    of layout 1 holds no addresses or routes; one without virsh-list.txt no VMs; and where it cannot
+    """Changes whose cause the capture cannot hold: one without its target's resolver file (layout < 5)
+    holds no resolvers; a capture of layout 1 holds no addresses or routes; one without virsh-list.txt no VMs; and where it cannot
     tell el9 from el7 (the guess), the kernel's delay of an STP-less bridge NetworkManager left alone
     is imported as el7 would set it."""
     from vnetgen.importer import import_captures
@@ -292,7 +296,8 @@ def not_in_capture(directory: Path, profile) -> set:
         for bridge in host.bridges.values():
             if guessed[name] != host.target and host.target == "el9" and not bridge.stp:
                 lines.add(f"- **{name}** — bridge {bridge.name}: delay 0 → 15 (changes the host's own networking)")
-            if bridge.dns:
+            # import gives a bridge the resolvers with its address (a layout-1 capture holds none)
+            if bridge.dns and (not files & RESOLVER_FILES or "ip-addr.json" not in files):
                 lines.add(f"- **{name}** — bridge {bridge.name}: dns [{', '.join(map(str, bridge.dns))}] → [] "
                           "(changes the host's own networking)")
             if "ip-addr.json" not in files and bridge.ip:
@@ -318,7 +323,93 @@ def test_build_against_is_empty_for_a_full_capture(tmp_path):
     assert changes == [] and diff == "no changes\n"
 
 
-@pytest.mark.xfail(strict=True, reason="no capture holds a host's resolvers: an imported bridge has no dns")
-def test_build_against_keeps_the_bridges_dns(tmp_path):
-    changes, _, _ = changes_against_source(FIXTURES / "insync" / "bridged-el9", tmp_path)
-    assert changes == []
+@pytest.mark.parametrize("directory", [d for d in AGAINST if any(
+    (h / f).exists() and (h / "ip-addr.json").exists() for h in d.iterdir() if h.is_dir() for f in RESOLVER_FILES)],
+    ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_build_against_keeps_the_bridges_dns(directory, tmp_path):
+    """Every held capture that holds its hosts' resolvers and addresses: no change of a bridge's dns, and the
+    source profile's bridge resolvers are all in the imported profile."""
+    changes, _, profile = changes_against_source(directory, tmp_path)
+    assert not [c for c in changes if ": dns " in c], changes
+    text = (tmp_path / "imported.yaml").read_text()
+    for host in profile.hosts.values():
+        for bridge in host.bridges.values():
+            if bridge.dns:
+                assert f"dns: [{', '.join(map(str, bridge.dns))}]" in text
+
+
+# --- layout 5: the target from /etc/os-release, the bridges' resolvers ------------------------------
+
+@pytest.mark.parametrize("release, target", [
+    ('NAME="CentOS Linux"\nID="centos"\nID_LIKE="rhel fedora"\nVERSION_ID="7"\n', "el7"),
+    ('NAME="Rocky Linux"\nID="rocky"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.3"\n', "el9"),
+    ("ID=fedora\nVERSION_ID=40\n", "el9"),
+    ('ID=ubuntu\nID_LIKE=debian\nVERSION_ID="22.04"\n', "ubuntu"),
+    ('ID=linuxmint\nID_LIKE="ubuntu debian"\n', "ubuntu"),
+])
+def test_target_from_os_release(tmp_path, release, target):
+    captures = copy_capture(tmp_path, "bridged-el9")
+    (captures / "caldera02" / "os-release.txt").write_text(release)
+    code, stdout, stderr = invoke("import", "--captures", captures)
+    assert code == 0 and f"\ntarget: {target}   # from the host's /etc/os-release (ID=" in stdout
+
+
+def test_without_os_release_the_target_is_guessed_as_before(tmp_path):
+    captures = copy_capture(tmp_path, "bridged-el9")
+    (captures / "caldera02" / "os-release.txt").unlink()
+    _, stdout, _ = invoke("import", "--captures", captures)
+    assert "target: el7   # guessed (the default target)" in stdout
+    (captures / "caldera02" / "os-release.txt").write_text("ID=plan9\nVERSION_ID=4\n")
+    _, stdout, _ = invoke("import", "--captures", captures)
+    assert ("target: el7   # /etc/os-release (ID=plan9, VERSION_ID=4) names no release a target claims; "
+            "guessed (the default target)") in stdout
+
+
+def test_without_the_resolver_file_the_bridge_keeps_a_note(tmp_path):
+    captures = copy_capture(tmp_path, "bridged-el9")
+    (captures / "caldera02" / "nmcli-dns.txt").unlink()
+    _, stdout, _ = invoke("import", "--captures", captures)
+    assert "\n    dns:" not in stdout and "# dns: its resolvers are not in the capture (nmcli-dns.txt not captured)" in stdout
+    (captures / "caldera02" / "nmcli-dns.txt").write_text("GENERAL.DEVICE:mybridge0\nIP4.DNS[1]:8.8.8.x\n")
+    _, stdout, _ = invoke("import", "--captures", captures)
+    assert "nmcli-dns.txt:1: resolver '8.8.8.x' is not an IP address" in stdout
+
+
+def test_el7_ifcfg_dns_parser():
+    from plugins.el7 import parse_ifcfg_dns
+
+    text = ("/etc/sysconfig/network-scripts/ifcfg-br0:DEVICE=br0\n"
+            "/etc/sysconfig/network-scripts/ifcfg-br0:DNS2=\"1.1.1.1\"\n"
+            "/etc/sysconfig/network-scripts/ifcfg-br0:DNS1='8.8.8.8'\n"
+            "/etc/sysconfig/network-scripts/ifcfg-br0.bak:DEVICE=br0\n"
+            "/etc/sysconfig/network-scripts/ifcfg-br0.bak:DNS1=9.9.9.9\n"
+            "/etc/sysconfig/network-scripts/ifcfg-lan:TYPE=Bridge\n"
+            "/etc/sysconfig/network-scripts/ifcfg-bad:DNS1=nope\n")
+    found, unreadable = parse_ifcfg_dns(text, "ifcfg-dns.txt")
+    assert found == {"br0": ("8.8.8.8", "1.1.1.1"), "lan": ()}
+    assert unreadable == {"bad": "ifcfg-dns.txt:7: resolver 'nope' is not an IP address"}
+
+
+def test_ubuntu_netplan_parser_reads_what_netplan_get_prints(tmp_path, build_bundle):
+    """`netplan get all` (the real netplan) over the bundle's own netplan YAML."""
+    import subprocess
+
+    from plugins.ubuntu import NETPLAN_FILE, parse_netplan_dns
+
+    netplan = shutil.which("netplan") or shutil.which("netplan", path="/usr/sbin:/sbin")
+    if netplan is None:
+        pytest.skip("netplan is not installed")
+    bundle = build_bundle(ROOT / "profiles" / "bridged-ubuntu.yaml")
+    (tmp_path / "etc" / "netplan").mkdir(parents=True)
+    dest = tmp_path / "etc" / "netplan" / "90-vnetgen.yaml"
+    dest.write_text(bundle.files[f"caldera02/{NETPLAN_FILE}"].text)
+    dest.chmod(0o600)
+    done = subprocess.run([netplan, "get", "--root-dir", str(tmp_path), "all"], capture_output=True, text=True,
+                          timeout=30)
+    assert done.returncode == 0, done.stderr
+    found, unreadable = parse_netplan_dns(done.stdout, "netplan-get.yaml")
+    assert found["mybridge0"] == ("8.8.8.8",) and unreadable == {}
+    from vnetgen.api import FactError
+
+    with pytest.raises(FactError):
+        parse_netplan_dns("network: [\n", "netplan-get.yaml")

@@ -201,8 +201,11 @@ class HostNetworking:
     links: Optional[Dict[str, LinkInfo]] = None        # every link, with its addresses when captured
     routes: Optional[Tuple[RouteInfo, ...]] = None     # the main table's routes
     not_audited: List[str] = field(default_factory=list)
-    # why "addresses" or "routes" were not observed, for the checks that need them to say
+    # why "addresses", "routes" or "resolvers" were not observed, for the checks that need them to say
     missing: Dict[str, str] = field(default_factory=dict)
+    # interface → the resolvers (DNS servers) its persistent configuration gives the host, as the
+    # target's own files or tool hold them; None: not captured
+    resolvers: Optional[Dict[str, Tuple[str, ...]]] = None
 
 
 class CheckKind:
@@ -244,6 +247,10 @@ class Target:
     delay_without_stp: bool = True
     # Daemons a lab host of this target runs besides libvirtd (`vnetgen rehearse`, the lab tests).
     lab_services: Tuple[str, ...] = ()
+    # The /etc/os-release releases it is for, as (ID, major VERSION_ID or "" for any): `vnetgen import`
+    # takes the target claiming the host's ID, else the first word of its ID_LIKE one claims; a lab
+    # host of this target says the first pair in its /etc/os-release.
+    os_release: Tuple[Tuple[str, str], ...] = ()
 
     # --- live changes: each returns one command line, words quoted with `cmd` ---------------
     def add_bridge(self, bridge: str) -> str:
@@ -301,6 +308,12 @@ class Target:
     def observe(self, reader: CaptureReader) -> HostNetworking:
         """The host's bridges, links, addresses and routes from the capture files."""
         raise NotImplementedError
+
+    def claims_os(self, os_id: str, version_id: str) -> bool:
+        """Whether a host whose /etc/os-release says ID (or ID_LIKE) `os_id` and VERSION_ID
+        `version_id` runs this target (default: by `os_release`)."""
+        major = version_id.split(".")[0]
+        return any(os_id == claimed and (not version or version == major) for claimed, version in self.os_release)
 
     def recognizes(self, files: AbstractSet[str]) -> bool:
         """`vnetgen import`: whether a host whose capture holds `files` (the capture-layout names

@@ -17,10 +17,11 @@ MARKERS = {"capture-layout": "capture layout", "drift-kinds": "drift kinds"}
 def capture_layout(pm: Any) -> str:
     """Every file a capture may hold: the core's, each target's, each plugin's, with its command."""
     from .api import CaptureFile
-    from .observe import DOMAINS, DOMIFLIST, DOMXML, NET_LIST, NET_XML, LAYOUT, sysctl_file
+    from .observe import DOMAINS, DOMIFLIST, DOMXML, NET_LIST, NET_XML, LAYOUT, OS_RELEASE, sysctl_file
     from .plugins import targets as plugin_targets
 
-    rows: List[CaptureFile] = [NET_LIST, NET_XML, sysctl_file(["KEY..."]), DOMAINS, DOMIFLIST, DOMXML]
+    rows: List[CaptureFile] = [NET_LIST, NET_XML, sysctl_file(["KEY..."]), DOMAINS, DOMIFLIST, DOMXML,
+                               OS_RELEASE]
     owners: Dict[str, List[str]] = {}
     required_by: Dict[str, List[str]] = {}
     for target in plugin_targets(pm).values():
@@ -39,7 +40,8 @@ def capture_layout(pm: Any) -> str:
     for entry in rows:
         item = "<network>" if entry.each == "network" else "<vm>"
         name = entry.name.replace("{name}", item)
-        command = " ".join(word.replace("{name}", item) for word in entry.argv)
+        # a table cell: "|" (grep -E's alternation) escaped
+        command = " ".join(word.replace("{name}", item) for word in entry.argv).replace("|", "\\|")
         who = ", ".join(sorted(owners[entry.name])) if entry.name in owners else entry.owner
         if entry.name in owners:
             needed = sorted(required_by.get(entry.name, []))

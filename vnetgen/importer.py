@@ -24,8 +24,8 @@ from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .checks import AUTOMATIC_PORT_PREFIXES
 from .facts import DomDumpXml, DomIfList, FactError, NetList, NetListEntry, NetworkDef, VirshList
-from .observe import (DOMAINS, DOMIFLIST, DOMXML, NET_LIST, NET_XML, TIMEOUT, AuditError, Runner, _Captures,
-                      _Live, run_command, sysctl_file)
+from .observe import (DOMAINS, DOMIFLIST, DOMXML, NET_LIST, NET_XML, OS_RELEASE, TIMEOUT, AuditError, Runner,
+                      _Captures, _Live, run_command, sysctl_file)
 
 __all__ = ["ImportError_", "Imported", "import_captures", "import_live", "render_profile"]
 
@@ -168,10 +168,44 @@ def _targets(pm: Any) -> Dict[str, Any]:
     return targets(pm)
 
 
-def _guess_target(host: HostImport, present: Set[str], pm: Any) -> Any:
+def parse_os_release(text: str) -> Dict[str, str]:
+    """KEY=value lines of os-release(5), values unquoted; anything else is ignored."""
+    found = {}
+    for line in text.splitlines():
+        key, sep, value = line.strip().partition("=")
+        if not sep or not re.fullmatch(r"[A-Z][A-Z0-9_]*", key):
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            value = value[1:-1]
+        found[key] = value
+    return found
+
+
+def _release_target(release: Dict[str, str], targets: Dict[str, Any]) -> Tuple[Optional[str], str]:
+    """(the target /etc/os-release names, why) or (None, what it says): the targets claiming its ID,
+    else the first word of ID_LIKE some target claims; two targets claiming one release name none."""
+    os_id, version = release.get("ID", "").lower(), release.get("VERSION_ID", "")
+    said = f"ID={os_id[:40]}" + (f", ID_LIKE={release['ID_LIKE'][:80]}" if release.get("ID_LIKE") else "") + \
+        (f", VERSION_ID={version[:20]}" if version else "")
+    for candidate in [os_id, *release.get("ID_LIKE", "").lower().split()]:
+        claiming = sorted(name for name, t in targets.items() if candidate and t.claims_os(candidate, version))
+        if len(claiming) == 1:
+            return claiming[0], f"from the host's /etc/os-release ({said})"
+        if claiming:
+            return None, f"/etc/os-release ({said}) fits targets {', '.join(claiming)}"
+    return None, f"/etc/os-release ({said}) names no release a target claims"
+
+
+def _guess_target(host: HostImport, present: Set[str], pm: Any, release: Optional[Dict[str, str]] = None) -> Any:
     from .plugins import default_target
 
     targets = _targets(pm)
+    if release is not None:
+        name, why = _release_target(release, targets)
+        if name is not None:
+            host.target, host.target_why = name, why
+            return targets[name]
     said = sorted(name for name, t in targets.items() if t.recognizes(frozenset(present)))
     default = default_target(pm) or sorted(targets)[0]
     if len(said) == 1:
@@ -183,6 +217,8 @@ def _guess_target(host: HostImport, present: Set[str], pm: Any) -> Any:
         others = ", ".join(n for n in sorted(targets) if n != default)
         host.target_why = (f"guessed (the default target): {'nothing in the capture tells' if not said else 'the capture fits ' + ', '.join(said)}"
                            f" which OS the host runs; set target to one of {others} if it is not {default}")
+    if release is not None:
+        host.target_why = f"{why}; {host.target_why}"
     return targets[host.target]
 
 
@@ -204,7 +240,8 @@ def _observe_host(source: Any, host: HostImport, pm: Any, modes: Dict[str, Any],
         entries = reader.parse(NetList(), got)
         if entries is not None:
             listed = {e.name: e for e in entries}
-    target = _guess_target(host, present, pm)
+    got = reader.read(OS_RELEASE.path())
+    target = _guess_target(host, present, pm, None if got is None else parse_os_release(got[0]))
     networking = None
     try:
         networking = target.observe(source)
@@ -497,8 +534,7 @@ def _host_bridges(host: HostImport, networking: Any, libvirt_bridges: Dict[str, 
             gateway = _gateway(networking, name, address)
             if gateway is not None:
                 bridge.set("gateway", gateway)
-            bridge.notes.append("dns: the host's resolvers are not in a capture; add them (dns: [...]) if "
-                                "this bridge's configuration gives them")
+            _dns(bridge, networking, host)
         for port in ports:
             held = _ipv4_addresses(networking, port)
             for extra in held or ():
@@ -516,6 +552,24 @@ def _host_bridges(host: HostImport, networking: Any, libvirt_bridges: Dict[str, 
             else:
                 bridge.set("delay", seconds)
         host.bridges.append(bridge)
+
+
+def _dns(bridge: Entry, networking: Any, host: HostImport) -> None:
+    """The resolvers the bridge's own configuration gives the host (a capture of layout 5 holds them)."""
+    name = bridge.name
+    why = networking.missing.get(f"resolvers {name}")
+    if networking.resolvers is None or why:
+        why = why or networking.missing.get("resolvers") or "not captured"
+        bridge.notes.append(f"dns: its resolvers are not in the capture ({why}); add them (dns: [...]) if "
+                            "this bridge's configuration gives them")
+        return
+    found = networking.resolvers.get(name, ())
+    ipv4 = [a for a in found if ipaddress.ip_address(a).version == 4]
+    for extra in [a for a in found if a not in ipv4[:3]]:
+        host.unmodelled.append(f"bridge {name}: resolver {extra} (the profile has up to three IPv4 ones)")
+        bridge.notes.append(f"not modelled: resolver {extra}")
+    if ipv4:
+        bridge.set("dns", ipv4[:3])
 
 
 def _describe_bridge(name: str, info: Any, networking: Any) -> str:
@@ -752,7 +806,7 @@ def live_table(pm: Any) -> List[Any]:
             if entry.name not in seen:
                 seen.add(entry.name)
                 table.append(entry)
-    return table + [sysctl_file([]), DOMAINS, DOMIFLIST, DOMXML]
+    return table + [sysctl_file([]), DOMAINS, DOMIFLIST, DOMXML, OS_RELEASE]
 
 
 def import_live(host: Optional[str] = None, pm: Any = None, uri: Optional[str] = None,

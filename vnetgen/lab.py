@@ -586,6 +586,16 @@ class LabHost(LabNode):
         self.run(argv, timeout=timeout)
         self.run(["nmcli", "-w", str(int(timeout)), "connection", "up", "id", f"System {ifname}"], timeout=timeout + 5)
 
+    def set_os_release(self, text: str) -> None:
+        """The host's /etc/os-release (as `lab_os_release` words it): written into its /etc overlay,
+        never through the symlink /etc/os-release usually is (that would reach this machine's /usr)."""
+        fstype = self.run(["stat", "-f", "-c", "%T", "/etc"], timeout=10).stdout.strip()
+        if fstype != "overlayfs":
+            raise LabError(f"host {self.name}: /etc is {fstype or 'unknown'}, not the lab's overlay: refusing")
+        self.run(["sh", "-c", 'rm -f /etc/os-release && cat > /etc/os-release'], input=text, timeout=10)
+        if not os.path.isfile(self.root_path("/run/lab/etc-upper/os-release")):
+            raise LabError(f"host {self.name}: /etc/os-release did not land in the lab's overlay")
+
     def libvirtd_log(self) -> str:
         try:
             with open(self.root_path("/var/log/libvirt/libvirtd.log"), errors="replace") as fh:
@@ -782,6 +792,19 @@ class Lease:
 
 # ---------------------------------------------------------------------------------------------
 # Scripts run inside namespaces
+def lab_os_release(target: object) -> str:
+    """The /etc/os-release a lab host of `target` says: the first release the target claims (ID and
+    VERSION_ID), named as the lab's, so no capture of it passes for a real host's."""
+    claimed = getattr(target, "os_release", ())
+    if not claimed:
+        return ""
+    os_id, version = claimed[0]
+    lines = [f'NAME="vnetgen lab host ({getattr(target, "name", "")})"', f"ID={os_id}"]
+    if version:
+        lines.append(f'VERSION_ID="{version}"')
+    return "\n".join(lines) + "\n"
+
+
 # ---------------------------------------------------------------------------------------------
 
 # PID 1 of a lab host. $1 driver copy dir, $2 real connection-driver dir, $3 libvirtd.conf, $4 name.

@@ -16,8 +16,10 @@ from .safeio import CAPTURE_LIMIT, UnsafeInput, excerpt, read_bounded
 
 # The capture layout version capture.sh writes into LAYOUT_FILE; a capture without it is layout 1
 # (SPEC section 5 as first written: no iproute2 addresses or routes, only ip_forward in sysctl.txt).
-# Layout 4 adds domxml/<vm>.xml (what `vnetgen import` needs of a VM); earlier layouts read as before.
-LAYOUT = 4
+# Layout 4 adds domxml/<vm>.xml (what `vnetgen import` needs of a VM); layout 5 adds os-release.txt and
+# each target's file of the resolvers its configuration gives (import's target and bridges' dns).
+# Earlier layouts read as before.
+LAYOUT = 5
 LAYOUT_FILE = "capture-layout.txt"
 
 NET_LIST = CaptureFile("virsh-net-list.txt", tuple(NetList().command()), "every network, its state and autostart")
@@ -32,6 +34,8 @@ DOMIFLIST = CaptureFile("domiflist/{name}.txt", tuple(DomIfList().command("{name
 DOMXML = CaptureFile("domxml/{name}.xml", tuple(DomDumpXml().command("{name}")),
                      "each domain's persistent definition: memory, vCPUs, disks, NICs (optional: `vnetgen "
                      "import` then keeps that VM as a comment)", required=False, each="vm")
+OS_RELEASE = CaptureFile("os-release.txt", ("cat", "/etc/os-release"), "the host's OS (optional: `vnetgen import` "
+                         "picks the target that claims its ID, else guesses)", required=False, since=5)
 IP_FORWARD = "net.ipv4.ip_forward"
 
 # Seconds one live command may take; virsh waits much longer than this for a hung libvirtd.
@@ -60,7 +64,7 @@ def capture_table(plan: Any) -> List[CaptureFile]:
     """Every file of a host's capture, in the order capture.sh writes them: libvirt's, then the target's."""
     keys = [s.key for s in plan.sysctl]
     return [NET_LIST, NET_XML, *plan.target.capture_files(), sysctl_file(keys), DOMAINS, DOMIFLIST, DOMXML,
-            *plan.plugin_captures]
+            OS_RELEASE, *plan.plugin_captures]
 
 
 @dataclass

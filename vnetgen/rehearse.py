@@ -328,6 +328,9 @@ class Rehearsal:
         cabled: Set[Tuple[str, str]] = set()
         for plan in self.plans:
             self._wire_host(lab, plan, hosts, port_bridge, cables, cabled)
+            release = labmod.lab_os_release(plan.target)
+            if release:   # the host says which OS it stands for (`vnetgen import` reads it)
+                hosts[plan.name].set_os_release(release)
         self._uplinks(lab, hosts)
         for plan in self.plans:
             if "NetworkManager" in plan.target.lab_services:
