@@ -1,4 +1,4 @@
-"""`vnetgen import` in the lab: each scenario applied once by its runbook (hosts wired as `vnetgen
+"""`vnetgen import` in the lab: each scenario of profiles/ (el7, el9, ubuntu) applied once by its runbook (hosts wired as `vnetgen
 rehearse` wires them), captured by the bundle's capture.sh, imported; the imported profile builds,
 validates without warnings, and auditing the same captures against it is in sync with --strict."""
 from __future__ import annotations
@@ -15,7 +15,8 @@ from vnetgen.rehearse import Rehearsal
 
 pytestmark = pytest.mark.lab
 
-SCENARIOS = ["nat-default", "bridged", "nat-and-bridged", "routed", "isolated", "two-hosts"]
+SCENARIOS = ["nat-default", "bridged", "nat-and-bridged", "routed", "isolated", "two-hosts", "bridged-el9",
+             "bridged-ubuntu"]
 
 
 @pytest.mark.parametrize("scenario", SCENARIOS)
