@@ -1,6 +1,7 @@
-"""`vnetgen import` in the lab: each scenario of profiles/ (el7, el9, ubuntu) applied once by its runbook (hosts wired as `vnetgen
-rehearse` wires them), captured by the bundle's capture.sh, imported; the imported profile builds,
-validates without warnings, and auditing the same captures against it is in sync with --strict."""
+"""`vnetgen import` in the lab: each scenario of profiles/ (el7, el9, ubuntu) applied once by its
+runbook (hosts wired as `vnetgen rehearse` wires them), captured by the bundle's capture.sh, imported;
+the imported profile builds, validates without warnings, and auditing the same captures against it is
+in sync with --strict."""
 from __future__ import annotations
 
 import pytest
