@@ -15,7 +15,7 @@ import pytest
 
 import labkit as kit
 from conftest import require_tool
-from vnetgen.lab import LIBVIRT_URI, _wait_until, in_private_netns
+from vnetgen.lab import LIBVIRT_URI, in_private_netns, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -157,7 +157,7 @@ def test_a_host_lost_mid_rollout_rolls_back_by_itself_and_stops_the_rollout(flee
     assert not os.path.exists(hosts["caldera03"].root_path("/var/lib/vnetgen/bundles/vnetgen-caldera03"))
 
     exit_file = Path(lost.root_path("/var/lib/vnetgen/bundles/vnetgen-caldera02.exit"))
-    assert _wait_until(exit_file.exists, timeout=180, interval=0.5), "caldera02's run never ended"
+    assert wait_until(exit_file.exists, timeout=180, interval=0.5), "caldera02's run never ended"
     assert exit_file.read_text() == "3\n"            # runbook.sh: not confirmed in time, rolled back
     lost.ip("link", "set", "mgmt0", "up")             # the hook's cut, not the runbook's change
     for name, host in hosts.items():

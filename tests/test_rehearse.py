@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 import labkit as kit
 from conftest import require_tool
-from vnetgen import lab as labmod
-from vnetgen import rehearse as rehearsal
+from vnetgen.lab import namespaces
+from vnetgen.lab import rehearse as rehearsal
+from vnetgen.lab import snapshots
 from vnetgen.cli import app
 
 runner = CliRunner()
@@ -28,7 +29,7 @@ def _invoke(*args):
 @pytest.mark.parametrize("reason", ["the lab needs root (network, mount and PID namespaces)",
                                     "missing tools: libvirtd, dnsmasq"])
 def test_without_root_or_libvirt_exits_2_and_says_why(monkeypatch, reason):
-    monkeypatch.setattr(labmod, "lab_available", lambda: (False, reason))
+    monkeypatch.setattr(namespaces, "lab_available", lambda: (False, reason))
     code, out = _invoke("rehearse", str(kit.profile_path("nat-default")))
     assert code == 2
     assert reason in out and "cannot run a lab here" in out and "libvirt-daemon" in out
@@ -38,13 +39,13 @@ def test_without_root_or_libvirt_exits_2_and_says_why(monkeypatch, reason):
 
 def test_unavailable_comes_before_the_profile(monkeypatch, tmp_path):
     # Even a missing profile gets the real reason first: this machine cannot rehearse anything.
-    monkeypatch.setattr(labmod, "lab_available", lambda: (False, "the lab needs root"))
+    monkeypatch.setattr(namespaces, "lab_available", lambda: (False, "the lab needs root"))
     code, out = _invoke("rehearse", str(tmp_path / "nope.yaml"))
     assert code == 2 and "the lab needs root" in out
 
 
 def test_invalid_profile_and_unknown_host_exit_2(monkeypatch, write_profile):
-    monkeypatch.setattr(labmod, "lab_available", lambda: (True, "ok"))
+    monkeypatch.setattr(namespaces, "lab_available", lambda: (True, "ok"))
     bad = write_profile("vnetgen: 1\nnetworks:\n  n: {mode: nat}\n")
     code, out = _invoke("rehearse", bad)
     assert code == 2 and "error:" in out
@@ -239,11 +240,11 @@ def test_host_state_sees_what_rollback_must_restore(lab):
     host.assert_private()
     lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
     lab.nic(host, "enp0s25", lan, ip="10.10.10.98/24", gateway="10.10.10.1")
-    before = rehearsal.host_state(host)
-    assert rehearsal.state_changes(before, rehearsal.host_state(host)) == []
+    before = snapshots.host_state(host)
+    assert snapshots.state_changes(before, snapshots.host_state(host)) == []
     host.run("ip link add br9 type bridge && ip link set enp0s25 master br9 && ip addr del 10.10.10.98/24 dev enp0s25"
              " && ip addr add 10.10.10.98/24 dev br9 && ip link set dev br9 type bridge stp_state 1")
-    changes = "\n".join(rehearsal.state_changes(before, rehearsal.host_state(host)))
+    changes = "\n".join(snapshots.state_changes(before, snapshots.host_state(host)))
     assert "+ br9 10.10.10.98/24" in changes and "- enp0s25 10.10.10.98/24" in changes  # addresses
     assert "+ enp0s25 up master br9" in changes       # a port's master
     assert "+ br9 stp 1 delay" in changes             # a bridge and its STP
