@@ -8,14 +8,11 @@ import ipaddress
 import os
 import re
 import time
-from typing import TYPE_CHECKING, Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 from .errors import LabError
 from .hosts import LabHost
-from .nodes import LabNode
-
-if TYPE_CHECKING:  # for annotations only
-    from .world import Lab
+from .nodes import LabNode, Owner
 
 
 class LabVm(LabNode):
@@ -23,7 +20,7 @@ class LabVm(LabNode):
 
     kind = "vm"
 
-    def __init__(self, lab: "Lab", name: str, pid: int, host: LabHost, bridge: str, mac: str, host_ifname: str) -> None:
+    def __init__(self, lab: Owner, name: str, pid: int, host: LabHost, bridge: str, mac: str, host_ifname: str) -> None:
         super().__init__(lab, name, pid)
         self.host = host
         self.bridge = bridge
@@ -39,7 +36,7 @@ class LabVm(LabNode):
         address for ~3 s before offering it: a first lease takes about 7 s. Use dhcp_all() for
         several VMs.
         """
-        script = self.lab._udhcpc_script()
+        script = udhcpc_script(self.lab.workdir)
         leasefile = os.path.join(self.lab.workdir, f"lease-{self.name}.env")
         try:
             os.unlink(leasefile)
@@ -136,7 +133,17 @@ class Lease:
         )
 
 
-UDHCPC_SCRIPT = r"""#!/bin/sh
+def udhcpc_script(workdir: str) -> str:
+    """The event script udhcpc runs in lab VMs, written once into the lab's `workdir`."""
+    path = os.path.join(workdir, "udhcpc.sh")
+    if not os.path.exists(path):
+        with open(path, "w") as fh:
+            fh.write(_UDHCPC_SCRIPT)
+        os.chmod(path, 0o755)
+    return path
+
+
+_UDHCPC_SCRIPT = r"""#!/bin/sh
 # busybox udhcpc event script for lab VMs: apply the lease and record it for the harness.
 case "$1" in
 deconfig)

@@ -5,15 +5,11 @@ from __future__ import annotations
 
 import os
 import subprocess
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional
 
 from .errors import LabError
-from .nodes import LabNode, check_ifname
+from .nodes import LabNode, Owner, check_ifname
 from .processes import Cmd, run_command, shell_argv, wait_until
-
-if TYPE_CHECKING:  # for annotations only
-    from .guests import LabVm
-    from .world import Lab
 
 # Every libvirt call inside a lab host goes to the host's own libvirtd, which serves networks only.
 LIBVIRT_URI = "network:///system"
@@ -24,11 +20,11 @@ class LabHost(LabNode):
 
     kind = "host"
 
-    def __init__(self, lab: "Lab", name: str, pid: int, proc: subprocess.Popen, hostdir: str) -> None:
+    def __init__(self, lab: Owner, name: str, pid: int, proc: subprocess.Popen, hostdir: str) -> None:
         super().__init__(lab, name, pid)
         self.proc = proc  # the unshare process; self.pid is its child, PID 1 of the namespace
         self.hostdir = hostdir
-        self.vms: List["LabVm"] = []
+        self.vms: List[LabNode] = []  # its guests (guests.LabVm), as Lab.vm plugs them in
         self.startup_seconds = 0.0
         self._vnet = 0
 

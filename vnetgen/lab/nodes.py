@@ -6,14 +6,11 @@ import os
 import re
 import subprocess
 import time
-from typing import TYPE_CHECKING, Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Protocol
 
 from .errors import NotPrivateError
 from .namespaces import in_private_netns, netns_inode
 from .processes import Cmd, alive, run_command, shell_argv
-
-if TYPE_CHECKING:  # for annotations only
-    from .world import Lab
 
 # Names the kernel accepts for an interface: at most 15 bytes, no '/', ':' or whitespace.
 _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
@@ -25,12 +22,19 @@ def check_ifname(name: str) -> str:
     return name
 
 
+class Owner(Protocol):
+    """What a node needs of the lab that owns it (world.Lab): a directory for its files."""
+
+    @property
+    def workdir(self) -> str: ...
+
+
 class LabNode:
     """A bare network namespace held open by a sleeper process (router, internet host, VM)."""
 
     kind = "node"
 
-    def __init__(self, lab: "Lab", name: str, pid: int) -> None:
+    def __init__(self, lab: Owner, name: str, pid: int) -> None:
         self.lab = lab
         self.name = name
         self.pid = pid  # outer PID of a process living in the namespace

@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
+from typing import Dict, List, Optional, Tuple
 
-from .nodes import LabNode
-
-if TYPE_CHECKING:  # for annotations only
-    from .world import Lab
+from .nodes import LabNode, Owner
 
 
 class LabRouter(LabNode):
@@ -17,7 +14,7 @@ class LabRouter(LabNode):
 
     kind = "router"
 
-    def __init__(self, lab: "Lab", name: str, pid: int) -> None:
+    def __init__(self, lab: Owner, name: str, pid: int) -> None:
         super().__init__(lab, name, pid)
         self.internet: Optional[LabNode] = None
         self.internet_ip: Optional[str] = None

@@ -18,7 +18,7 @@ import weakref
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from .errors import LabCommandError, LabError
-from .guests import UDHCPC_SCRIPT, LabVm
+from .guests import LabVm
 from .hosts import HOST_INIT, LIBVIRTD_CONF, LabHost
 from .namespaces import NETWORK_DRIVER, connection_driver_dir, in_private_netns
 from .nodes import LabNode, check_ifname
@@ -208,14 +208,6 @@ class Lab:
             os.makedirs(dst)
             shutil.copy2(os.path.join(src, NETWORK_DRIVER), dst)
         return dst
-
-    def _udhcpc_script(self) -> str:
-        path = os.path.join(self.workdir, "udhcpc.sh")
-        if not os.path.exists(path):
-            with open(path, "w") as fh:
-                fh.write(UDHCPC_SCRIPT)
-            os.chmod(path, 0o755)
-        return path
 
     # -- hosts -----------------------------------------------------------------------------
 
