@@ -8,13 +8,8 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vnetgen.rehearse import (  # noqa: F401  (re-exported for the tests)
-    failed_step,
-    host_state,
-    host_state_ignoring,
-    run_script,
-    state_changes,
-)
+from vnetgen.lab.rehearse import failed_step, run_script  # noqa: F401  (re-exported for the tests)
+from vnetgen.lab.snapshots import host_state, host_state_ignoring, state_changes  # noqa: F401
 
 ROOT = Path(__file__).resolve().parent.parent
 PROFILE_DIR = ROOT / "profiles"

@@ -15,7 +15,7 @@ import pytest
 
 import labkit as kit
 from conftest import require_tool
-from vnetgen.lab import LIBVIRT_URI, _wait_until, in_private_netns
+from vnetgen.lab import LIBVIRT_URI, in_private_netns, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -84,7 +84,10 @@ def fleet(lab, tmp_path):
 
     def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
         """ansible-playbook run on the control node (the router's namespace), as an administrator would."""
+        # The ssh master connections of this test's own (its lab's hosts share their addresses with
+        # the labs of tests running beside it: a ~/.ansible/cp socket would reach into another lab).
         env = {"ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "ansible-cp"),
                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "False"}
         argv = [str(ansible_playbook), "-i", str(bundle / "ansible" / "inventory.ini"), "-i",
                 str(inventory), str(bundle / "ansible" / name), "-e", "vnetgen_no_vms=true", *extra]
@@ -157,7 +160,7 @@ def test_a_host_lost_mid_rollout_rolls_back_by_itself_and_stops_the_rollout(flee
     assert not os.path.exists(hosts["caldera03"].root_path("/var/lib/vnetgen/bundles/vnetgen-caldera03"))
 
     exit_file = Path(lost.root_path("/var/lib/vnetgen/bundles/vnetgen-caldera02.exit"))
-    assert _wait_until(exit_file.exists, timeout=180, interval=0.5), "caldera02's run never ended"
+    assert wait_until(exit_file.exists, timeout=180, interval=0.5), "caldera02's run never ended"
     assert exit_file.read_text() == "3\n"            # runbook.sh: not confirmed in time, rolled back
     lost.ip("link", "set", "mgmt0", "up")             # the hook's cut, not the runbook's change
     for name, host in hosts.items():

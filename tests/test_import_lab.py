@@ -12,7 +12,7 @@ from vnetgen.bundle import build
 from vnetgen.importer import import_captures, render_profile, self_check
 from vnetgen.plugins import get_plugin_manager
 from vnetgen.profile import load_valid
-from vnetgen.rehearse import Rehearsal
+from vnetgen.lab.rehearse import Rehearsal
 
 pytestmark = pytest.mark.lab
 

@@ -10,6 +10,8 @@ import subprocess
 import pytest
 
 from vnetgen import lab as labmod
+from vnetgen.lab import namespaces
+from vnetgen.lab.processes import alive
 from vnetgen.lab import (
     Lab,
     LabNode,
@@ -118,7 +120,7 @@ def test_run_refuses_outer_namespace(tmp_path):
 
 
 def test_require_lab_skips_or_fails_in_ci(monkeypatch):
-    monkeypatch.setattr(labmod, "lab_available", lambda: (False, "no busybox"))
+    monkeypatch.setattr(namespaces, "lab_available", lambda: (False, "no busybox"))
     monkeypatch.delenv("CI", raising=False)
     with pytest.raises(pytest.skip.Exception, match="no busybox"):
         require_lab()
@@ -380,7 +382,7 @@ def test_hard_crash_of_the_owner_kills_the_lab(lab_ready, tmp_path):
     import sys
     import time
 
-    root = os.path.dirname(os.path.dirname(os.path.abspath(labmod.__file__)))
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(labmod.__file__))))
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")])))
     res = subprocess.run([sys.executable, "-c", _CRASHING_CHILD, str(tmp_path)], capture_output=True, text=True,
                          timeout=60, env=env)
@@ -389,10 +391,10 @@ def test_hard_crash_of_the_owner_kills_the_lab(lab_ready, tmp_path):
     assert len(info["pids"]) >= 5
     # PR_SET_PDEATHSIG on every namespace holder: the kernel cleans up for the dead owner.
     deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and (any(labmod._alive(p) for p in info["pids"]) or
+    while time.monotonic() < deadline and (any(alive(p) for p in info["pids"]) or
                                            _processes_in(set(info["netns"]))):
         time.sleep(0.1)
-    assert not [p for p in info["pids"] if labmod._alive(p)]
+    assert not [p for p in info["pids"] if alive(p)]
     assert _processes_in(set(info["netns"])) == {}
 
 

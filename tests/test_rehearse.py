@@ -10,8 +10,9 @@ from typer.testing import CliRunner
 
 import labkit as kit
 from conftest import require_tool
-from vnetgen import lab as labmod
-from vnetgen import rehearse as rehearsal
+from vnetgen.lab import namespaces
+from vnetgen.lab import rehearse as rehearsal
+from vnetgen.lab import snapshots
 from vnetgen.cli import app
 
 runner = CliRunner()
@@ -28,7 +29,7 @@ def _invoke(*args):
 @pytest.mark.parametrize("reason", ["the lab needs root (network, mount and PID namespaces)",
                                     "missing tools: libvirtd, dnsmasq"])
 def test_without_root_or_libvirt_exits_2_and_says_why(monkeypatch, reason):
-    monkeypatch.setattr(labmod, "lab_available", lambda: (False, reason))
+    monkeypatch.setattr(namespaces, "lab_available", lambda: (False, reason))
     code, out = _invoke("rehearse", str(kit.profile_path("nat-default")))
     assert code == 2
     assert reason in out and "cannot run a lab here" in out and "libvirt-daemon" in out
@@ -38,13 +39,13 @@ def test_without_root_or_libvirt_exits_2_and_says_why(monkeypatch, reason):
 
 def test_unavailable_comes_before_the_profile(monkeypatch, tmp_path):
     # Even a missing profile gets the real reason first: this machine cannot rehearse anything.
-    monkeypatch.setattr(labmod, "lab_available", lambda: (False, "the lab needs root"))
+    monkeypatch.setattr(namespaces, "lab_available", lambda: (False, "the lab needs root"))
     code, out = _invoke("rehearse", str(tmp_path / "nope.yaml"))
     assert code == 2 and "the lab needs root" in out
 
 
 def test_invalid_profile_and_unknown_host_exit_2(monkeypatch, write_profile):
-    monkeypatch.setattr(labmod, "lab_available", lambda: (True, "ok"))
+    monkeypatch.setattr(namespaces, "lab_available", lambda: (True, "ok"))
     bad = write_profile("vnetgen: 1\nnetworks:\n  n: {mode: nat}\n")
     code, out = _invoke("rehearse", bad)
     assert code == 2 and "error:" in out
@@ -85,18 +86,38 @@ def test_rehearse_two_hosts_end_to_end(lab_ready):
     assert [line.split(":")[1] for line in after.splitlines()] == [line.split(":")[1] for line in before.splitlines()]
 
 
-def _pids(name: str) -> set:
+def _pids(name: str, under: str) -> set:
+    """Processes called `name` whose command line names a path under `under` (a lab's NetworkManager
+    runs with --config in its lab's directory: labs of tests running beside this one are not counted)."""
     done = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True)
-    return set(done.stdout.split())
+    found = set()
+    for pid in done.stdout.split():
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if under.encode() in handle.read():
+                    found.add(pid)
+        except OSError:
+            pass
+    return found
 
 
 @pytest.mark.lab
-def test_rehearse_el9_under_a_real_networkmanager(lab_ready):
+def test_rehearse_el9_under_a_real_networkmanager(lab_ready, tmp_path, monkeypatch):
     """target el9 on a host that NetworkManager runs, its NIC in a profile of its own: the runbook moves
     the address with one activation, a second run changes nothing, the audit is in sync, rollback.sh
     gives the NIC its old profile back (addresses, routes, /etc as before); nothing outlives the lab."""
     require_tool("NetworkManager", "nmcli", "dbus-daemon")
-    before = _pids("NetworkManager")
+    import tempfile
+
+    made = []                                   # the lab's directory, in this test's tmp_path
+    real_mkdtemp = tempfile.mkdtemp
+
+    def mkdtemp(*args, **kwargs):
+        made.append(real_mkdtemp(*args, **kwargs))
+        return made[-1]
+
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    monkeypatch.setattr(tempfile, "mkdtemp", mkdtemp)
     code, out = _invoke("rehearse", str(kit.profile_path("bridged-el9")))
     assert code == 0, out
     assert "caldera02: NetworkManager runs; each NIC has its own profile (System NIC)" in out
@@ -110,7 +131,8 @@ def test_rehearse_el9_under_a_real_networkmanager(lab_ready):
     assert "ok   caldera02: capture.sh + vnetgen audit --captures" in out
     assert "ok   caldera02: rollback.sh restored the state before the runbook" in out
     assert "verdict: PASSED" in out
-    assert _pids("NetworkManager") <= before  # the lab's NetworkManager died with it
+    assert any(d.startswith(str(tmp_path / "vnetgen-lab-")) for d in made), made   # the check below looks there
+    assert _pids("NetworkManager", under=str(tmp_path)) == set()  # the lab's NetworkManager died with it
 
 
 @pytest.mark.lab
@@ -239,11 +261,11 @@ def test_host_state_sees_what_rollback_must_restore(lab):
     host.assert_private()
     lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
     lab.nic(host, "enp0s25", lan, ip="10.10.10.98/24", gateway="10.10.10.1")
-    before = rehearsal.host_state(host)
-    assert rehearsal.state_changes(before, rehearsal.host_state(host)) == []
+    before = snapshots.host_state(host)
+    assert snapshots.state_changes(before, snapshots.host_state(host)) == []
     host.run("ip link add br9 type bridge && ip link set enp0s25 master br9 && ip addr del 10.10.10.98/24 dev enp0s25"
              " && ip addr add 10.10.10.98/24 dev br9 && ip link set dev br9 type bridge stp_state 1")
-    changes = "\n".join(rehearsal.state_changes(before, rehearsal.host_state(host)))
+    changes = "\n".join(snapshots.state_changes(before, snapshots.host_state(host)))
     assert "+ br9 10.10.10.98/24" in changes and "- enp0s25 10.10.10.98/24" in changes  # addresses
     assert "+ enp0s25 up master br9" in changes       # a port's master
     assert "+ br9 stp 1 delay" in changes             # a bridge and its STP

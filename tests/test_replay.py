@@ -8,8 +8,7 @@ import os
 import pytest
 
 import labkit as kit
-from vnetgen.lab import _wait_until as wait_until
-from vnetgen.lab import dhcp_all, in_private_netns
+from vnetgen.lab import dhcp_all, in_private_netns, wait_until
 
 pytestmark = pytest.mark.lab
 

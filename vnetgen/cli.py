@@ -272,8 +272,8 @@ def rehearse(profile: str = typer.Argument(..., metavar="PROFILE", help="The pro
              ) -> None:
     """Replay the runbooks in a throw-away lab (needs root and libvirt) and report steps, leases,
     reachability, idempotency, audit and rollback: exit 0 as expected, 1 not, 2 cannot run here."""
-    from . import rehearse as rehearsal
-    from .lab import lab_available
+    from .lab import rehearse as rehearsal
+    from .lab.namespaces import lab_available
 
     # Before the profile: a machine that cannot run a lab should say so whatever the profile.
     ok, reason = lab_available()
