@@ -270,3 +270,19 @@ def test_review_names_the_new_fields(bundle):
     assert ("- `tuned`: nat on bridge `virbr7`, 192.168.150.1/24, DHCP 192.168.150.2–192.168.150.9, MTU 9000, "
             "forwarding through eth0, NAT addresses 192.0.2.10-192.0.2.20, ports 2000-3000, bandwidth inbound "
             "1000 kB/s peak 5000 kB/s burst 1024 kB, outbound 128 kB/s; active") in review
+
+
+# --- import: the new settings come back as profile keys --------------------------------------------
+
+def test_import_models_the_new_settings_and_audits_in_sync(tmp_path, dumped):
+    captures = _capture(tmp_path, dumped)
+    out = tmp_path / "imported.yaml"
+    result = runner.invoke(app, ["import", "--captures", str(captures), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    for line in ("mtu: 9000", "dev: eth0", "nat: {addresses: 192.0.2.10-192.0.2.20, ports: 2000-3000}",
+                 "bandwidth: {inbound: {average: 1000, peak: 5000, burst: 1024}, outbound: {average: 128}}",
+                 "bandwidth: {outbound: {average: 64}}"):
+        assert line in text, text
+    assert not re.search(r"^\s*# not modelled", text, re.M), text
+    assert _drift(captures, out) == []
