@@ -427,7 +427,7 @@ def _settings(net: Entry, definition: NetworkDef, mode: Any) -> List[str]:
         net.set("mtu", definition.mtu)
         done.append("<mtu>")
     dev = definition.forward_dev
-    if dev and mode.forward and valid_ifname(dev) and dev not in ("lo", definition.bridge):
+    if dev and "dev" in mode.keys and valid_ifname(dev) and dev not in ("lo", definition.bridge):
         net.set("dev", dev)
         done.append("dev")
     addresses, ports = definition.nat_addresses, definition.nat_ports

@@ -84,7 +84,8 @@ NAT = _obj({
 DHCP_HOST = _obj({"mac": MAC, "ip": IPV4, "name": NAME}, required=("ip",))
 
 # Network keys only some modes take: a mode lists the ones it does in `Mode.keys`.
-MODE_KEYS = ("nat",)
+# libvirt refuses <forward dev> in mode open ("forward dev not allowed … with forward mode='open'").
+MODE_KEYS = ("nat", "dev")
 
 NETWORK = _obj({
     "mode": _s(NAME_PATTERN, "nat | route | isolated | bridge | open | a plugin's mode", 32),

@@ -81,10 +81,9 @@ def _check_forward_dev(host: m.Host, net: m.Network, mode: Any, report: Report) 
     if dev is None:
         return
     who = f"network {net.name}"
-    if not mode.forward or not mode.libvirt_bridge:
-        why = "it has no <forward>" if not mode.forward else "libvirt refuses a forward dev beside a host bridge"
-        report.error(net.at("dev"), f"{who}: 'dev' does not apply to mode {net.mode} ({why})")
-    elif dev == LOOPBACK_IFNAME:
+    if "dev" not in mode.keys:
+        return  # _check_mode_keys said so
+    if dev == LOOPBACK_IFNAME:
         report.error(net.at("dev"), f"{who}: dev lo is the host's loopback interface")
     elif dev == net.bridge:
         report.error(net.at("dev"), f"{who}: dev {dev} is the network's own bridge; name the uplink")
