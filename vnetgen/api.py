@@ -14,7 +14,9 @@ import pluggy
 from .facts import (BridgeInfo, BridgePort, BridgePorts, FactError, IpAddrs, IpLinkBridges, IpLinks,
                     IpRoutes, LinkInfo, RouteInfo, as_text, bridges_from_iproute, combine)
 from .facts.model import excerpt, is_ifname, numbered_lines   # for a plugin's own fact parsers
+from .netfields import span   # "START-END" ranges of a profile (NAT addresses and ports)
 from .shell import Raw, cmd, here, q, under_root
+from .xml import network_element   # the core's <network> of a plan, for a mode that adds to it
 
 if TYPE_CHECKING:  # for annotations only: no import cost at run time
     from .model import Host, Vm
@@ -30,8 +32,8 @@ __all__ = [
     "Action", "Artifact", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader",
     "Check", "CheckKind", "FactError", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
     "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "excerpt",
-    "here", "hookimpl", "install_file", "is_ifname", "numbered_lines", "q", "restore_file", "show", "under_root",
-    "virt_install",
+    "here", "hookimpl", "install_file", "is_ifname", "network_element", "numbered_lines", "q", "restore_file",
+    "show", "span", "under_root", "virt_install",
 ]
 
 
@@ -45,6 +47,7 @@ class Mode:
     libvirt_bridge: bool = True    # libvirt creates the bridge (stp, delay, mac, ports apply)
     ip: str = "optional"           # "required" | "optional" | "forbidden"
     forwards_ipv4: bool = False    # routes guests' traffic off the host: needs ip_forward=1
+    keys: Tuple[str, ...] = ()     # mode-specific network keys it takes (schema.MODE_KEYS), e.g. nat's "nat"
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .api import Check, CheckKind
+from .netfields import FIELDS, NetField, set_fields
 from .shell import cmd
 
 __all__ = ["AUTOMATIC_PORT_PREFIXES", "Check", "CheckKind", "Drift", "Evaluation", "HostAudit", "definition_tokens",
@@ -198,6 +199,17 @@ class IpAddress(_Definition):
             return _one(found), not found
         found = [str(ip.address.with_prefixlen) for ip in definition.ips if ip.family == "ipv4"]
         return _one(found), found == [check.expected]
+
+
+class FieldKind(_Definition):
+    """A drift kind of a setting from netfields.FIELDS (mtu, forward-dev, nat-range, bandwidth)."""
+
+    def __init__(self, spec: NetField) -> None:
+        self.spec, self.name, self.summary = spec, spec.kind, spec.summary
+
+    def observed(self, check, definition, ev):
+        actual = self.spec.observed(definition, check.expected)
+        return actual, actual == check.expected
 
 
 class Stp(CheckKind):
@@ -407,8 +419,8 @@ class VmNetwork(CheckKind):
 
 _CORE_KINDS: Tuple[CheckKind, ...] = (
     NetworkMissing(), NetworkExtra(), NetworkInactive(), NetworkAutostart(), ForwardMode(), BridgeName(), Stp(),
-    Delay(), Mac(), Uuid(), IpAddress(), DhcpRange(), DhcpHost(), BridgeMissing(), PortMissing(), PortExtra(),
-    BridgeAddress(), DefaultRoute(), IpForward(), SysctlSetting(), VmMissing(), VmNetwork())
+    Delay(), Mac(), Uuid(), *(FieldKind(spec) for spec in FIELDS), IpAddress(), DhcpRange(), DhcpHost(),
+    BridgeMissing(), PortMissing(), PortExtra(), BridgeAddress(), DefaultRoute(), IpForward(), SysctlSetting(), VmMissing(), VmNetwork())
 
 
 def kinds(pm: Any = None) -> Dict[str, CheckKind]:
@@ -445,6 +457,8 @@ def network_checks(network: Any, target: Any) -> List[Check]:
               NetworkAutostart.make(name, net.autostart)]
     mode = network.mode
     forward = (f"has:<forward mode='{mode.forward}'",) if mode.forward else ("lacks:<forward",)
+    if mode.forward and net.dev:  # libvirt writes dev= before mode=
+        forward = (f"has:<forward dev='{net.dev}' mode='{mode.forward}'",)
     checks.append(definition_check("forward-mode", name, mode.forward or None, forward,
                                    f"network {name} forwards in mode {mode.forward}" if mode.forward
                                    else f"network {name} has no <forward> (isolated)"))
@@ -465,6 +479,9 @@ def network_checks(network: Any, target: Any) -> List[Check]:
     if net.uuid:
         checks.append(definition_check("uuid", name, network.uuid, (f"has:<uuid>{network.uuid}</uuid>",),
                                 f"network {name} has UUID {network.uuid}"))
+    for spec, value in set_fields(net):
+        checks.append(definition_check(spec.kind, name, value, spec.tokens(network, value),
+                                       f"network {name} has {spec.words(value)}"))
     if net.ip is not None:
         checks.append(definition_check("ip-address", name, str(net.ip.with_prefixlen),
                                      (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",),

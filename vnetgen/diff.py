@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+from .netfields import FIELDS
+
 # Impact of a change, in the words REVIEW.md and `vnetgen diff` use.
 RESTART = "restart"   # libvirt applies it only by restarting the network: its guests lose connectivity briefly
 LIVE = "live"         # applied on the running host without a restart
@@ -39,8 +41,10 @@ class Change:
 
 def _net_fields(plan: Any) -> Dict[str, Any]:
     net = plan.net
-    return {"mode": net.mode, "bridge": plan.bridge, "stp": plan.stp, "delay": plan.delay, "mac": plan.mac,
-            "uuid": plan.uuid, "ip": str(net.ip) if net.ip else None}
+    fields = {"mode": net.mode, "bridge": plan.bridge, "stp": plan.stp, "delay": plan.delay, "mac": plan.mac,
+              "uuid": plan.uuid, "ip": str(net.ip) if net.ip else None}
+    fields.update((spec.kind, spec.expected(net)) for spec in FIELDS)
+    return fields
 
 
 def dhcp_range(plan: Any) -> Optional[Tuple[str, str]]:
@@ -78,6 +82,10 @@ def _network_changes(host: str, old: Any, new: Any) -> List[Change]:
     for key, label in _RESTART_FIELDS:
         if a[key] != b[key]:
             out.append(Change(host, name, f"{label} {_show(a[key])} → {_show(b[key])}", RESTART))
+    for spec in FIELDS:
+        if a[spec.kind] != b[spec.kind]:
+            before, after = ("libvirt's default" if v is None else spec.words(v) for v in (a[spec.kind], b[spec.kind]))
+            out.append(Change(host, name, f"{spec.kind}: {before} → {after}", RESTART))
     if (old.net.dhcp is None) != (new.net.dhcp is None):
         out.append(Change(host, name, "DHCP " + ("enabled" if new.net.dhcp else "disabled"), RESTART))
     elif old.net.dhcp is not None:

@@ -390,10 +390,13 @@ def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, 
         host.skipped.append(f"{what}: mode {mode.name} needs an IPv4 address, the network has none (kept as a comment)")
         host.notes.append(f"{what} (mode {mode.name} without an IPv4 address) not imported")
         return None
-    if definition.forward_dev:
+    modelled = _settings(net, definition, mode)
+    if definition.forward_dev and "dev" not in modelled:
         host.unmodelled.append(f"{what}: <forward dev='{definition.forward_dev}'>")
         net.notes.append(f"not modelled: forward dev {definition.forward_dev}")
     for item in _unmodelled_xml(root, definition):
+        if item in modelled:
+            continue
         host.unmodelled.append(f"{what}: {item}")
         net.notes.append(f"not modelled: {item} (see its net-dumpxml; a bundle's definition leaves it out)")
     if mode.libvirt_bridge and entry.active and definition.bridge and networking is not None:
@@ -412,6 +415,44 @@ def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, 
     if not entry.persistent:
         net.notes.append("transient in libvirt (net-create): a bundle defines it persistently")
     return net
+
+
+def _settings(net: Entry, definition: NetworkDef, mode: Any) -> List[str]:
+    """mtu, forward dev, NAT ranges and bandwidth, where the profile can say them as libvirt does
+    (validate.py's and plugins/nat.py's rules); the XML items they account for, for _unmodelled_xml."""
+    done: List[str] = []
+    if not mode.libvirt_bridge:
+        return done
+    if definition.mtu is not None and 68 <= definition.mtu <= 65535:
+        net.set("mtu", definition.mtu)
+        done.append("<mtu>")
+    dev = definition.forward_dev
+    if dev and "dev" in mode.keys and valid_ifname(dev) and dev not in ("lo", definition.bridge):
+        net.set("dev", dev)
+        done.append("dev")
+    addresses, ports = definition.nat_addresses, definition.nat_ports
+    ipv4 = [ip.address.network for ip in definition.ips if ip.family == "ipv4"]
+    nat: List[Tuple[str, Any]] = []
+    if addresses and addresses[0].version == 4 and addresses[0] <= addresses[1] and \
+            not any(a in subnet for a in addresses for subnet in ipv4):
+        nat.append(("addresses", f"{addresses[0]}-{addresses[1]}"))
+    if ports and ports != _DEFAULT_NAT_PORTS and 1 <= ports[0] <= ports[1] <= 65535:
+        nat.append(("ports", f"{ports[0]}-{ports[1]}"))
+    if nat and "nat" in mode.keys:
+        net.set("nat", Flow(nat))
+        done.append("<forward><nat> settings")
+    rates = dict(definition.bandwidth or ())
+    flows = []
+    for direction, attrs in rates.items():
+        values = dict(attrs)
+        if set(values) - {"average", "peak", "burst"} or "average" not in values or \
+                not all(1 <= v <= 999999999 for v in values.values()) or values.get("peak", values["average"]) < values["average"]:
+            return done
+        flows.append((direction, Flow([(k, values[k]) for k in ("average", "peak", "burst") if k in values])))
+    if flows:
+        net.set("bandwidth", Flow(flows))
+        done.append("<bandwidth>")
+    return done
 
 
 def _dhcp(net: Entry, ip: Any, host: HostImport, what: str) -> None:
@@ -878,7 +919,8 @@ def scalar(value: Any) -> str:
 
 
 def _flow(items: List[Tuple[str, Any]]) -> str:
-    return "{" + ", ".join(f"{scalar(k)}: {scalar(v)}" for k, v in items) + "}"
+    return "{" + ", ".join(f"{scalar(k)}: {_flow(v.items) if isinstance(v, Flow) else scalar(v)}"
+                           for k, v in items) + "}"
 
 
 def _comment(text: str, indent: str) -> str:

@@ -55,6 +55,25 @@ class Dhcp(Located):
 
 
 @dataclass
+class Rate(Located):
+    average: Optional[int] = None  # kilobytes per second
+    peak: Optional[int] = None     # kilobytes per second
+    burst: Optional[int] = None    # kilobytes
+
+
+@dataclass
+class Bandwidth(Located):
+    inbound: Optional[Rate] = None
+    outbound: Optional[Rate] = None
+
+
+@dataclass
+class Nat(Located):
+    addresses: Optional[str] = None   # "START-END" or one address, as written (validation parses it)
+    ports: Optional[str] = None       # "START-END" or one port
+
+
+@dataclass
 class Network(Located):
     name: str = ""
     mode: str = ""
@@ -63,6 +82,10 @@ class Network(Located):
     delay: Optional[int] = None
     mac: Optional[str] = None      # pinned by the profile, else derived by the planner
     uuid: Optional[str] = None
+    mtu: Optional[int] = None
+    dev: Optional[str] = None      # <forward dev>
+    nat: Optional[Nat] = None
+    bandwidth: Optional[Bandwidth] = None
     ip: Optional[IPv4Interface] = None
     dhcp: Optional[Dhcp] = None
     ports: List[str] = field(default_factory=list)

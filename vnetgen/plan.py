@@ -35,6 +35,13 @@ class NetworkPlan:
     def name(self) -> str:
         return self.net.name
 
+    @property
+    def details(self) -> List[str]:
+        """Settings beyond the seed's that the profile sets (mtu, NAT ranges, …), in words for REVIEW.md."""
+        from .netfields import details
+
+        return details(self.net)
+
 
 @dataclass
 class HostPlan:

@@ -138,7 +138,19 @@ def _network(name: str, mark: Tuple[int, int], raw: LMap) -> m.Network:
     net = m.Network(mark=mark, marks=dict(raw.value_marks), name=name,
                     **_fields(raw, {"mode": "mode", "bridge": "bridge", "stp": "stp", "delay": "delay",
                                     "mac": "mac", "uuid": "uuid", "ip": "ip", "autostart": "autostart",
-                                    "state": "state"}))
+                                    "state": "state", "mtu": "mtu", "dev": "dev"}))
+    nat = raw.get("nat")
+    if isinstance(nat, LMap):
+        net.nat = m.Nat(mark=raw.at("nat"), marks=dict(nat.value_marks), **_fields(nat, {"addresses": "addresses",
+                                                                                          "ports": "ports"}))
+    bandwidth = raw.get("bandwidth")
+    if isinstance(bandwidth, LMap):
+        net.bandwidth = m.Bandwidth(mark=raw.at("bandwidth"), marks=dict(bandwidth.value_marks))
+        for direction in ("inbound", "outbound"):
+            rate = bandwidth.get(direction)
+            if isinstance(rate, LMap):
+                setattr(net.bandwidth, direction, m.Rate(mark=bandwidth.at(direction), marks=dict(rate.value_marks),
+                                                         **_fields(rate, {k: k for k in ("average", "peak", "burst")})))
     net.ports = list(raw.get("ports") or [])
     _item_marks(net, raw, "ports")
     dhcp = raw.get("dhcp")

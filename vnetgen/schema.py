@@ -67,7 +67,25 @@ BRIDGE = _obj({
                  "description": "the bridge exists already and vnetgen does not manage it"},
 }, description="a host bridge (not created by libvirt)")
 
+# libvirt's <bandwidth> rates: average and peak in kilobytes per second, burst in kilobytes; libvirt
+# needs average. Capped below 10^9 (8 Tbit/s): what the audit's parser reads back.
+_KB = {"type": "integer", "minimum": 1, "maximum": 999999999}
+RATE = _obj({"average": dict(_KB, description="kilobytes per second"),
+             "peak": dict(_KB, description="kilobytes per second"),
+             "burst": dict(_KB, description="kilobytes")}, required=("average",),
+            description="a traffic shaping rate (libvirt's <inbound>/<outbound>)")
+BANDWIDTH = _obj({"inbound": RATE, "outbound": RATE},
+                 description="libvirt's <bandwidth>: shaping of the whole network's traffic")
+NAT = _obj({
+    "addresses": _s(r"^[0-9.]+(-[0-9.]+)?$", "public IPv4 addresses NAT uses: START-END or one address", 31),
+    "ports": _s(r"^[0-9]+(-[0-9]+)?$", "source ports NAT uses: START-END (libvirt's default 1024-65535)", 11),
+}, description="libvirt's <nat>: the addresses and ports masquerade uses (mode nat only)")
+
 DHCP_HOST = _obj({"mac": MAC, "ip": IPV4, "name": NAME}, required=("ip",))
+
+# Network keys only some modes take: a mode lists the ones it does in `Mode.keys`.
+# libvirt refuses <forward dev> in mode open ("forward dev not allowed … with forward mode='open'").
+MODE_KEYS = ("nat", "dev")
 
 NETWORK = _obj({
     "mode": _s(NAME_PATTERN, "nat | route | isolated | bridge | open | a plugin's mode", 32),
@@ -76,6 +94,11 @@ NETWORK = _obj({
     "delay": DELAY,
     "mac": MAC,
     "uuid": UUID,
+    "mtu": {"type": "integer", "minimum": 68, "maximum": 65535,
+            "description": "MTU of the libvirt-created bridge (<mtu size>)"},
+    "dev": dict(IFNAME, description="the host interface guests' traffic leaves by (<forward dev>)"),
+    "nat": NAT,
+    "bandwidth": BANDWIDTH,
     "ip": IPV4_IFACE,
     "dhcp": _obj({"start": IPV4, "end": IPV4,
                   "hosts": {"type": "array", "items": DHCP_HOST}}, required=("start", "end")),

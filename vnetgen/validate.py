@@ -9,6 +9,7 @@ from . import model as m
 from .diagnostics import Mark, Report
 from .plugins import modes as plugin_modes
 from .plugins import targets as plugin_targets
+from .schema import MODE_KEYS
 
 
 def validate(profile: m.Profile, report: Report, pm: Any) -> None:
@@ -51,16 +52,56 @@ def _check_host(host: m.Host, known_modes: Dict[str, Any], report: Report) -> No
             continue
         _check_network_addresses(net, mode, report)
         if not mode.libvirt_bridge:
-            for key in ("stp", "delay", "mac", "ports"):
+            for key in ("stp", "delay", "mac", "ports", "mtu", "bandwidth"):
                 if key in net.marks:
                     report.error(net.at(key), f"network {net.name}: '{key}' does not apply to mode "
                                               f"{net.mode} (libvirt does not own that bridge)")
+        _check_mode_keys(net, mode, known_modes, report)
+        _check_forward_dev(host, net, mode, report)
+        _check_bandwidth(net, report)
     _check_host_bridges(host, report)
     _check_identities(host, report)
     _check_bridge_names(host, known_modes, report)
     _check_enslaved_once(host, report)
     _check_overlaps(host, known_modes, report)
     _check_vms(host, report)
+
+
+def _check_mode_keys(net: m.Network, mode: Any, known_modes: Dict[str, Any], report: Report) -> None:
+    for key in MODE_KEYS:
+        if key in net.marks and key not in mode.keys:
+            takers = sorted(name for name, other in known_modes.items() if key in other.keys)
+            report.error(net.at(key), f"network {net.name}: '{key}' does not apply to mode {net.mode} "
+                                      f"(only to mode {', '.join(takers) or 'none'})")
+
+
+def _check_forward_dev(host: m.Host, net: m.Network, mode: Any, report: Report) -> None:
+    """<forward dev>: the host interface a nat/route network's traffic leaves by."""
+    dev = net.dev
+    if dev is None:
+        return
+    who = f"network {net.name}"
+    if "dev" not in mode.keys:
+        return  # _check_mode_keys said so
+    if dev == LOOPBACK_IFNAME:
+        report.error(net.at("dev"), f"{who}: dev lo is the host's loopback interface")
+    elif dev == net.bridge:
+        report.error(net.at("dev"), f"{who}: dev {dev} is the network's own bridge; name the uplink")
+    elif dev in net.ports:
+        report.error(net.at("dev"), f"{who}: dev {dev} is a port of the network's own bridge")
+    else:
+        for bridge in host.bridges.values():
+            if dev in bridge.ports:
+                report.error(net.at("dev"), f"{who}: dev {dev} is a port of host bridge {bridge.name}; the "
+                                            f"traffic leaves by the bridge: use dev {bridge.name}")
+
+
+def _check_bandwidth(net: m.Network, report: Report) -> None:
+    for direction in ("inbound", "outbound"):
+        rate = getattr(net.bandwidth, direction, None) if net.bandwidth else None
+        if rate is not None and rate.peak is not None and rate.average is not None and rate.peak < rate.average:
+            report.error(rate.at("peak"), f"network {net.name}: bandwidth {direction} peak {rate.peak} is below "
+                                          f"its average {rate.average} (kB/s)")
 
 
 def _check_host_name(host: m.Host, report: Report) -> None:

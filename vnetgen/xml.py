@@ -5,6 +5,8 @@ import functools
 import os
 from typing import Any, Optional
 
+from .netfields import rates
+
 RNG_PATHS = ("/usr/share/libvirt/schemas/network.rng",)
 
 
@@ -17,14 +19,23 @@ def network_element(plan: Any) -> Any:
     etree.SubElement(root, "name").text = net.name
     etree.SubElement(root, "uuid").text = plan.uuid
     if mode.forward:
-        etree.SubElement(root, "forward", mode=mode.forward)
+        forward = etree.SubElement(root, "forward", mode=mode.forward)
+        if net.dev:
+            forward.set("dev", net.dev)
     if plan.bridge:
         bridge = etree.SubElement(root, "bridge", name=plan.bridge)
         if mode.libvirt_bridge:
             bridge.set("stp", "on" if plan.stp else "off")
             bridge.set("delay", str(plan.delay))
+    if net.mtu is not None:
+        etree.SubElement(root, "mtu", size=str(net.mtu))
     if plan.mac:
         etree.SubElement(root, "mac", address=plan.mac)
+    shaping = rates(net)
+    if shaping:
+        bandwidth = etree.SubElement(root, "bandwidth")
+        for direction, attrs in shaping.items():
+            etree.SubElement(bandwidth, direction, {k: str(v) for k, v in attrs.items()})
     if net.ip is not None:
         ip = etree.SubElement(root, "ip", address=str(net.ip.ip), netmask=str(net.ip.netmask))
         if net.dhcp is not None:

@@ -77,6 +77,10 @@ class NetworkDef:
     ips: Tuple[IpDef, ...] = ()
     connections: Optional[int] = None  # only in the live XML of an active network
     nat_ports: Optional[Tuple[int, int]] = None  # libvirt fills in 1024-65535 when it starts
+    nat_addresses: Optional[Tuple[IPAddress, IPAddress]] = None
+    mtu: Optional[int] = None
+    # <bandwidth>: ((direction, ((attribute, value), ...)), ...) in libvirt's order
+    bandwidth: Optional[Tuple[Tuple[str, Tuple[Tuple[str, int], ...]], ...]] = None
 
 
 # --- host bridges ---------------------------------------------------------------

@@ -75,6 +75,9 @@ def _network(root: Any, source: str) -> NetworkDef:
         ips=_ips(root, source),
         connections=_uint_attr(root, "connections", source),
         nat_ports=_nat_ports(forward, source),
+        nat_addresses=_nat_addresses(forward, source),
+        mtu=_uint_attr(_child(root, "mtu"), "size", source),
+        bandwidth=_bandwidth(_child(root, "bandwidth"), source),
     )
 
 
@@ -163,6 +166,31 @@ def _nat_ports(forward: Optional[Any], source: str) -> Optional[Tuple[int, int]]
     if start is None or end is None:
         raise FactError(source, _line(port), "<port> needs start= and end=")
     return (start, end)
+
+
+def _nat_addresses(forward: Optional[Any], source: str) -> Optional[Tuple[IPAddress, IPAddress]]:
+    address = _child(_child(forward, "nat"), "address")
+    if address is None:
+        return None
+    start = _address(address, "start", source)
+    if start is None:
+        raise FactError(source, _line(address), "<address> needs start=")
+    return (start, _address(address, "end", source) or start)
+
+
+_RATE_ATTRS = ("average", "peak", "burst", "floor")
+
+
+def _bandwidth(element: Optional[Any], source: str) -> Optional[Tuple[Tuple[str, Tuple[Tuple[str, int], ...]], ...]]:
+    if element is None:
+        return None
+    found = []
+    for direction in ("inbound", "outbound"):
+        rate = _child(element, direction)
+        if rate is not None:
+            found.append((direction, tuple((k, _uint_attr(rate, k, source)) for k in _RATE_ATTRS
+                                           if rate.get(k) is not None)))
+    return tuple(found) or None
 
 
 def _ips(root: Any, source: str) -> Tuple[IpDef, ...]:
