@@ -9,6 +9,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -52,7 +53,7 @@ ansible_python_interpreter={python}
 
 
 @pytest.fixture
-def fleet(lab, tmp_path):
+def fleet(lab, tmp_path, request):
     ansible_playbook = Path(sys.executable).parent / "ansible-playbook"  # pip installs ansible-core there
     if not ansible_playbook.exists():
         require_tool("ansible-playbook")
@@ -75,19 +76,23 @@ def fleet(lab, tmp_path):
         config.write_text(SSHD_CONFIG.format(address=address, keys=keys, host=name, uri=LIBVIRT_URI))
         host.run(["mkdir", "-p", "/run/sshd"])
         host.run([sshd, "-f", str(config)])
+        # sshd daemonizes before it listens, and writes its pid file once it does: wait for that state.
+        assert wait_until((keys / f"sshd-{name}.pid").exists, timeout=30, interval=0.05), f"{name}: no sshd"
         hosts[name] = host
     lab.link(hosts["caldera02"], "ens2", hosts["caldera03"], "ens2")  # the seed's trunk
     bundle = kit.build(kit.profile_path("two-hosts"), tmp_path / "bundle")
     inventory = tmp_path / "hosts.ini"
     inventory.write_text(INVENTORY.format(keys=keys, python=sys.executable, **MGMT))
     control = lab.router()
+    # ssh's master connections: this test's own (labs of tests beside it have hosts at the same
+    # addresses; ansible's ~/.ansible/cp would reach into them), in a short path (a socket's is limited).
+    control_dir = tempfile.mkdtemp(prefix="vcp-")
+    request.addfinalizer(lambda: shutil.rmtree(control_dir, ignore_errors=True))
 
     def playbook(name: str, *extra: str) -> subprocess.CompletedProcess:
         """ansible-playbook run on the control node (the router's namespace), as an administrator would."""
-        # The ssh master connections of this test's own (its lab's hosts share their addresses with
-        # the labs of tests running beside it: a ~/.ansible/cp socket would reach into another lab).
         env = {"ANSIBLE_HOME": str(tmp_path / "ansible-home"), "ANSIBLE_LOCAL_TEMP": str(tmp_path / "ansible-tmp"),
-               "ANSIBLE_SSH_CONTROL_PATH_DIR": str(tmp_path / "ansible-cp"),
+               "ANSIBLE_SSH_CONTROL_PATH_DIR": control_dir,
                "ANSIBLE_NOCOLOR": "1", "ANSIBLE_HOST_KEY_CHECKING": "False"}
         argv = [str(ansible_playbook), "-i", str(bundle / "ansible" / "inventory.ini"), "-i",
                 str(inventory), str(bundle / "ansible" / name), "-e", "vnetgen_no_vms=true", *extra]

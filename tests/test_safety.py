@@ -14,7 +14,7 @@ import pytest
 
 import labkit as kit
 from conftest import ROOT, require_tool
-from vnetgen.lab import LIBVIRT_URI, in_private_netns
+from vnetgen.lab import LIBVIRT_URI, in_private_netns, wait_until
 
 pytestmark = pytest.mark.lab
 
@@ -205,6 +205,8 @@ def sshd(lab, tmp_path):
                                text=True, env={"PATH": os.environ["PATH"] + ":/usr/sbin:/sbin"}).stdout.strip()
     host.run(["mkdir", "-p", "/run/sshd"])
     host.run([sshd_path, "-f", str(keys / "sshd_config")])
+    # sshd daemonizes before it listens, and writes its pid file once it does: wait for that state.
+    assert wait_until((keys / "sshd.pid").exists, timeout=30, interval=0.05), "sshd never listened"
 
     def ssh(command: str) -> subprocess.Popen:
         """`ssh -tt root@127.0.0.1 COMMAND` from inside the lab host (a terminal, as an administrator has)."""
