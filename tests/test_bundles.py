@@ -60,3 +60,50 @@ def test_profile_name_only_is_recorded(build_bundle):
     bundle = build_bundle(ROOT / "profiles" / "two-hosts.yaml")
     for artifact in bundle.files.values():
         assert str(ROOT) not in artifact.text
+
+
+def test_streamed_build_writes_what_the_in_memory_build_holds(pm, tmp_path):
+    """`vnetgen build` writes a Stream (each host's files as they are rendered, then REVIEW.md,
+    ansible/ and SHA256SUMS): the same files, bytes and modes as build()'s whole bundle, and the
+    stream keeps only REVIEW.md's part of each plan (no network XML, checks or runbook text)."""
+    from vnetgen.bundle import Stream, build, write
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(ROOT / "profiles" / "two-hosts.yaml"), pm)
+    whole = build(profile, pm, "two-hosts.yaml")
+    stream = Stream(profile, pm, "two-hosts.yaml")
+    written = write(stream, str(tmp_path / "out"))
+    assert sorted(written) == sorted(whole.files)
+    for path, artifact in whole.files.items():
+        on_disk = tmp_path / "out" / path
+        assert on_disk.read_bytes() == artifact.content(), path
+        assert on_disk.stat().st_mode & 0o777 == artifact.mode, path
+    assert stream.hosts == len(whole.plans) == 2
+    assert all(not p.checks and not p.helpers and all(not n.xml for n in p.networks.values())
+               for p in stream.plans)
+
+
+def test_a_stream_that_fails_midway_leaves_the_directory_as_it_was(pm, tmp_path):
+    """The second host's rendering fails after the first host's files were written to staging:
+    DIR keeps its old bundle, and no staging directory is left beside it."""
+    from vnetgen.bundle import Stream, write
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(ROOT / "profiles" / "two-hosts.yaml"), pm)
+    out = tmp_path / "out"
+    write(Stream(profile, pm, "two-hosts.yaml"), str(out))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    class Broken(Exception):
+        pass
+
+    def failing():
+        for artifact in Stream(profile, pm, "two-hosts.yaml"):
+            if artifact.path.startswith(list(profile.hosts)[1] + "/"):
+                raise Broken()
+            yield artifact
+
+    with pytest.raises(Broken):
+        write(failing(), str(out))
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+    assert sorted(os.listdir(tmp_path)) == ["out"]

@@ -7,7 +7,7 @@ import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .api import Artifact
 from .gcpause import paused_gc
@@ -28,41 +28,86 @@ class Bundle:
     files: Dict[str, Artifact]   # path relative to the bundle root → artifact
     plans: List[Any]
 
+    def __iter__(self) -> Iterator[Artifact]:
+        """Its artifacts, as write() and compare() take them (like a Stream)."""
+        return iter(self.files.values())
 
-@paused_gc()
+
 def build(profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] = None,
           archive: bool = False, against: Optional[Any] = None) -> Bundle:
-    """Plan and render every (selected) host; pure: touches no file. `against` (an older profile)
-    adds a Changes section to REVIEW.md and lets runbooks apply DHCP changes live."""
-    from .fleet import ansible_files, host_tars
-    from .plan import plan_profile
-    from .render import host_artifacts, one_line, render, sha256sums
-    from .review import run_waves
-    from .xml import rng_errors
+    """Plan and render every (selected) host, the whole bundle in memory with every host's full plan
+    (for callers that inspect it; `vnetgen build` streams it instead); pure: touches no file.
+    `against` (an older profile) adds a Changes section to REVIEW.md and lets runbooks apply DHCP
+    changes live; `archive` adds archives/."""
+    stream = Stream(profile, pm, profile_file, hosts, against, keep_plans=True)
+    return build_archived(stream) if archive else Bundle({a.path: a for a in stream}, stream.plans)
 
-    profile_file = one_line(profile_file)
 
-    previous = plan_profile(against, pm, hosts) if against is not None else None
-    plans = plan_profile(profile, pm, hosts, previous)
-    files: Dict[str, Artifact] = {}
-    for plan in plans:
-        for artifact in host_artifacts(plan, profile_file):
-            if artifact.path.endswith(".xml") and artifact.path.startswith("networks/"):
-                problem = rng_errors(artifact.text)
-                if problem:
-                    raise BundleError(f"{plan.name}/{artifact.path} is not valid against libvirt's "
-                                      f"network.rng: {problem}")
-            files[f"{plan.name}/{artifact.path}"] = Artifact(f"{plan.name}/{artifact.path}", artifact.text,
-                                                             artifact.mode)
-    waves = run_waves(profile, plans)   # the run order, for REVIEW.md and the inventory alike
-    review = render("REVIEW.md.j2", **review_context(profile, plans, profile_file, waves, against, previous))
-    files["REVIEW.md"] = Artifact("REVIEW.md", review)
-    files.update(ansible_files(waves, profile.rollout, profile_file))
-    files["SHA256SUMS"] = Artifact("SHA256SUMS", sha256sums(files))
-    files.update(host_tars(files, [p.name for p in plans]))   # they carry SHA256SUMS: not listed in it
-    if archive:
-        files.update(archives(files, [p.name for p in plans]))
-    return Bundle(files=files, plans=plans)
+def build_archived(stream: "Stream") -> Bundle:
+    """The whole bundle of `stream` in memory, with archives/ (which pack all of it)."""
+    files = {artifact.path: artifact for artifact in stream}
+    files.update(archives(files, [p.name for p in stream.plans]))
+    return Bundle(files=files, plans=stream.plans)
+
+
+class Stream:
+    """The bundle as a stream of artifacts, for write() and compare() to consume one at a time: each
+    host's files, then its ansible/bundles tar; after the last host REVIEW.md, ansible/ and
+    SHA256SUMS. Of a host whose files are out it keeps only their digests and what REVIEW.md says of
+    it (review.for_review), so a fleet's build no longer holds every host's text and plan. Pure: plans
+    and renders, touches no file. `hosts` counts the hosts planned so far; `plans` holds their full
+    plans with keep_plans (and the REVIEW.md data otherwise)."""
+
+    def __init__(self, profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] = None,
+                 against: Optional[Any] = None, keep_plans: bool = False) -> None:
+        from .render import one_line
+
+        self.profile, self.pm, self.only, self.against = profile, pm, hosts, against
+        self.profile_file = one_line(profile_file)
+        self.keep_plans = keep_plans or against is not None   # the Changes section diffs whole plans
+        self.plans: List[Any] = []
+        self.hosts = 0
+
+    def __iter__(self) -> Iterator[Artifact]:
+        with paused_gc():
+            yield from self._artifacts()
+
+    def _artifacts(self) -> Iterator[Artifact]:
+        from .fleet import ansible_files, host_tar
+        from .plan import plan_hosts, plan_profile
+        from .render import host_artifacts, render, sha256_line
+        from .review import for_review, run_waves
+        from .xml import rng_errors
+
+        profile, pm = self.profile, self.pm
+        previous = plan_profile(self.against, pm, self.only) if self.against is not None else None
+        sums: Dict[str, str] = {}   # path → its SHA256SUMS line; tars and archives carry it, so are not in it
+
+        def listed(artifact: Artifact) -> Artifact:
+            sums[artifact.path] = sha256_line(artifact.path, artifact.content())
+            return artifact
+
+        for plan in plan_hosts(profile, pm, self.only, previous):
+            members = []
+            for artifact in host_artifacts(plan, self.profile_file):
+                if artifact.path.endswith(".xml") and artifact.path.startswith("networks/"):
+                    problem = rng_errors(artifact.text)
+                    if problem:
+                        raise BundleError(f"{plan.name}/{artifact.path} is not valid against libvirt's "
+                                          f"network.rng: {problem}")
+                path = f"{plan.name}/{artifact.path}"
+                members.append((path, listed(Artifact(path, artifact.text, artifact.mode))))
+                yield members[-1][1]
+            yield host_tar(plan.name, members, "".join(sums[path] for path in sorted(p for p, _ in members)))
+            self.plans.append(plan if self.keep_plans else for_review(plan))
+            self.hosts += 1
+        plans = self.plans
+        waves = run_waves(profile, plans)   # the run order, for REVIEW.md and the inventory alike
+        yield listed(Artifact("REVIEW.md", render("REVIEW.md.j2", **review_context(
+            profile, plans, self.profile_file, waves, self.against, previous))))
+        for artifact in ansible_files(waves, profile.rollout, self.profile_file).values():
+            yield listed(artifact)
+        yield Artifact("SHA256SUMS", "".join(sums[path] for path in sorted(sums)))
 
 
 def archives(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifact]:
@@ -244,8 +289,10 @@ class _Lock:
         os.close(self.fd)  # releases the lock
 
 
-def write(bundle: Bundle, directory: str, force: bool = False) -> None:
-    """Write the bundle so that DIR is either untouched or complete: build aside, then swap.
+def write(bundle: Iterable[Artifact], directory: str, force: bool = False) -> List[str]:
+    """Write the bundle (a Bundle, or a Stream consumed as it is written) so that DIR is either
+    untouched or complete: build aside, then swap; an error while the stream is rendered leaves DIR
+    as it was too. Returns the paths written.
 
     Confined to DIR: nothing is written, replaced or deleted through a symbolic link, and DIR itself
     must not be one. Builds into one parent directory are serialized by a lock on that directory.
@@ -263,12 +310,12 @@ def write(bundle: Bundle, directory: str, force: bool = False) -> None:
         os.makedirs(parent, exist_ok=True)
         with _Lock(parent, LOCK_WAIT):
             clean_leftovers(parent)
-            _write_locked(bundle, directory, force)
+            return _write_locked(bundle, directory, force)
     except OSError as exc:
         raise BundleError(f"cannot write {directory}: {exc.strerror or exc}") from None
 
 
-def _write_locked(bundle: Bundle, directory: str, force: bool) -> None:
+def _write_locked(bundle: Iterable[Artifact], directory: str, force: bool) -> List[str]:
     if os.path.exists(directory) and not os.path.isdir(directory):
         raise BundleError(f"{directory} exists and is not a directory")
     foreign: List[str] = []
@@ -283,24 +330,28 @@ def _write_locked(bundle: Bundle, directory: str, force: bool) -> None:
             shown = ", ".join(foreign[:5]) + (" …" if len(foreign) > 5 else "")
             raise BundleError(f"{directory} holds files vnetgen did not write ({shown}); "
                               "choose another directory or pass --force")
-        if foreign:
-            _refuse_links(directory, sorted(bundle.files) + [MANIFEST])
     parent = os.path.dirname(directory)
     staging = tempfile.mkdtemp(prefix=f".vnetgen-{_me()}-", dir=parent)
+    written: List[str] = []
     try:
         made = {staging}
-        for path, artifact in sorted(bundle.files.items()):
+        for artifact in bundle:
+            path = artifact.path
+            written.append(path)
             target = os.path.join(staging, path)
             parent_dir = os.path.dirname(target)
             if parent_dir not in made:  # one mkdir per directory, not one per file
                 os.makedirs(parent_dir, exist_ok=True)
                 made.add(parent_dir)
             _write_file(target, artifact.content(), artifact.mode)
+        written.sort()
         with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as handle:
-            handle.write("".join(f"{p}\n" for p in sorted(bundle.files)))
+            handle.write("".join(f"{p}\n" for p in written))
         os.chmod(staging, 0o755)
         if foreign:
-            _merge(staging, directory, bundle, set(owned) - set(bundle.files))  # --force: keep foreign files
+            # Before anything moves into DIR (the staging directory is aside, DIR still untouched).
+            _refuse_links(directory, written + [MANIFEST])
+            _merge(staging, directory, written, set(owned) - set(written))  # --force: keep foreign files
         else:
             _swap(staging, directory)
     except OSError as exc:
@@ -309,6 +360,7 @@ def _write_locked(bundle: Bundle, directory: str, force: bool) -> None:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
+    return written
 
 
 def _write_file(path: str, data: bytes, mode: int) -> None:
@@ -380,7 +432,7 @@ def _open_dir(root: int, parts: List[str], create: bool) -> Optional[int]:
     return fd
 
 
-def _merge(staging: str, directory: str, bundle: Bundle, stale: set) -> None:
+def _merge(staging: str, directory: str, written: List[str], stale: set) -> None:
     """Move our files into a directory that also holds foreign ones; drop only our stale files.
 
     Every step goes through descriptors opened with O_NOFOLLOW, so a link planted in DIR (even after
@@ -390,7 +442,7 @@ def _merge(staging: str, directory: str, bundle: Bundle, stale: set) -> None:
 
     root = os.open(directory, _DIR_FLAGS)
     try:
-        for path in sorted(bundle.files) + [MANIFEST]:
+        for path in written + [MANIFEST]:
             parts = path.split("/")
             try:
                 parent = _open_dir(root, parts[:-1], create=True)
@@ -461,8 +513,9 @@ def how_it_differs(artifact: Artifact, path: str) -> str:
     return ", ".join(parts)
 
 
-def compare(bundle: Bundle, directory: str) -> Tuple[List[str], List[str], List[str]]:
-    """(differ, missing, extra) paths between the built bundle and `directory`.
+def compare(bundle: Iterable[Artifact], directory: str) -> Tuple[List[Tuple[str, str]], List[str], List[str], int]:
+    """(differ, missing, extra, count) between the built bundle (a Bundle or a Stream, consumed here)
+    and `directory`: differ holds (path, how_it_differs), count the bundle's files.
 
     Raises BundleError for a file that is not a regular file (a link, a FIFO, a device) or is too large.
     """
@@ -473,14 +526,15 @@ def compare(bundle: Bundle, directory: str) -> Tuple[List[str], List[str], List[
         existing = set(found) - {MANIFEST}
     else:
         existing = set()
-    differ, missing = [], []
-    for path, artifact in sorted(bundle.files.items()):
+    differ, missing, built = [], [], set()
+    for artifact in bundle:
+        path = artifact.path
+        built.add(path)
         full = os.path.join(directory, path)
         if path not in existing:
             missing.append(path)
             continue
         same = _read_back(full) == artifact.content()
         if not same or (os.lstat(full).st_mode & 0o777) != artifact.mode:
-            differ.append(path)
-    extra = sorted(existing - set(bundle.files))
-    return differ, missing, extra
+            differ.append((path, how_it_differs(artifact, full)))
+    return sorted(differ), sorted(missing), sorted(existing - built), len(built)

@@ -73,9 +73,7 @@ def build(profile: str = typer.Argument(..., metavar="PROFILE", help="The profil
                                                 help="The profile the hosts run now: REVIEW.md gets a Changes "
                                                      "section and runbooks apply DHCP changes live.")) -> None:
     """Compile PROFILE into a bundle: network XML, ifcfg, sysctl, runbook.sh, rollback.sh, capture.sh."""
-    from .bundle import BundleError, compare, how_it_differs
-    from .bundle import build as build_bundle
-    from .bundle import write
+    from .bundle import BundleError, Stream, build_archived, compare, write
 
     loaded, pm = _load(profile, writes=not check)
     old = _load(against)[0] if against else None
@@ -83,14 +81,15 @@ def build(profile: str = typer.Argument(..., metavar="PROFILE", help="The profil
     if unknown:
         typer.echo(f"{profile}: no host {', '.join(unknown)} (hosts: {', '.join(loaded.hosts)})", err=True)
         raise typer.Exit(EXIT_INVALID)
+    # Rendered as it is written or compared: a fleet's bundle is never held whole (--archive packs
+    # the whole bundle, so it builds it in memory first).
+    stream = Stream(loaded, pm, profile_file=_display_name(profile), hosts=host or None, against=old)
     try:
-        bundle = build_bundle(loaded, pm, profile_file=_display_name(profile), hosts=host or None,
-                              archive=archive, against=old)
+        bundle = build_archived(stream) if archive else stream
         if check:
-            differ, missing, extra = compare(bundle, output)
-            for path in differ:
-                typer.echo(f"differs: {path} (a rebuild writes "
-                           f"{how_it_differs(bundle.files[path], os.path.join(output, path))})")
+            differ, missing, extra, count = compare(bundle, output)
+            for path, how in differ:
+                typer.echo(f"differs: {path} (a rebuild writes {how})")
             for label, paths in (("missing", missing), ("extra", extra)):
                 for path in paths:
                     typer.echo(f"{label}: {path}")
@@ -98,13 +97,13 @@ def build(profile: str = typer.Argument(..., metavar="PROFILE", help="The profil
                 typer.echo(f"{output} is out of date: {len(differ)} differ, {len(missing)} missing, "
                            f"{len(extra)} extra; run vnetgen build {profile} -o {output}")
                 raise typer.Exit(EXIT_DIFFERS)
-            typer.echo(f"{output} is up to date ({len(bundle.files)} files)")
+            typer.echo(f"{output} is up to date ({count} files)")
             return
-        write(bundle, output, force=force)
+        written = write(bundle, output, force=force)
     except BundleError as exc:
         typer.echo(f"vnetgen: {exc}", err=True)
         raise typer.Exit(EXIT_INVALID)
-    typer.echo(f"wrote {len(bundle.files)} files for {len(bundle.plans)} host(s) to {output}")
+    typer.echo(f"wrote {len(written)} files for {stream.hosts} host(s) to {output}")
 
 
 def _display_name(path: str) -> str:

@@ -100,12 +100,15 @@ def host_tars(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifac
         top = line.split("  ", 1)[1].split("/", 1)[0]
         if top in sums:
             sums[top].append(line)
-    out: Dict[str, Artifact] = {}
-    for host, members in by_host.items():
-        path = f"{BUNDLES}/{host}.tar"
-        out[path] = HostTar(path, "", top=f"vnetgen-{host}", members=tuple(members),
-                            sums="".join(sums[host]), sums_mode=files["SHA256SUMS"].mode)
-    return out
+    return {f"{BUNDLES}/{host}.tar": host_tar(host, members, "".join(sums[host]), files["SHA256SUMS"].mode)
+            for host, members in by_host.items()}
+
+
+def host_tar(host: str, members: List[Tuple[str, Artifact]], sums: str, sums_mode: int = 0o644) -> "HostTar":
+    """ansible/bundles/HOST.tar of one host: `members` (its files, paths from the bundle's root) and
+    `sums`, its lines of the bundle's SHA256SUMS."""
+    path = f"{BUNDLES}/{host}.tar"
+    return HostTar(path, "", top=f"vnetgen-{host}", members=tuple(members), sums=sums, sums_mode=sums_mode)
 
 
 @dataclass(frozen=True)

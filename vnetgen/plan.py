@@ -4,7 +4,7 @@ from __future__ import annotations
 import hashlib
 import uuid as uuidlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 from . import model as m
 from .api import Artifact, CaptureFile, Check, Mode, Step, Sysctl, Target
@@ -161,6 +161,13 @@ def plan_profile(profile: m.Profile, pm: Any, only: Optional[List[str]] = None,
                  previous: Optional[List[HostPlan]] = None, runbook: bool = True) -> List[HostPlan]:
     """Plans of every (selected) host; `previous` (plans of an older profile) lets steps apply
     changes live where libvirt allows it; `runbook=False`: an audit's plans (see plan_host)."""
+    return list(plan_hosts(profile, pm, only, previous, runbook))
+
+
+def plan_hosts(profile: m.Profile, pm: Any, only: Optional[List[str]] = None,
+               previous: Optional[List[HostPlan]] = None, runbook: bool = True) -> Iterator[HostPlan]:
+    """plan_profile one host at a time, so a caller that is done with a plan can let it go."""
     before = {p.name: p for p in previous or ()}
-    return [plan_host(profile, host, pm, before.get(name), runbook) for name, host in profile.hosts.items()
-            if not only or name in only]
+    for name, host in profile.hosts.items():
+        if not only or name in only:
+            yield plan_host(profile, host, pm, before.get(name), runbook)

@@ -100,5 +100,9 @@ def capture_context(plan: Any) -> Dict[str, Any]:
 
 def sha256sums(files: Dict[str, Artifact]) -> str:
     """`sha256sum` format ("HASH  PATH"), sorted by path, so `sha256sum -c` can check the bundle."""
-    lines = [f"{hashlib.sha256(a.content()).hexdigest()}  {path}\n" for path, a in sorted(files.items())]
-    return "".join(lines)
+    return "".join(sha256_line(path, a.content()) for path, a in sorted(files.items()))
+
+
+def sha256_line(path: str, data: bytes) -> str:
+    """One line of SHA256SUMS."""
+    return f"{hashlib.sha256(data).hexdigest()}  {path}\n"

@@ -107,3 +107,18 @@ def host_paths(plan: Any) -> Dict[str, List[str]]:
                         "libvirt cannot apply live")
     return {"installs": list(dict.fromkeys(installs)), "removes": list(dict.fromkeys(removes)),
             "restarts": list(dict.fromkeys(restarts))}
+
+
+def for_review(plan: Any) -> Any:
+    """The part of a host's plan REVIEW.md reads (run order, diagram, host section, host paths),
+    without the runbook's text (network XML, checks, commands, helpers, host files): what a build
+    keeps of each host once its files are written."""
+    from dataclasses import replace
+
+    from .api import Action
+
+    return replace(plan, checks=[], artifacts=[], plugin_captures=[], helpers="", previous=None,
+                   networks={name: replace(net, xml="") for name, net in plan.networks.items()},
+                   steps=[replace(step, undo=(), actions=tuple(Action(installs=a.installs, removes=a.removes)
+                                                              for a in step.actions))
+                          for step in plan.steps])
