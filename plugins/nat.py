@@ -6,7 +6,7 @@ from ipaddress import IPv4Address
 from vnetgen.api import Mode, hookimpl, network_element, span
 
 MODE = Mode(name="nat", description="guests share the host's address through NAT (masquerade)",
-            forward="nat", ip="required", forwards_ipv4=True, keys=("nat", "dev"))
+            forward="nat", ip="required", forwards_ipv4=True, keys=("nat", "dev", "forwards"))
 
 
 @hookimpl

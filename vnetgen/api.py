@@ -30,7 +30,7 @@ PREFLIGHT, SYSCTL, HOST_BRIDGES, BACKUP, NETWORKS, PORTS, VMS, VERIFY = 10, 20, 
 __all__ = [
     "BACKUP", "HOST_BRIDGES", "NETWORKS", "PORTS", "PREFLIGHT", "SYSCTL", "VERIFY", "VMS",
     "Action", "Artifact", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader",
-    "Check", "CheckKind", "FactError", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
+    "Check", "CheckKind", "FactError", "HookCase", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
     "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "excerpt",
     "here", "hookimpl", "install_file", "is_ifname", "network_element", "numbered_lines", "q", "restore_file",
     "show", "span", "under_root", "virt_install",
@@ -84,6 +84,21 @@ class Step:
     undo: Tuple[Action, ...] = field(default_factory=tuple)   # for rollback.sh, run in reverse
     skip_flag: str = ""   # a runbook option variable (e.g. NO_VMS) that skips the whole step when 1
     restarts: Tuple[str, ...] = ()   # what this step may restart (a network, a connection), for REVIEW.md
+
+
+@dataclass(frozen=True)
+class HookCase:
+    """Lines the bundle's libvirt network hook (hooks/network) runs for one network on one operation.
+
+    `operation` is libvirt's ("started", "stopped", "reconnect", …) or the plugin's own, named
+    "vnetgen-…": the runbook and rollback.sh call the bundle's hook with it; the hook then exits with
+    the lines' status and never runs the host's chained hook. `lines` are literal bash (every profile
+    word quoted with `cmd`); `functions` the generic bash they call (no profile value in it)."""
+
+    operation: str
+    network: str
+    lines: Tuple[str, ...]
+    functions: str = ""
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import pluggy
 if TYPE_CHECKING:
     from lxml.etree import _Element
 
-    from .api import Artifact, CaptureFile, Check, CheckKind, Mode, Step, Sysctl, Target
+    from .api import Artifact, CaptureFile, Check, CheckKind, HookCase, Mode, Step, Sysctl, Target
     from .diagnostics import Report
     from .model import Host, Network
     from .plan import HostPlan, NetworkPlan
@@ -101,3 +101,10 @@ def vnetgen_capture_files(host: "Host", plan: "HostPlan") -> List["CaptureFile"]
 def vnetgen_shell_helpers(host: "Host", plan: "HostPlan") -> str:
     """Return bash functions the runbook's and rollback's checks of this plugin call (generic: no
     profile value in them; every call site writes its arguments literally)."""
+
+
+@hookspec
+def vnetgen_network_hook(host: "Host", plan: "HostPlan") -> List["HookCase"]:
+    """Return what the bundle's libvirt network hook (hooks/network) runs for the networks of `host`
+    (called once per host, before its steps are made). Any case makes the bundle carry the hook and the
+    runbook install it (chaining the host's own); every plugin's cases are kept, in call order."""

@@ -74,6 +74,13 @@ class Nat(Located):
 
 
 @dataclass
+class Forward(Located):
+    proto: str = "tcp"
+    port: int = 0
+    to: str = ""   # "ADDRESS:PORT" as written (validation parses it)
+
+
+@dataclass
 class Network(Located):
     name: str = ""
     mode: str = ""
@@ -86,6 +93,7 @@ class Network(Located):
     dev: Optional[str] = None      # <forward dev>
     nat: Optional[Nat] = None
     bandwidth: Optional[Bandwidth] = None
+    forwards: List[Forward] = field(default_factory=list)
     ip: Optional[IPv4Interface] = None
     dhcp: Optional[Dhcp] = None
     ports: List[str] = field(default_factory=list)

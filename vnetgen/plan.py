@@ -55,6 +55,7 @@ class HostPlan:
     steps: List[Step] = field(default_factory=list)
     artifacts: List[Artifact] = field(default_factory=list)
     plugin_captures: List[CaptureFile] = field(default_factory=list)   # plugins' files of the capture layout
+    hook_cases: List[Any] = field(default_factory=list)   # plugins' parts of hooks/network (api.HookCase)
     helpers: str = ""                                  # bash functions of the target and plugins
     previous: Optional["HostPlan"] = None   # the plan of `build --against OLD`, when given
 
@@ -150,6 +151,8 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
     plan.artifacts.extend(plan.target.host_files(plan))
     for result in pm.hook.vnetgen_host_artifacts(host=host, plan=plan):
         plan.artifacts.extend(result)
+    for cases in pm.hook.vnetgen_network_hook(host=host, plan=plan):
+        plan.hook_cases.extend(cases)
     steps = list(core_steps(plan, pm)) + list(plan.target.host_steps(plan))
     for result in pm.hook.vnetgen_steps(host=host, plan=plan):
         steps.extend(result)

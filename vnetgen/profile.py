@@ -151,6 +151,12 @@ def _network(name: str, mark: Tuple[int, int], raw: LMap) -> m.Network:
             if isinstance(rate, LMap):
                 setattr(net.bandwidth, direction, m.Rate(mark=bandwidth.at(direction), marks=dict(rate.value_marks),
                                                          **_fields(rate, {k: k for k in ("average", "peak", "burst")})))
+    forwards = raw.get("forwards")
+    if isinstance(forwards, LList):
+        for index, item in enumerate(forwards):
+            if isinstance(item, LMap):
+                net.forwards.append(m.Forward(mark=forwards.item_marks[index], marks=dict(item.value_marks),
+                                              **_fields(item, {"proto": "proto", "port": "port", "to": "to"})))
     net.ports = list(raw.get("ports") or [])
     _item_marks(net, raw, "ports")
     dhcp = raw.get("dhcp")

@@ -47,6 +47,18 @@ def one_line(text: str) -> str:
     return re.sub(r"[\x00-\x1f\x7f]", "?", text)
 
 
+def hook_context(cases: List[Any]) -> Dict[str, Any]:
+    """Plugins' hook cases grouped for hook.sh.j2: operation → network → lines, in the order given;
+    each distinct block of functions once."""
+    operations: Dict[str, Dict[str, List[str]]] = {}
+    functions: List[str] = []
+    for case in cases:
+        operations.setdefault(case.operation, {}).setdefault(case.network, []).extend(case.lines)
+        if case.functions and case.functions not in functions:
+            functions.append(case.functions)
+    return dict(operations=operations, functions=functions)
+
+
 def render(template: str, **context: Any) -> str:
     return environment().get_template(template).render(**context)
 
@@ -59,8 +71,9 @@ def host_artifacts(plan: Any, profile_file: str) -> List[Artifact]:
     if plan.sysctl:
         files.append(Artifact("sysctl.d/90-vnetgen.conf", render("sysctl.conf.j2", host=host, settings=plan.sysctl)))
     trunks = [n for n in plan.networks.values() if n.net.ports and n.mode.libvirt_bridge and n.net.state != "absent"]
-    if trunks:
-        files.append(Artifact("hooks/network", render("hook.sh.j2", host=host, networks=trunks), 0o755))
+    if trunks or plan.hook_cases:
+        files.append(Artifact("hooks/network", render("hook.sh.j2", host=host, networks=trunks,
+                                                      **hook_context(plan.hook_cases)), 0o755))
     files.extend(plan.artifacts)
     helpers = plan.helpers
     # The runbook checks each of these against SHA256SUMS, itself and the two scripts after it included.

@@ -81,11 +81,18 @@ NAT = _obj({
     "ports": _s(r"^[0-9]+(-[0-9]+)?$", "source ports NAT uses: START-END (libvirt's default 1024-65535)", 11),
 }, description="libvirt's <nat>: the addresses and ports masquerade uses (mode nat only)")
 
+# A port forward into a NAT guest (IPv4 now; "to" keeps room for "[IPv6]:port").
+FORWARD = _obj({
+    "proto": {"type": "string", "enum": ["tcp", "udp"], "description": "tcp | udp"},
+    "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "the host's port"},
+    "to": _s(r"^[0-9.]+:[0-9]+$", "the guest's ADDRESS:PORT, inside the network's subnet", 21),
+}, required=("proto", "port", "to"), description="a port of the host forwarded to a guest (mode nat only)")
+
 DHCP_HOST = _obj({"mac": MAC, "ip": IPV4, "name": NAME}, required=("ip",))
 
 # Network keys only some modes take: a mode lists the ones it does in `Mode.keys`.
 # libvirt refuses <forward dev> in mode open ("forward dev not allowed … with forward mode='open'").
-MODE_KEYS = ("nat", "dev")
+MODE_KEYS = ("nat", "dev", "forwards")
 
 NETWORK = _obj({
     "mode": _s(NAME_PATTERN, "nat | route | isolated | bridge | open | a plugin's mode", 32),
@@ -99,6 +106,8 @@ NETWORK = _obj({
     "dev": dict(IFNAME, description="the host interface guests' traffic leaves by (<forward dev>)"),
     "nat": NAT,
     "bandwidth": BANDWIDTH,
+    "forwards": {"type": "array", "items": FORWARD,
+                 "description": "ports of the host forwarded to guests (DNAT by the network hook)"},
     "ip": IPV4_IFACE,
     "dhcp": _obj({"start": IPV4, "end": IPV4,
                   "hosts": {"type": "array", "items": DHCP_HOST}}, required=("start", "end")),

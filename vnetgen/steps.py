@@ -198,7 +198,7 @@ def _live_dhcp_actions(old: Any, new: Any) -> List[Action]:
 def _ports(plan: Any) -> Iterable[Step]:
     with_ports = [n for n in plan.networks.values() if n.net.ports and n.mode.libvirt_bridge
                   and n.net.state != "absent"]
-    if not with_ports:
+    if not with_ports and not plan.hook_cases:
         return
     actions: List[Action] = []
     undo: List[Action] = []
@@ -222,6 +222,12 @@ def _ports(plan: Any) -> Iterable[Step]:
     undo.append(restore_file(HOOK_PATH))
     undo.append(Action(commands=(cmd("rm", "-f", under_root(chained)), cmd("forget", "hook-chained")),
                        check="! " + cmd("created", "hook-chained")))
+    if not with_ports:
+        yield Step((PORTS, 0), "the network hook",
+                   "install the libvirt network hook that applies what the plugins ask of it whenever libvirt "
+                   "starts or stops a network (libvirtd reads a new hook file when it restarts)",
+                   tuple(actions), tuple(undo))
+        return
     yield Step((PORTS, 0), "bridge ports and the network hook",
                "add the trunk NICs to libvirt's bridges now, and install a libvirt network hook that re-adds "
                "them whenever libvirt (re)starts the network (libvirtd reads a new hook file when it restarts)",

@@ -1,0 +1,319 @@
+"""Port forwards into NAT guests (`forwards: [{proto: tcp, port: 2222, to: 192.168.122.91:22}]`):
+DNAT rules the bundle's libvirt network hook adds when libvirt starts the network and removes when
+it stops it, in the firewall libvirt itself uses (iptables, or its nftables backend of libvirt 10.4+).
+
+How the hook finds the backend: it looks at what libvirt did, not at its configuration — libvirt's
+nftables backend keeps its rules in the table `ip libvirt_network`; when that table exists the hook
+writes nftables rules, else iptables ones (which, with iptables-nft, land in nftables' `ip nat` and
+`ip filter` tables, where libvirt's iptables backend has its own). A hook must not call virsh (libvirtd
+waits for the hook), so the firewall plugin's `virsh version` test is not available there. Removal
+looks in both. IPv4 only for now: the rule spellings are per family (`ip`/`ip6`, iptables/ip6tables)
+in one place below, so IPv6 forwards add a family, not a design.
+
+iptables (libvirt's wiki, "Forwarding Incoming Connections"): DNAT in nat PREROUTING and OUTPUT (the
+host itself), for the host's own addresses only (`addrtype LOCAL`, so guests' traffic to other
+hosts' port is untouched), and an ACCEPT of the DNATed connection inserted first in FORWARD, before
+the jumps to libvirt's reject rules. nftables: libvirt's own table rejects in its `guest_input` chain
+whatever is not an answer, and a reject in one table is final whatever another table accepts: so the
+DNAT goes in vnetgen's own table `ip vnetgen_forwards`, and the ACCEPT of DNATed connections (`ct
+status dnat`) is inserted into libvirt's `guest_input` chain (libvirt rebuilds that table when it
+restarts: the hook's `reconnect` puts it back). Every rule carries the comment
+"vnetgen forward NETWORK PROTO/PORT", which finds it again.
+"""
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address
+from typing import Dict, List, Optional, Tuple
+
+from vnetgen.api import PORTS, Action, CaptureFile, Check, CheckKind, HookCase, Step, cmd, here, hookimpl
+
+IPTABLES_NAT = "iptables-nat.txt"
+NFT_RULESET = "nft-ruleset.txt"
+HOOK = "hooks/network"
+MODES = ("nat",)   # where libvirt masquerades: the guests' addresses are private to the host
+
+CAPTURES = [
+    CaptureFile(IPTABLES_NAT, ("iptables", "-w", "-t", "nat", "-S"), "the iptables nat table (port forwards "
+                "of the iptables backend)", required=False, since=5, owner="forwards"),
+    CaptureFile(NFT_RULESET, ("nft", "list", "ruleset"), "the nftables ruleset (port forwards of libvirt's "
+                "nftables backend)", required=False, since=5, owner="forwards"),
+]
+
+FUNCTIONS = r"""
+forward_backend() {  # forward_backend: nftables when libvirt's nftables backend has its table, else iptables
+  if command -v nft >/dev/null 2>&1 && nft list table ip libvirt_network >/dev/null 2>&1; then
+    echo nftables
+  else
+    echo iptables
+  fi
+}
+
+forward_rule() {  # forward_rule add|del|check TABLE CHAIN RULE...: one iptables rule, idempotently
+  local act=$1 table=$2 chain=$3
+  shift 3
+  case "$act" in
+    add) iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null || iptables -w -t "$table" -I "$chain" 1 "$@" ;;
+    del) while iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null; do iptables -w -t "$table" -D "$chain" "$@"; done ;;
+    *) iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null ;;
+  esac
+}
+
+forward_iptables() {  # forward_iptables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
+  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward $2 $4/$5" chain
+  for chain in PREROUTING OUTPUT; do
+    forward_rule "$act" nat "$chain" -p "$proto" -m addrtype --dst-type LOCAL -m "$proto" --dport "$port" \
+      -m comment --comment "$tag" -j DNAT --to-destination "$addr:$to" || return 1
+  done
+  forward_rule "$act" filter FORWARD -o "$bridge" -d "$addr/32" -p "$proto" -m "$proto" --dport "$to" \
+    -m conntrack --ctstate DNAT -m comment --comment "$tag" -j ACCEPT
+}
+
+forward_nft_has() {  # forward_nft_has TABLE CHAIN TAG: a rule of `ip TABLE` CHAIN has the comment TAG
+  local rules
+  rules=$(nft list chain ip "$1" "$2" 2>/dev/null) || return 1
+  grep -qF "comment \"$3\"" <<<"$rules"
+}
+
+forward_nft_del() {  # forward_nft_del TABLE CHAIN TAG: delete the rules of `ip TABLE` CHAIN commented TAG
+  local handle
+  for handle in $(nft -a list chain ip "$1" "$2" 2>/dev/null | grep -F "comment \"$3\"" \
+      | sed -n 's/.* # handle \([0-9][0-9]*\)$/\1/p'); do
+    nft delete rule ip "$1" "$2" handle "$handle"
+  done
+}
+
+forward_nftables() {  # forward_nftables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
+  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward $2 $4/$5" chain
+  case "$act" in
+    add)
+      nft add table ip vnetgen_forwards
+      nft add chain ip vnetgen_forwards prerouting '{ type nat hook prerouting priority -100; policy accept; }'
+      nft add chain ip vnetgen_forwards output '{ type nat hook output priority -100; policy accept; }'
+      for chain in prerouting output; do
+        forward_nft_has vnetgen_forwards "$chain" "$tag" || nft add rule ip vnetgen_forwards "$chain" \
+          fib daddr type local "$proto" dport "$port" counter dnat to "$addr:$to" comment "\"$tag\""
+      done
+      forward_nft_has libvirt_network guest_input "$tag" || nft insert rule ip libvirt_network guest_input \
+        oif "$bridge" ip daddr "$addr" "$proto" dport "$to" ct status dnat counter accept comment "\"$tag\""
+      ;;
+    del)
+      for chain in prerouting output; do forward_nft_del vnetgen_forwards "$chain" "$tag"; done
+      forward_nft_del libvirt_network guest_input "$tag"
+      ;;
+    *)
+      forward_nft_has vnetgen_forwards prerouting "$tag" && forward_nft_has vnetgen_forwards output "$tag" \
+        && forward_nft_has libvirt_network guest_input "$tag"
+      ;;
+  esac
+}
+
+forward_gone() {  # forward_gone NETWORK PROTO PORT: no rule of either firewall carries the forward's comment
+  local tag="vnetgen forward $1 $2/$3" rules=""
+  # read first, grep after: `grep -q` leaving a pipe early fails the writer, and pipefail the test
+  if command -v iptables >/dev/null 2>&1; then rules=$(iptables -w -t nat -S 2>/dev/null; iptables -w -S FORWARD 2>/dev/null) || :; fi
+  if command -v nft >/dev/null 2>&1; then rules+=$'\n'$(nft list ruleset 2>/dev/null) || :; fi
+  ! grep -qF "comment \"$tag\"" <<<"$rules"
+}
+
+vnetgen_forward() {  # vnetgen_forward add|del|check|gone NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT: one port forward
+  if [ "$1" = gone ]; then
+    forward_gone "$2" "$4" "$5"
+  elif [ "$1" = del ]; then
+    if command -v iptables >/dev/null 2>&1; then forward_iptables "$@"; fi
+    if command -v nft >/dev/null 2>&1; then forward_nftables "$@"; fi
+  elif [ "$(forward_backend)" = nftables ]; then
+    forward_nftables "$@"
+  else
+    forward_iptables "$@"
+  fi
+}
+"""
+
+
+def parse_to(text: str) -> Tuple[IPv4Address, int]:
+    """"ADDRESS:PORT" → (address, port); ValueError when either is unreadable or the port is out of range."""
+    address, sep, port = str(text).rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(text)
+    return IPv4Address(address), int(port)
+
+
+def _forwards(plan) -> List[Tuple[object, List[Tuple[str, int, str, int]]]]:
+    """(network plan, [(proto, port, address, to-port)]) of the host's nat networks with forwards."""
+    found = []
+    for net in plan.networks.values():
+        if net.mode.name in MODES and net.net.forwards and net.net.state != "absent" and net.bridge:
+            items = []
+            for fwd in net.net.forwards:
+                address, to = parse_to(fwd.to)
+                items.append((fwd.proto, int(fwd.port), str(address), to))
+            found.append((net, items))
+    return found
+
+
+def describe(proto: str, port: int, address: str, to: int) -> str:
+    return f"{proto} {port} -> {address}:{to}"
+
+
+# --- validation ------------------------------------------------------------------------------
+
+@hookimpl
+def vnetgen_validate_network(host, network, report):
+    if network.mode not in MODES:
+        return   # the core's Mode.keys check says 'forwards' is not for this mode
+    for index, fwd in enumerate(network.forwards):
+        who = f"network {network.name}: forward {fwd.proto} {fwd.port}"
+        try:
+            address, _ = parse_to(fwd.to)
+        except ValueError:
+            report.error(fwd.at("to"), f"{who}: to {fwd.to!r} is not ADDRESS:PORT (an IPv4 address, a port 1-65535)")
+            continue
+        subnet = network.ip.network if network.ip is not None else None
+        if subnet is None or address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+            report.error(fwd.at("to"), f"{who}: {address} is not a guest address of the network's subnet "
+                                       f"{subnet if subnet is not None else '(none: the network has no ip)'}")
+        elif network.ip is not None and address == network.ip.ip:
+            report.error(fwd.at("to"), f"{who}: {address} is the host's own address on the network, not a guest's")
+
+
+@hookimpl
+def vnetgen_validate_host(host, report):
+    """A host port is forwarded once, whatever the network: two DNATs of one port race each other."""
+    seen: Dict[Tuple[str, int], str] = {}
+    for net in host.networks.values():
+        if net.mode not in MODES:
+            continue
+        for fwd in net.forwards:
+            key = (fwd.proto, fwd.port)
+            if key in seen:
+                report.error(fwd.at("port"), f"network {net.name}: {fwd.proto} port {fwd.port} of host {host.name} "
+                                             f"is forwarded twice (also by network {seen[key]})")
+            else:
+                seen[key] = net.name
+
+
+# --- the hook, the runbook, rollback -----------------------------------------------------------
+
+def _calls(act: str, net, items) -> Tuple[str, ...]:
+    return tuple(cmd("vnetgen_forward", act, net.name, net.bridge, proto, str(port), address, str(to))
+                 for proto, port, address, to in items)
+
+
+@hookimpl
+def vnetgen_network_hook(host, plan) -> List[HookCase]:
+    cases: List[HookCase] = []
+    for net, items in _forwards(plan):
+        add, delete = _calls("add", net, items), _calls("del", net, items)
+        check = tuple(line + " || exit 1" for line in _calls("check", net, items))
+        gone = tuple(line + " || exit 1" for line in _calls("gone", net, items))
+        for operation, lines in (("started", add), ("reconnect", add), ("stopped", delete),
+                                 ("vnetgen-forwards-add", add), ("vnetgen-forwards-del", delete),
+                                 ("vnetgen-forwards-check", check), ("vnetgen-forwards-gone", gone)):
+            cases.append(HookCase(operation, net.name, lines, FUNCTIONS))
+    return cases
+
+
+def _hook(net_name: str, operation: str) -> str:
+    return cmd(here(HOOK), net_name, operation)
+
+
+@hookimpl
+def vnetgen_steps(host, plan) -> List[Step]:
+    steps = []
+    for net, items in _forwards(plan):
+        running = cmd("net_info_is", net.name, "Active", "yes")
+        listed = "; ".join(describe(*item) for item in items)
+        steps.append(Step(
+            (PORTS, 10, net.name), f"port forwards of network {net.name}",
+            f"{listed}: DNAT rules in the firewall libvirt uses, added now when the network runs (no restart), "
+            f"and by the network hook whenever libvirt starts it (from libvirtd's next start on: it reads a new "
+            f"hook file then), removed when it stops",
+            (Action(commands=(_hook(net.name, "vnetgen-forwards-add"),),
+                    check=f"! {running} || {_hook(net.name, 'vnetgen-forwards-check')} >/dev/null 2>&1",
+                    done=f"the port forwards of {net.name} are in place (or it is not running)"),),
+            (Action(commands=(_hook(net.name, "vnetgen-forwards-del"),),
+                    check=f"{_hook(net.name, 'vnetgen-forwards-gone')} >/dev/null 2>&1",
+                    done=f"no port forward of {net.name} is left"),)))
+    return steps
+
+
+# --- the audit ---------------------------------------------------------------------------------
+
+@hookimpl
+def vnetgen_capture_files(host, plan) -> List[CaptureFile]:
+    return list(CAPTURES) if plan is None or _any_forwards(plan) else []
+
+
+def _any_forwards(plan) -> bool:
+    try:
+        return any(net.net.forwards for net in plan.networks.values())
+    except AttributeError:   # docgen's stand-in plan: list every file the plugin may add
+        return True
+
+
+@hookimpl
+def vnetgen_checks(host, plan) -> List[Check]:
+    checks = []
+    for net, items in _forwards(plan):
+        if net.net.state != "active":
+            continue
+        for item in items:
+            proto, port, address, to = item
+            checks.append(Check(
+                "port-forward", f"network/{net.name}", describe(*item),
+                test=f"{_hook(net.name, 'vnetgen-forwards-check')} >/dev/null 2>&1",
+                fix=cmd("/etc/libvirt/hooks/network", net.name, "vnetgen-forwards-add"),
+                network=net.name, words=f"{proto} port {port} of the host is forwarded to {address}:{to}",
+                params=(("proto", proto), ("port", port), ("address", address), ("to", to))))
+    return checks
+
+
+def forwarded(text: str, source: str, proto: str, port: int, address: str, to: int) -> bool:
+    """Whether a capture (`iptables -t nat -S` or `nft list ruleset`) holds a DNAT of the host's
+    PROTO PORT to ADDRESS:TO in a prerouting chain (whoever wrote it: the meaning counts)."""
+    target = f"{address}:{to}"
+    if source == IPTABLES_NAT:
+        for line in text.splitlines():
+            words = line.split()
+            if words[:2] == ["-A", "PREROUTING"] and "DNAT" in words and _after(words, "-p") == proto \
+                    and _after(words, "--dport") == str(port) and _after(words, "--to-destination") == target:
+                return True
+        return False
+    chain = ""
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("chain "):
+            chain = ""
+        if re.search(r"\bhook prerouting\b", stripped):
+            chain = "prerouting"
+        if chain and re.search(rf"\b{proto} dport {port}\b", stripped) and re.search(
+                rf"\bdnat (ip )?to {re.escape(target)}(\s|$)", stripped):
+            return True
+    return False
+
+
+def _after(words: List[str], flag: str) -> Optional[str]:
+    return words[words.index(flag) + 1] if flag in words and words.index(flag) + 1 < len(words) else None
+
+
+class PortForward(CheckKind):
+    name = "port-forward"
+    summary = "a port forward of the profile is in the firewall (iptables nat PREROUTING, or nftables prerouting)"
+    captures = (IPTABLES_NAT, NFT_RULESET)
+
+    def evaluate(self, check: Check, ev) -> None:
+        seen = [(ev.obs.extra.get(name), name) for name in (IPTABLES_NAT, NFT_RULESET)]
+        seen = [(got[0], name) for got, name in seen if got is not None]
+        if not seen:
+            ev.skip(f"{check.object}: port forward {check.expected}",
+                    f"neither {IPTABLES_NAT} nor {NFT_RULESET} was captured")
+            return
+        args = [check.param(k) for k in ("proto", "port", "address", "to")]
+        if not any(forwarded(text, name, *args) for text, name in seen):
+            ev.drift(check, None)
+
+
+@hookimpl
+def vnetgen_check_kinds() -> List[CheckKind]:
+    return [PortForward()]
