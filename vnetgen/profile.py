@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from . import model as m
+from . import netdns
 from .diagnostics import InvalidProfile, Report
 from .gcpause import paused_gc
 from .schema import HOST_PROPERTIES, profile_schema
@@ -151,6 +152,7 @@ def _network(name: str, mark: Tuple[int, int], raw: LMap) -> m.Network:
             if isinstance(rate, LMap):
                 setattr(net.bandwidth, direction, m.Rate(mark=bandwidth.at(direction), marks=dict(rate.value_marks),
                                                          **_fields(rate, {k: k for k in ("average", "peak", "burst")})))
+    netdns.load(net, raw)
     net.ports = list(raw.get("ports") or [])
     _item_marks(net, raw, "ports")
     dhcp = raw.get("dhcp")
