@@ -3,7 +3,6 @@ runbook's tokens run by bash against libvirt's own net-dumpxml, audit drift (DNS
 hosts), what applies live, REVIEW.md."""
 from __future__ import annotations
 
-import functools
 import re
 import subprocess
 from pathlib import Path
@@ -11,7 +10,9 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from conftest import ROOT, require_tool
+from conftest import ROOT
+from test_profile_grows import SEPARATOR, _pm, _virsh_session  # the same virsh test-driver session
+from test_profile_grows import _variant as grows_variant
 from vnetgen.cli import app
 
 DNS = ROOT / "tests" / "fixtures" / "grow" / "dns.yaml"
@@ -19,22 +20,8 @@ runner = CliRunner()
 NETS = ("lan", "routed", "quiet")
 
 
-@functools.lru_cache(maxsize=None)
-def _pm():
-    from vnetgen.plugins import get_plugin_manager
-
-    return get_plugin_manager()
-
-
 def _variant(tmp_path: Path, *edits) -> Path:
-    text = DNS.read_text()
-    for old, new in edits:
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    out = tmp_path / "profile.yaml"
-    out.write_text(text)
-    return out
+    return grows_variant(tmp_path, *edits, source=DNS)
 
 
 def test_the_dns_profile_is_valid():
@@ -91,17 +78,6 @@ def test_xml_in_libvirts_order_and_valid_against_relaxng(bundle):
         pytest.skip("libvirt's network.rng is not installed")
     for xml in sorted((bundle / "kvm1" / "networks").glob("*.xml")):
         assert rng_errors(xml.read_text()) is None, xml
-
-
-def _virsh_session(commands: str) -> str:
-    require_tool("virsh")
-    result = subprocess.run(["virsh", "-q", "-c", "test:///default", commands], capture_output=True, text=True,
-                            timeout=60)
-    assert result.returncode == 0, result.stderr
-    return result.stdout
-
-
-SEPARATOR = "=====vnetgen====="
 
 
 @pytest.fixture(scope="module")
