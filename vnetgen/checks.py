@@ -211,6 +211,14 @@ class FieldKind(_Definition):
         actual = self.spec.observed(definition, check.expected)
         return actual, actual == check.expected
 
+    def evaluate(self, check: Check, ev: "Evaluation") -> None:
+        if not self.spec.live:
+            return super().evaluate(check, ev)
+        actual, equal = self.observed(check, ev.obs.definitions[check.network], ev)
+        if not equal:  # DNS records: `virsh net-update`, no restart
+            ev.drift(check, actual, fix=ev.net_update(check.network, self.spec.live,
+                                                      self.spec.updates(check.expected, actual)))
+
 
 class Stp(CheckKind):
     name = "stp"
@@ -497,7 +505,10 @@ def network_checks(network: Any, target: Any) -> List[Check]:
         checks.append(definition_check("dhcp-range", name, None, ("lacks:<range ",), f"network {name} runs no DHCP range"))
     leases = dhcp.hosts if dhcp else []
     if net.ip is not None:
-        tokens = tuple(f"has:{lease_line(lease)}" for lease in leases) + (f"count:{len(leases)}:<host ",)
+        # Counted by their first attribute: a lease has mac= or name= (validation), a DNS host ip= only.
+        with_mac = sum(1 for lease in leases if lease.mac)
+        tokens = tuple(f"has:{lease_line(lease)}" for lease in leases) + (
+            f"count:{with_mac}:<host mac=", f"count:{len(leases) - with_mac}:<host name=")
         checks.append(definition_check("dhcp-host", name, sorted(lease_key(lease) for lease in leases),
                                                 tokens, f"network {name} has {_leases(len(leases))}"))
     if network.bridge and mode.libvirt_bridge:

@@ -43,8 +43,13 @@ def _net_fields(plan: Any) -> Dict[str, Any]:
     net = plan.net
     fields = {"mode": net.mode, "bridge": plan.bridge, "stp": plan.stp, "delay": plan.delay, "mac": plan.mac,
               "uuid": plan.uuid, "ip": str(net.ip) if net.ip else None}
-    fields.update((spec.kind, spec.expected(net)) for spec in FIELDS)
+    fields.update((spec.kind, spec.expected(net)) for spec in FIELDS if not spec.live)
     return fields
+
+
+def _live_fields(plan: Any) -> Dict[str, Any]:
+    """What `virsh net-update` changes on a running network (DNS hosts, TXT and SRV records)."""
+    return {spec.kind: spec.expected(plan.net) for spec in FIELDS if spec.live}
 
 
 def dhcp_range(plan: Any) -> Optional[Tuple[str, str]]:
@@ -60,9 +65,21 @@ def dhcp_leases(plan: Any) -> Dict[str, Any]:
 
 def live_dhcp_only(old: Any, new: Any) -> bool:
     """True when `old` → `new` differs only in what `virsh net-update` changes live (DHCP range
-    and static leases of an existing DHCP block)."""
-    return (_net_fields(old) == _net_fields(new) and old.net.dhcp is not None and new.net.dhcp is not None
-            and (dhcp_range(old) != dhcp_range(new) or list(dhcp_leases(old)) != list(dhcp_leases(new))))
+    and static leases of an existing DHCP block, DNS hosts, TXT and SRV records)."""
+    if _net_fields(old) != _net_fields(new) or (old.net.dhcp is None) != (new.net.dhcp is None):
+        return False
+    dhcp = old.net.dhcp is not None and (dhcp_range(old) != dhcp_range(new)
+                                         or list(dhcp_leases(old)) != list(dhcp_leases(new)))
+    return dhcp or _live_fields(old) != _live_fields(new)
+
+
+def _added_removed(before: Any, after: Any) -> str:
+    """For a list setting (DNS records): which entries come and go."""
+    if not isinstance(before or after, list):
+        return ""
+    added = [k for k in after or [] if k not in (before or [])]
+    removed = [k for k in before or [] if k not in (after or [])]
+    return "".join(f"; {word} {', '.join(keys)}" for word, keys in (("added", added), ("removed", removed)) if keys)
 
 
 def _show(value: Any) -> str:
@@ -82,10 +99,14 @@ def _network_changes(host: str, old: Any, new: Any) -> List[Change]:
     for key, label in _RESTART_FIELDS:
         if a[key] != b[key]:
             out.append(Change(host, name, f"{label} {_show(a[key])} → {_show(b[key])}", RESTART))
-    for spec in FIELDS:
+    a.update(_live_fields(old))
+    b.update(_live_fields(new))
+    for spec in sorted(FIELDS, key=lambda s: bool(s.live)):  # a live change is live only without a restart
         if a[spec.kind] != b[spec.kind]:
             before, after = ("libvirt's default" if v is None else spec.words(v) for v in (a[spec.kind], b[spec.kind]))
-            out.append(Change(host, name, f"{spec.kind}: {before} → {after}", RESTART))
+            live = spec.live and not any(c.impact == RESTART for c in out)
+            out.append(Change(host, name, f"{spec.kind}: {before} → {after}" + _added_removed(a[spec.kind], b[spec.kind]),
+                              LIVE if live else RESTART))
     if (old.net.dhcp is None) != (new.net.dhcp is None):
         out.append(Change(host, name, "DHCP " + ("enabled" if new.net.dhcp else "disabled"), RESTART))
     elif old.net.dhcp is not None:

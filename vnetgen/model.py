@@ -81,6 +81,52 @@ class Forward(Located):
 
 
 @dataclass
+class DnsHost(Located):
+    ip: Optional[IPv4Address] = None
+    names: List[str] = field(default_factory=list)
+
+
+@dataclass
+class DnsForwarder(Located):
+    addr: Optional[str] = None     # an IPv4/IPv6 address; none: `domain` is answered locally only
+    domain: Optional[str] = None   # only queries for this domain go to `addr`
+
+
+@dataclass
+class DnsSrv(Located):
+    service: str = ""
+    protocol: str = ""
+    domain: Optional[str] = None
+    target: Optional[str] = None
+    port: Optional[int] = None
+    priority: Optional[int] = None
+    weight: Optional[int] = None
+
+
+@dataclass
+class DnsTxt(Located):
+    name: str = ""
+    value: str = ""
+
+
+@dataclass
+class Dns(Located):
+    """A network's `dns:` (vnetgen/netdns.py); a list left out (None) is libvirt's to keep, never drift."""
+    enable: bool = True            # `dns: false`: <dns enable='no'/>, no DNS server on the network
+    forward_plain_names: Optional[bool] = None
+    hosts: Optional[List[DnsHost]] = None
+    forwarders: Optional[List[DnsForwarder]] = None
+    srv: Optional[List[DnsSrv]] = None
+    txt: Optional[List[DnsTxt]] = None
+
+
+@dataclass
+class Domain(Located):
+    name: str = ""
+    local_only: Optional[bool] = None
+
+
+@dataclass
 class Network(Located):
     name: str = ""
     mode: str = ""
@@ -94,6 +140,8 @@ class Network(Located):
     nat: Optional[Nat] = None
     bandwidth: Optional[Bandwidth] = None
     forwards: List[Forward] = field(default_factory=list)
+    domain: Optional[Domain] = None
+    dns: Optional[Dns] = None
     ip: Optional[IPv4Interface] = None
     dhcp: Optional[Dhcp] = None
     ports: List[str] = field(default_factory=list)

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .netdns import DNS_ROWS
+
 RATE_ATTRS = ("average", "peak", "burst")   # libvirt's attribute order in net-dumpxml
 DIRECTIONS = ("inbound", "outbound")
 
@@ -90,6 +92,10 @@ class NetField:
     observed: Callable[[Any, Any], Any]        # (NetworkDef, expected) → the same shape, from net-dumpxml
     tokens: Callable[[Any, Any], Tuple[str, ...]]   # (NetworkPlan, expected) → net-dumpxml lines it shows
     words: Callable[[Any], str]                # expected → words, e.g. "MTU 9000"
+    # A setting `virsh net-update SECTION` changes live (no restart): its section, and (expected, actual)
+    # → the (verb, XML) updates that fix it. "": applied by redefining and restarting.
+    live: str = ""
+    updates: Optional[Callable[[Any, Any], List[Tuple[str, str]]]] = None
 
 
 FIELDS: Tuple[NetField, ...] = (
@@ -106,6 +112,9 @@ FIELDS: Tuple[NetField, ...] = (
              lambda net: rates(net) or None, lambda d, _: {k: dict(v) for k, v in (d.bandwidth or ())} or None,
              lambda plan, v: tuple(f"has:{rate_line(k, a)}" for k, a in v.items()), _bandwidth_words),
 )
+
+
+FIELDS += tuple(NetField(*row) for row in DNS_ROWS)   # domain and dns (vnetgen/netdns.py)
 
 
 def set_fields(net: Any) -> List[Tuple[NetField, Any]]:

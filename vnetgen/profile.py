@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Optional, Tuple
 
 from . import model as m
+from . import netdns
 from .diagnostics import InvalidProfile, Report
 from .gcpause import paused_gc
 from .schema import HOST_PROPERTIES, profile_schema
@@ -157,6 +158,7 @@ def _network(name: str, mark: Tuple[int, int], raw: LMap) -> m.Network:
             if isinstance(item, LMap):
                 net.forwards.append(m.Forward(mark=forwards.item_marks[index], marks=dict(item.value_marks),
                                               **_fields(item, {"proto": "proto", "port": "port", "to": "to"})))
+    netdns.load(net, raw)
     net.ports = list(raw.get("ports") or [])
     _item_marks(net, raw, "ports")
     dhcp = raw.get("dhcp")

@@ -88,6 +88,32 @@ FORWARD = _obj({
     "to": _s(r"^[0-9.]+:[0-9]+$", "the guest's ADDRESS:PORT, inside the network's subnet", 21),
 }, required=("proto", "port", "to"), description="a port of the host forwarded to a guest (mode nat only)")
 
+# libvirt's <domain> and <dns>: vnetgen/netdns.py checks the names' characters and labels (located
+# errors that say why, which a failed `oneOf` alternative of `domain` could not).
+DNS_NAME = _s(r"^[^\x00-\x20\x7f]+$", "a DNS name: letters, digits, '-', labels separated by '.'", 253)
+_U16 = {"type": "integer", "minimum": 0, "maximum": 65535}
+DOMAIN = {"oneOf": [DNS_NAME, _obj({
+    "name": DNS_NAME,
+    "local_only": dict(BOOL, description="dnsmasq answers this domain itself and never forwards it (localOnly)"),
+}, required=("name",))], "description": "the network's DNS domain (<domain>): a name, or {name, local_only}"}
+DNS = {"oneOf": [dict(BOOL, description="false: no DNS server on the network (<dns enable='no'/>)"), _obj({
+    "hosts": {"type": "array", "description": "names dnsmasq answers (<host ip><hostname/></host>)",
+              "items": _obj({"ip": IPV4, "names": {"type": "array", "items": DNS_NAME, "minItems": 1,
+                                                  "maxItems": 64}}, required=("ip", "names"))},
+    "forwarders": {"type": "array", "description": "upstream servers (<forwarder addr domain>)",
+                   "items": _obj({"addr": _s(r"^[0-9A-Fa-f.:]+$", "an IPv4 or IPv6 address", 45),
+                                  "domain": DNS_NAME})},
+    "srv": {"type": "array", "description": "SRV records (<srv>)", "items": _obj({
+        "service": _s(r"^[A-Za-z0-9]([A-Za-z0-9-]{0,13}[A-Za-z0-9])?$", "a service name (RFC 6335), e.g. ldap", 15),
+        "protocol": {"type": "string", "enum": ["tcp", "udp"]},
+        "domain": DNS_NAME, "target": DNS_NAME,
+        "port": _U16, "priority": _U16, "weight": _U16}, required=("service", "protocol"))},
+    "txt": {"type": "array", "description": "TXT records (<txt>)",
+            "items": _obj({"name": DNS_NAME, "value": _s(r"^[^\x00-\x1f\x7f]+$", "text on one line", 255)},
+                          required=("name", "value"))},
+    "forward_plain_names": dict(BOOL, description="forward names without a dot upstream (forwardPlainNames)"),
+})], "description": "the network's DNS server (<dns>): false, or its records and forwarders"}
+
 DHCP_HOST = _obj({"mac": MAC, "ip": IPV4, "name": NAME}, required=("ip",))
 
 # Network keys only some modes take: a mode lists the ones it does in `Mode.keys`.
@@ -108,6 +134,8 @@ NETWORK = _obj({
     "bandwidth": BANDWIDTH,
     "forwards": {"type": "array", "items": FORWARD,
                  "description": "ports of the host forwarded to guests (DNAT by the network hook)"},
+    "domain": DOMAIN,
+    "dns": DNS,
     "ip": IPV4_IFACE,
     "dhcp": _obj({"start": IPV4, "end": IPV4,
                   "hosts": {"type": "array", "items": DHCP_HOST}}, required=("start", "end")),

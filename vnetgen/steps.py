@@ -7,6 +7,7 @@ from .api import (BACKUP, HOST_BRIDGES, NETWORKS, PORTS, PREFLIGHT, SYSCTL, VERI
                   install_file, restore_file)
 from .checks import definition_tokens, find
 from .diff import dhcp_leases, dhcp_range, live_dhcp_only
+from .netdns import live_updates
 from .shell import cmd, here, under_root
 
 HOOK_PATH = "/etc/libvirt/hooks/network"
@@ -175,8 +176,8 @@ def _live_dhcp_actions(old: Any, new: Any) -> List[Action]:
     absent = "! " + cmd("net_exists", name) + " || "
     actions: List[Action] = []
 
-    def update(verb: str, section: str, xml: str, present_after: bool, done: str) -> None:
-        test = cmd("net_xml_match", name, f"has:{xml}")
+    def update(verb: str, section: str, xml: str, present_after: bool, done: str, token: str = "") -> None:
+        test = cmd("net_xml_match", name, f"has:{token or xml}")
         actions.append(Action(commands=(cmd("net_update", name, verb, section, xml),),
                               check=absent + (test if present_after else "! " + test), done=done))
 
@@ -192,6 +193,9 @@ def _live_dhcp_actions(old: Any, new: Any) -> List[Action]:
     for line in after:
         if line not in before:
             update("add", "ip-dhcp-host", line, True, f"lease {line} is in place")
+    for verb, section, xml, token in live_updates(old, new):   # DNS hosts, TXT and SRV records
+        update(verb, section, xml, verb == "add", f"{section} {xml} is " + ("in place" if verb == "add" else "gone"),
+               token)
     return actions
 
 

@@ -6,6 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import model as m
+from . import netdns
 from .diagnostics import Mark, Report
 from .plugins import modes as plugin_modes
 from .plugins import targets as plugin_targets
@@ -59,6 +60,7 @@ def _check_host(host: m.Host, known_modes: Dict[str, Any], report: Report) -> No
         _check_mode_keys(net, mode, known_modes, report)
         _check_forward_dev(host, net, mode, report)
         _check_bandwidth(net, report)
+        netdns.validate(net, mode, report)
     _check_host_bridges(host, report)
     _check_identities(host, report)
     _check_bridge_names(host, known_modes, report)

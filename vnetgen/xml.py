@@ -5,6 +5,7 @@ import functools
 import os
 from typing import Any, Optional
 
+from .netdns import add_xml as add_dns
 from .netfields import rates
 
 RNG_PATHS = ("/usr/share/libvirt/schemas/network.rng",)
@@ -31,6 +32,7 @@ def network_element(plan: Any) -> Any:
         etree.SubElement(root, "mtu", size=str(net.mtu))
     if plan.mac:
         etree.SubElement(root, "mac", address=plan.mac)
+    add_dns(root, net)
     shaping = rates(net)
     if shaping:
         bandwidth = etree.SubElement(root, "bandwidth")

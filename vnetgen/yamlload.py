@@ -146,6 +146,9 @@ class Walker:
                 return INVALID
             if not probe.report.errors:
                 return value
+        shaped = [o for o in schema["oneOf"] if o.get("type") == _SHAPES.get(type(node))]
+        if len(shaped) == 1:  # a mapping (or list) where only one alternative takes one: its own errors say why
+            return self.convert(node, shaped[0], where)
         kinds = " or ".join(_describe(o) for o in schema["oneOf"])
         self.report.error(mark_of(node), f"{where}: expected {kinds}")
         return INVALID
@@ -327,6 +330,9 @@ def _count_nodes(root: yaml.Node) -> int:
         elif isinstance(node, yaml.SequenceNode):
             stack.extend(node.value)
     return len(seen)
+
+
+_SHAPES = {yaml.MappingNode: "object", yaml.SequenceNode: "array"}
 
 
 def _is_null(node: yaml.Node) -> bool:

@@ -63,6 +63,49 @@ class IpDef:
 
 
 @dataclass(frozen=True)
+class DnsHostDef:
+    ip: IPAddress
+    names: Tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class DnsForwarderDef:
+    addr: Optional[str] = None
+    domain: Optional[str] = None
+
+
+@dataclass(frozen=True)
+class DnsTxtDef:
+    name: str
+    value: str
+
+
+@dataclass(frozen=True)
+class DnsSrvDef:
+    service: str
+    protocol: str
+    domain: Optional[str] = None
+    target: Optional[str] = None
+    port: Optional[int] = None
+    priority: Optional[int] = None
+    weight: Optional[int] = None
+
+
+@dataclass(frozen=True)
+class DnsDef:
+    """A network's <domain> and <dns>; records sorted (their order carries no meaning for the audit)."""
+
+    enable: Optional[bool] = None               # enable='no': no DNS server
+    forward_plain_names: Optional[bool] = None
+    domain: Optional[str] = None
+    domain_local_only: Optional[bool] = None
+    forwarders: Tuple[DnsForwarderDef, ...] = ()
+    txts: Tuple[DnsTxtDef, ...] = ()
+    srvs: Tuple[DnsSrvDef, ...] = ()
+    hosts: Tuple[DnsHostDef, ...] = ()
+
+
+@dataclass(frozen=True)
 class NetworkDef:
     """What `virsh net-dumpxml NAME` says about a network, independent of how it was written."""
 
@@ -81,6 +124,7 @@ class NetworkDef:
     mtu: Optional[int] = None
     # <bandwidth>: ((direction, ((attribute, value), ...)), ...) in libvirt's order
     bandwidth: Optional[Tuple[Tuple[str, Tuple[Tuple[str, int], ...]], ...]] = None
+    dns: Optional[DnsDef] = None   # <domain> and <dns>, when either is there
 
 
 # --- host bridges ---------------------------------------------------------------

@@ -5,10 +5,10 @@ from __future__ import annotations
 import ipaddress
 import re
 import uuid as uuidlib
-from typing import Any, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from .model import (DhcpHost, FactError, IPAddress, IpDef, NetworkDef, check_virsh_error,
-                    numbered_lines, parse_mac, parse_uint)
+from .model import (DhcpHost, DnsDef, DnsForwarderDef, DnsHostDef, DnsSrvDef, DnsTxtDef, FactError, IPAddress,
+                    IpDef, NetworkDef, check_virsh_error, numbered_lines, parse_mac, parse_uint)
 
 _STP = {"on": True, "off": False, "yes": True, "no": False}
 _LOCATION = re.compile(r",? line \d+, column \d+$")
@@ -78,6 +78,7 @@ def _network(root: Any, source: str) -> NetworkDef:
         nat_addresses=_nat_addresses(forward, source),
         mtu=_uint_attr(_child(root, "mtu"), "size", source),
         bandwidth=_bandwidth(_child(root, "bandwidth"), source),
+        dns=_dns(_child(root, "domain"), _child(root, "dns"), source),
     )
 
 
@@ -191,6 +192,46 @@ def _bandwidth(element: Optional[Any], source: str) -> Optional[Tuple[Tuple[str,
             found.append((direction, tuple((k, _uint_attr(rate, k, source)) for k in _RATE_ATTRS
                                            if rate.get(k) is not None)))
     return tuple(found) or None
+
+
+_YES_NO = {"yes": True, "no": False}
+
+
+def _yes_no(element: Optional[Any], attribute: str, source: str) -> Optional[bool]:
+    value = None if element is None else element.get(attribute)
+    if value is None:
+        return None
+    if value not in _YES_NO:
+        raise FactError(source, _line(element), f"{attribute}={value[:20]!r} is neither 'yes' nor 'no'")
+    return _YES_NO[value]
+
+
+def _dns(domain: Optional[Any], dns: Optional[Any], source: str) -> Optional[DnsDef]:
+    if domain is None and dns is None:
+        return None
+    if domain is not None and not domain.get("name"):
+        raise FactError(source, _line(domain), "<domain> without name=")
+    records: Dict[str, List[Any]] = {"forwarder": [], "txt": [], "srv": [], "host": []}
+    for element in dns if dns is not None else ():
+        if element.tag == "forwarder":
+            records["forwarder"].append(DnsForwarderDef(addr=element.get("addr"), domain=element.get("domain")))
+        elif element.tag == "txt":
+            records["txt"].append(DnsTxtDef(name=element.get("name") or "", value=element.get("value") or ""))
+        elif element.tag == "srv":
+            numbers = {k: _uint_attr(element, k, source) for k in ("port", "priority", "weight")}
+            records["srv"].append(DnsSrvDef(service=element.get("service") or "", protocol=element.get("protocol") or "",
+                                            domain=element.get("domain"), target=element.get("target"), **numbers))
+        elif element.tag == "host":
+            ip = _address(element, "ip", source)
+            if ip is None:
+                raise FactError(source, _line(element), "DNS <host> without ip=")
+            names = tuple((n.text or "").strip() for n in _children(element, "hostname"))
+            records["host"].append(DnsHostDef(ip=ip, names=names))
+    ordered = {k: tuple(sorted(v, key=lambda r: tuple(str(x) for x in vars(r).values()))) for k, v in records.items()}
+    return DnsDef(enable=_yes_no(dns, "enable", source), forward_plain_names=_yes_no(dns, "forwardPlainNames", source),
+                  domain=None if domain is None else domain.get("name"),
+                  domain_local_only=_yes_no(domain, "localOnly", source), forwarders=ordered["forwarder"],
+                  txts=ordered["txt"], srvs=ordered["srv"], hosts=ordered["host"])
 
 
 def _ips(root: Any, source: str) -> Tuple[IpDef, ...]:
