@@ -32,3 +32,8 @@ class DefinitionKind(CheckKind):
         actual = self.observe(ev.obs.definitions[check.network])
         if actual != check.expected:
             ev.drift(check, actual, fix=ev.redefine(check))   # and a restart, when it runs
+
+
+def networks_of(plan: Any, mode: Any) -> list:
+    """The networks of `plan` in `mode` that are (to be) defined."""
+    return [n for n in plan.networks.values() if n.mode.name == mode.name and n.net.state != "absent"]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from vnetgen.api import Mode, cmd, hookimpl, network_element
 
-from ._pool import DefinitionKind, definition, requires
+from ._pool import DefinitionKind, definition, networks_of, requires
 
 MODE = Mode(name="direct", description="guests sit on host NICs (macvtap, libvirt's direct); the host cannot reach "
             "them over it", forward="bridge", libvirt_bridge=False, ip="forbidden",
@@ -90,19 +90,15 @@ def vnetgen_network_xml(host, network, plan):
     return root
 
 
-def _mine(plan):
-    return [n for n in plan.networks.values() if n.mode.name == MODE.name and n.net.state != "absent"]
-
-
 @hookimpl
 def vnetgen_steps(host, plan):
-    return [requires(n, "its macvtap NICs exist", (cmd("require_nics", *devices(n.net)),)) for n in _mine(plan)]
+    return [requires(n, "its macvtap NICs exist", (cmd("require_nics", *devices(n.net)),)) for n in networks_of(plan, MODE)]
 
 
 @hookimpl
 def vnetgen_checks(host, plan):
     checks = []
-    for network in _mine(plan):
+    for network in networks_of(plan, MODE):
         devs = network.net.devs
         if devs:
             tokens = tuple(f"has:<interface dev='{d}'" for d in devs) + (f"count:{len(devs)}:<interface ",)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from vnetgen.api import Mode, cmd, hookimpl, network_element
 
-from ._pool import DefinitionKind, definition, requires
+from ._pool import DefinitionKind, definition, networks_of, requires
 
 MODE = Mode(name="hostdev", description="guests get SR-IOV virtual functions of a host NIC as PCI devices",
             forward="hostdev", libvirt_bridge=False, ip="forbidden", keys=("pf", "vfs", "vlan", "portgroups"),
@@ -97,19 +97,15 @@ def vnetgen_network_xml(host, network, plan):
     return root
 
 
-def _mine(plan):
-    return [n for n in plan.networks.values() if n.mode.name == MODE.name and n.net.state != "absent"]
-
-
 @hookimpl
 def vnetgen_shell_helpers(host, plan):
-    return HELPERS if _mine(plan) else ""
+    return HELPERS if networks_of(plan, MODE) else ""
 
 
 @hookimpl
 def vnetgen_steps(host, plan):
     steps = []
-    for network in _mine(plan):
+    for network in networks_of(plan, MODE):
         net = network.net
         if net.pf:
             steps.append(requires(network, f"SR-IOV NIC {net.pf} has VFs",
@@ -122,7 +118,7 @@ def vnetgen_steps(host, plan):
 @hookimpl
 def vnetgen_checks(host, plan):
     checks = []
-    for network in _mine(plan):
+    for network in networks_of(plan, MODE):
         net = network.net
         if net.pf:
             checks.append(definition("vf-pool", network.name, net.pf, (f"has:<pf dev='{net.pf}'/>",),

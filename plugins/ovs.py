@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from vnetgen.api import Mode, cmd, hookimpl, network_element
 
-from ._pool import DefinitionKind, definition, requires
+from ._pool import DefinitionKind, definition, networks_of, requires
 
 MODE = Mode(name="ovs", description="guests join an existing Open vSwitch bridge (virtualport openvswitch)",
             forward="bridge", libvirt_bridge=False, ip="forbidden", keys=("vlan", "portgroups"), importable=False)
@@ -69,23 +69,19 @@ def vnetgen_network_xml(host, network, plan):
     return root
 
 
-def _mine(plan):
-    return [n for n in plan.networks.values() if n.mode.name == MODE.name and n.net.state != "absent"]
-
-
 @hookimpl
 def vnetgen_shell_helpers(host, plan):
-    return HELPERS if _mine(plan) else ""
+    return HELPERS if networks_of(plan, MODE) else ""
 
 
 @hookimpl
 def vnetgen_steps(host, plan):
     return [requires(n, f"Open vSwitch bridge {n.bridge} exists", (cmd("ovs_bridge_exists", n.bridge),))
-            for n in _mine(plan)]
+            for n in networks_of(plan, MODE)]
 
 
 @hookimpl
 def vnetgen_checks(host, plan):
     return [definition("virtualport", n.name, "openvswitch", ("has:<virtualport type='openvswitch'",),
                        f"network {n.name} adds its guests to Open vSwitch")
-            for n in _mine(plan)]
+            for n in networks_of(plan, MODE)]
