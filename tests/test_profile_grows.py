@@ -62,7 +62,7 @@ def test_the_tuned_profile_is_valid():
     ((("ports: 2000-3000", "ports: 0-3000"),), "addresses:", "each an port 1-65535"),
     ((("ports: 2000-3000", "ports: 3000-2000"),), "addresses:", "start 3000 is after end 2000"),
     ((("mtu: 1500", "mtu: 1500\n    dev: eth0"),), "dev: eth0\n    bandwidth: {out",
-     "'dev' does not apply to mode isolated (only to mode nat, route)"),
+     "'dev' does not apply to mode isolated (only to mode direct, nat, route)"),
     ((("    dev: eth0\n    mtu: 1400", "    dev: virbr8\n    mtu: 1400"),), "dev: virbr8",
      "dev virbr8 is the network's own bridge"),
     ((("peak: 5000", "peak: 500"),), "peak: 500", "bandwidth inbound peak 500 is below its average 1000"),
@@ -85,7 +85,7 @@ def test_forward_dev_is_refused_where_libvirt_refuses_it(tmp_path):
     test driver); a host bridge cannot take one either."""
     path = _variant(tmp_path, ("mode: route\n", "mode: open\n"))
     code, output = _errors(path)
-    assert code == 2 and "'dev' does not apply to mode open (only to mode nat, route)" in output, output
+    assert code == 2 and "'dev' does not apply to mode open (only to mode direct, nat, route)" in output, output
 
 
 def test_the_json_schema_lists_the_new_keys():

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import PROFILES, require_tool
+from conftest import PROFILES, ROOT, require_tool
 
 pytestmark = pytest.mark.realtool
 
@@ -34,7 +34,8 @@ def bundles(pm_module, tmp_path_factory):
     from vnetgen.bundle import build
     from vnetgen.profile import load_valid
 
-    paths = list(PROFILES)
+    # and profile fixtures of what the lab cannot run (modes direct, hostdev, ovs)
+    paths = list(PROFILES) + [ROOT / "tests" / "fixtures" / "modes" / "modes.yaml"]
     for target in OTHER_TARGETS:
         paths += retargeted(tmp_path_factory.mktemp(target), target)
     out = {}

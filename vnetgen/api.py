@@ -48,6 +48,7 @@ class Mode:
     ip: str = "optional"           # "required" | "optional" | "forbidden"
     forwards_ipv4: bool = False    # routes guests' traffic off the host: needs ip_forward=1
     keys: Tuple[str, ...] = ()     # mode-specific network keys it takes (schema.MODE_KEYS), e.g. nat's "nat"
+    importable: bool = True        # `vnetgen import` may give a definition with its <forward mode> this mode
 
 
 @dataclass(frozen=True)

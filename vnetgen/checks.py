@@ -463,12 +463,12 @@ def network_checks(network: Any, target: Any) -> List[Check]:
         return [NetworkExtra.make(name)]
     checks = [NetworkMissing.make(name), NetworkInactive.make(name, net.state == "active"),
               NetworkAutostart.make(name, net.autostart)]
-    mode = network.mode
-    forward = (f"has:<forward mode='{mode.forward}'",) if mode.forward else ("lacks:<forward",)
-    if mode.forward and net.dev:  # libvirt writes dev= before mode=
-        forward = (f"has:<forward dev='{net.dev}' mode='{mode.forward}'",)
-    checks.append(definition_check("forward-mode", name, mode.forward or None, forward,
-                                   f"network {name} forwards in mode {mode.forward}" if mode.forward
+    mode, mode_forward = network.mode, network.forward   # as the network's XML says it
+    forward = (f"has:<forward mode='{mode_forward}'",) if mode_forward else ("lacks:<forward",)
+    if mode_forward and network.forward_dev:  # libvirt writes dev= before mode=
+        forward = (f"has:<forward dev='{network.forward_dev}' mode='{mode_forward}'",)
+    checks.append(definition_check("forward-mode", name, mode_forward or None, forward,
+                                   f"network {name} forwards in mode {mode_forward}" if mode_forward
                                    else f"network {name} has no <forward> (isolated)"))
     if network.bridge:
         checks.append(definition_check("bridge-name", name, network.bridge, (f"has:<bridge name='{network.bridge}'",),

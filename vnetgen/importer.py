@@ -153,7 +153,7 @@ def _modes(pm: Any) -> Dict[str, Any]:
 def _mode_for(forward: Optional[str], modes: Dict[str, Any]) -> Optional[Any]:
     """The registered mode whose `forward` is the network's <forward mode> ("" for none)."""
     wanted = forward or ""
-    found = [m for m in modes.values() if m.forward == wanted]
+    found = [m for m in modes.values() if m.forward == wanted and getattr(m, "importable", True)]
     if not found:
         return None
     # Several modes may share one forward mode (a plugin's macvtap-like mode): the one named after it

@@ -127,6 +127,13 @@ class Domain(Located):
 
 
 @dataclass
+class Portgroup(Located):
+    name: str = ""
+    default: bool = False
+    vlan: Optional[List[int]] = None   # VLAN ids; one: access, two or more: trunk
+
+
+@dataclass
 class Network(Located):
     name: str = ""
     mode: str = ""
@@ -142,6 +149,12 @@ class Network(Located):
     forwards: List[Forward] = field(default_factory=list)
     domain: Optional[Domain] = None
     dns: Optional[Dns] = None
+    devs: List[str] = field(default_factory=list)   # direct: the NICs of the macvtap pool
+    macvtap_mode: Optional[str] = None              # direct: bridge | vepa | private | passthrough
+    pf: Optional[str] = None                        # hostdev: the SR-IOV physical function
+    vfs: List[str] = field(default_factory=list)    # hostdev: VFs by PCI address
+    vlan: Optional[List[int]] = None                # <vlan>: one id (access) or several (trunk)
+    portgroups: Dict[str, Portgroup] = field(default_factory=dict)
     ip: Optional[IPv4Interface] = None
     dhcp: Optional[Dhcp] = None
     ports: List[str] = field(default_factory=list)

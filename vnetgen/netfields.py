@@ -1,4 +1,4 @@
-"""A network's settings beyond the seed's (mtu, forward dev, NAT ranges, bandwidth), each defined once:
+"""A network's settings beyond the seed's (mtu, forward dev, NAT ranges, bandwidth, VLAN, portgroups), each defined once:
 its expected value, what `net-dumpxml` shows of it, the runbook's tokens and the words REVIEW.md and
 `vnetgen diff` use. A setting the profile leaves out is libvirt's to choose, never drift."""
 from __future__ import annotations
@@ -81,6 +81,37 @@ def _bandwidth_words(value: Dict[str, Dict[str, int]]) -> str:
     return "bandwidth " + ", ".join(parts)
 
 
+def vlan_words(tags: List[int]) -> str:
+    return ("VLAN trunk " if len(tags) > 1 else "VLAN ") + ", ".join(str(t) for t in tags)
+
+
+def _vlan_tokens(tags: List[int]) -> Tuple[str, ...]:
+    # The runbook matches lines: a tag of a portgroup matches too (the audit compares exactly).
+    return (("has:<vlan trunk='yes'>",) if len(tags) > 1 else ()) + tuple(f"has:<tag id='{t}'/>" for t in tags)
+
+
+def _portgroups_expected(net: Any) -> Optional[Dict[str, Dict[str, Any]]]:
+    return {name: {"default": g.default, "vlan": g.vlan} for name, g in sorted(net.portgroups.items())} or None
+
+
+def _portgroups_observed(definition: Any, _: Any) -> Optional[Dict[str, Dict[str, Any]]]:
+    return {name: {"default": default, "vlan": list(vlan) if vlan is not None else None}
+            for name, default, vlan in sorted(definition.portgroups)} or None
+
+
+def _portgroups_tokens(plan: Any, value: Dict[str, Dict[str, Any]]) -> Tuple[str, ...]:
+    tokens: List[str] = [f"count:{len(value)}:<portgroup "]
+    for name, group in value.items():
+        tokens.append(f"has:<portgroup name='{name}'" + (" default='yes'" if group["default"] else ""))
+        tokens.extend(_vlan_tokens(group["vlan"] or []))
+    return tuple(tokens)
+
+
+def _portgroups_words(value: Dict[str, Dict[str, Any]]) -> str:
+    return "portgroups " + ", ".join(name + (" (default)" if g["default"] else "") +
+                                     (f" {vlan_words(g['vlan'])}" if g["vlan"] else "") for name, g in value.items())
+
+
 @dataclass(frozen=True)
 class NetField:
     """One setting of a network's definition: a drift kind of its own, applied by redefining the network
@@ -104,13 +135,18 @@ FIELDS: Tuple[NetField, ...] = (
              lambda plan, v: (f"has:<mtu size='{v}'/>",), lambda v: f"MTU {v}"),
     NetField("forward-dev", "the interface a nat/route network forwards through (`<forward dev>`), when set",
              lambda net: net.dev, lambda d, _: d.forward_dev,
-             lambda plan, v: (f"has:<forward dev='{v}' mode='{plan.mode.forward}'",),
+             lambda plan, v: (f"has:<forward dev='{v}' mode='{plan.forward}'",),
              lambda v: f"forwarding through {v}"),
     NetField("nat-range", "the addresses and ports NAT uses (`<nat>`), when set (libvirt's default ports "
              "are not drift)", _nat_expected, _nat_observed, _nat_tokens, _nat_words),
     NetField("bandwidth", "the network's traffic shaping (`<bandwidth>`), when set",
              lambda net: rates(net) or None, lambda d, _: {k: dict(v) for k, v in (d.bandwidth or ())} or None,
              lambda plan, v: tuple(f"has:{rate_line(k, a)}" for k, a in v.items()), _bandwidth_words),
+    NetField("vlan", "the network's VLAN ids (`<vlan>`; ovs, hostdev and direct passthrough networks), when set",
+             lambda net: net.vlan, lambda d, _: list(d.vlan) if d.vlan is not None else None,
+             lambda plan, v: _vlan_tokens(v), vlan_words),
+    NetField("portgroups", "the network's `<portgroup>`s (name, default, VLAN ids), when set",
+             _portgroups_expected, _portgroups_observed, _portgroups_tokens, _portgroups_words),
 )
 
 

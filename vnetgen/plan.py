@@ -30,6 +30,8 @@ class NetworkPlan:
     stp: Optional[bool]
     delay: Optional[int]
     xml: str = ""
+    forward: str = ""   # the <forward mode> of its XML ("": none); a plugin may pick it, e.g. direct's vepa
+    forward_dev: Optional[str] = None   # the dev= net-dumpxml shows on <forward>
 
     @property
     def name(self) -> str:
@@ -117,7 +119,7 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
     runbook's steps, bash helpers and host files: `steps`, `helpers` and `artifacts` stay empty."""
     from .checks import host_checks
     from .steps import core_steps
-    from .xml import network_xml
+    from .xml import network_element, network_xml
 
     modes = plugin_modes(pm)
     plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile, previous=previous)
@@ -135,6 +137,13 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
         plan.bridge_delay[bridge.name] = bridge.delay if bridge.delay is not None else (2 if bridge.stp else 0)
     for net_plan in plan.networks.values():
         element = pm.hook.vnetgen_network_xml(host=host, network=net_plan, plan=plan)
+        if element is None:
+            element = network_element(net_plan)
+        forward = element.find("forward")
+        if forward is not None:   # what net-dumpxml will say: libvirt writes the pool's first device as dev=
+            first = forward.find("interface")
+            net_plan.forward = forward.get("mode", "nat")
+            net_plan.forward_dev = forward.get("dev") or (first.get("dev") if first is not None else None)
         net_plan.xml = network_xml(net_plan, element)
         wanted = [[_IP_FORWARD]] if net_plan.mode.forwards_ipv4 and net_plan.net.state == "active" else []
         for setting in wanted + pm.hook.vnetgen_sysctl(host=host, network=net_plan):

@@ -1,7 +1,7 @@
 """Load a profile v1 file into the typed model, reporting every problem as FILE:LINE:COL."""
 from __future__ import annotations
 
-from typing import Any, Dict, Iterable, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import model as m
 from . import netdns
@@ -161,6 +161,7 @@ def _network(name: str, mark: Tuple[int, int], raw: LMap) -> m.Network:
     netdns.load(net, raw)
     net.ports = list(raw.get("ports") or [])
     _item_marks(net, raw, "ports")
+    _mode_fields(net, raw)
     dhcp = raw.get("dhcp")
     if isinstance(dhcp, LMap):
         net.dhcp = m.Dhcp(mark=raw.at("dhcp"), marks=dict(dhcp.value_marks),
@@ -170,6 +171,26 @@ def _network(name: str, mark: Tuple[int, int], raw: LMap) -> m.Network:
             net.dhcp.hosts.append(m.DhcpHost(mark=hosts.item_marks[index], marks=dict(lease.value_marks),
                                              **_fields(lease, {"ip": "ip", "mac": "mac", "name": "name"})))
     return net
+
+
+def _vlan(value: Any) -> Optional[List[int]]:
+    if value is None:
+        return None
+    return [value] if isinstance(value, int) else list(value)
+
+
+def _mode_fields(net: m.Network, raw: LMap) -> None:
+    """Keys of the modes direct, hostdev and ovs (their plugins validate them)."""
+    net.devs, net.vfs = list(raw.get("devs") or []), list(raw.get("vfs") or [])
+    for key in ("devs", "vfs"):
+        _item_marks(net, raw, key)
+    net.macvtap_mode, net.pf, net.vlan = raw.get("macvtap_mode"), raw.get("pf"), _vlan(raw.get("vlan"))
+    groups = raw.get("portgroups")
+    if isinstance(groups, LMap):
+        for name, group in groups.items():
+            group = group if isinstance(group, LMap) else LMap(groups.key_marks[name])
+            net.portgroups[name] = m.Portgroup(mark=groups.key_marks[name], marks=dict(group.value_marks), name=name,
+                                               default=bool(group.get("default", False)), vlan=_vlan(group.get("vlan")))
 
 
 def _vm(name: str, mark: Tuple[int, int], raw: LMap) -> m.Vm:

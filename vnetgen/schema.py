@@ -116,12 +116,33 @@ DNS = {"oneOf": [dict(BOOL, description="false: no DNS server on the network (<d
 
 DHCP_HOST = _obj({"mac": MAC, "ip": IPV4, "name": NAME}, required=("ip",))
 
+# The modes direct, hostdev and ovs (plugins/direct.py, hostdev.py, ovs.py): libvirt's vocabulary.
+# A PCI address as lspci -D and libvirt print it: DOMAIN:BUS:SLOT.FUNCTION.
+PCI_PATTERN = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"
+_TAG = {"type": "integer", "minimum": 0, "maximum": 4095, "description": "an 802.1Q VLAN id"}
+VLAN = {"oneOf": [_TAG, {"type": "array", "items": _TAG, "minItems": 1, "maxItems": 64, "uniqueItems": True,
+                         "description": "VLAN ids; two or more make a trunk"}],
+        "description": "libvirt's <vlan>: one VLAN id (access), or a list (trunk)"}
+PORTGROUP = _obj({"default": BOOL, "vlan": VLAN}, description="libvirt's <portgroup>: a named set of "
+                 "port settings a guest's interface picks with portgroup=")
+MODE_DIRECT_KEYS = {
+    "devs": {"type": "array", "items": IFNAME, "minItems": 1, "maxItems": 64, "uniqueItems": True,
+             "description": "host NICs a direct (macvtap) network spreads its guests over"},
+    "macvtap_mode": {"type": "string", "enum": ["bridge", "vepa", "private", "passthrough"],
+                     "description": "how macvtap joins guests to the NIC (direct; default bridge)"},
+    "pf": dict(IFNAME, description="the SR-IOV physical function whose VFs a hostdev network hands out"),
+    "vfs": {"type": "array", "items": _s(PCI_PATTERN, "a PCI address, e.g. 0000:03:10.0", 12), "minItems": 1,
+            "maxItems": 256, "uniqueItems": True, "description": "the VFs of a hostdev network, by PCI address"},
+    "vlan": VLAN,
+    "portgroups": _map(PORTGROUP, NAME_PATTERN, "libvirt's <portgroup>s, by name"),
+}
+
 # Network keys only some modes take: a mode lists the ones it does in `Mode.keys`.
 # libvirt refuses <forward dev> in mode open ("forward dev not allowed … with forward mode='open'").
-MODE_KEYS = ("nat", "dev", "forwards")
+MODE_KEYS = ("nat", "dev", "forwards", *MODE_DIRECT_KEYS)
 
 NETWORK = _obj({
-    "mode": _s(NAME_PATTERN, "nat | route | isolated | bridge | open | a plugin's mode", 32),
+    "mode": _s(NAME_PATTERN, "nat | route | isolated | bridge | open | direct | hostdev | ovs | a plugin's mode", 32),
     "bridge": IFNAME,
     "stp": BOOL,
     "delay": DELAY,
@@ -136,6 +157,7 @@ NETWORK = _obj({
                  "description": "ports of the host forwarded to guests (DNAT by the network hook)"},
     "domain": DOMAIN,
     "dns": DNS,
+    **MODE_DIRECT_KEYS,
     "ip": IPV4_IFACE,
     "dhcp": _obj({"start": IPV4, "end": IPV4,
                   "hosts": {"type": "array", "items": DHCP_HOST}}, required=("start", "end")),

@@ -38,6 +38,12 @@ def network_element(plan: Any) -> Any:
         bandwidth = etree.SubElement(root, "bandwidth")
         for direction, attrs in shaping.items():
             etree.SubElement(bandwidth, direction, {k: str(v) for k, v in attrs.items()})
+    _vlan(root, net.vlan)
+    for group in net.portgroups.values():
+        element = etree.SubElement(root, "portgroup", name=group.name)
+        if group.default:
+            element.set("default", "yes")
+        _vlan(element, group.vlan)
     if net.ip is not None:
         ip = etree.SubElement(root, "ip", address=str(net.ip.ip), netmask=str(net.ip.netmask))
         if net.dhcp is not None:
@@ -51,6 +57,16 @@ def network_element(plan: Any) -> Any:
                     host.set("name", lease.name)
                 host.set("ip", str(lease.ip))
     return root
+
+
+def _vlan(parent: Any, tags: Any) -> None:
+    """<vlan> (a trunk with two or more ids) under `parent`, when the profile gives ids."""
+    from lxml import etree
+
+    if tags:
+        vlan = etree.SubElement(parent, "vlan", trunk="yes") if len(tags) > 1 else etree.SubElement(parent, "vlan")
+        for tag in tags:
+            etree.SubElement(vlan, "tag", id=str(tag))
 
 
 def network_xml(plan: Any, element: Optional[Any] = None) -> str:

@@ -125,6 +125,14 @@ class NetworkDef:
     # <bandwidth>: ((direction, ((attribute, value), ...)), ...) in libvirt's order
     bandwidth: Optional[Tuple[Tuple[str, Tuple[Tuple[str, int], ...]], ...]] = None
     dns: Optional[DnsDef] = None   # <domain> and <dns>, when either is there
+    # Pools of the direct and hostdev modes, and what an Open vSwitch bridge adds:
+    interfaces: Tuple[str, ...] = ()       # <forward><interface dev>, in order
+    pf: Optional[str] = None               # <forward><pf dev>
+    pci: Tuple[str, ...] = ()              # <forward><address type='pci'> as DDDD:BB:SS.F, in order
+    virtualport: Optional[str] = None      # <virtualport type> of the network
+    vlan: Optional[Tuple[int, ...]] = None  # <vlan><tag id>s of the network
+    # <portgroup>s: (name, default, VLAN ids or None), in order
+    portgroups: Tuple[Tuple[str, bool, Optional[Tuple[int, ...]]], ...] = ()
 
 
 # --- host bridges ---------------------------------------------------------------

@@ -79,7 +79,33 @@ def _network(root: Any, source: str) -> NetworkDef:
         mtu=_uint_attr(_child(root, "mtu"), "size", source),
         bandwidth=_bandwidth(_child(root, "bandwidth"), source),
         dns=_dns(_child(root, "domain"), _child(root, "dns"), source),
+        interfaces=tuple(i.get("dev", "") for i in _children(forward, "interface")) if forward is not None else (),
+        pf=(_child(forward, "pf").get("dev") if _child(forward, "pf") is not None else None),
+        pci=tuple(_pci(a, source) for a in _children(forward, "address")) if forward is not None else (),
+        virtualport=(_child(root, "virtualport").get("type") if _child(root, "virtualport") is not None else None),
+        vlan=_vlan(_child(root, "vlan"), source),
+        portgroups=tuple((g.get("name", ""), g.get("default") == "yes", _vlan(_child(g, "vlan"), source))
+                         for g in _children(root, "portgroup")),
     )
+
+
+def _pci(address: Any, source: str) -> str:
+    """<address type='pci' domain='0x0000' bus='0x03' slot='0x10' function='0x1'/> → 0000:03:10.1."""
+    parts = []
+    for key, width in (("domain", 4), ("bus", 2), ("slot", 2), ("function", 1)):
+        text = (address.get(key) or "0").strip()
+        try:
+            value = int(text, 16 if text.lower().startswith("0x") else 10)
+        except ValueError:
+            raise FactError(source, _line(address), f"{key}={text[:20]!r} is not a number") from None
+        parts.append(f"{value:0{width}x}")
+    return f"{parts[0]}:{parts[1]}:{parts[2]}.{parts[3]}"
+
+
+def _vlan(element: Optional[Any], source: str) -> Optional[Tuple[int, ...]]:
+    if element is None:
+        return None
+    return tuple(_uint_attr(tag, "id", source) or 0 for tag in _children(element, "tag"))
 
 
 def _children(element: Any, tag: str) -> List[Any]:
