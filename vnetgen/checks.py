@@ -494,7 +494,7 @@ def network_checks(network: Any, target: Any) -> List[Check]:
         checks.append(definition_check("ip-address", name, str(net.ip.with_prefixlen),
                                      (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",),
                                      f"network {name} has address {net.ip.with_prefixlen}"))
-    elif mode.ip != "forbidden":
+    elif mode.ip != "forbidden" and net.ip6 is None:
         checks.append(definition_check("ip-address", name, None, ("lacks:<ip ",), f"network {name} has no address"))
     dhcp = net.dhcp
     if dhcp is not None:

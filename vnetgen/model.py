@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Dict, List, Optional, Tuple, Union
 
 from .diagnostics import Mark
@@ -52,6 +52,30 @@ class Dhcp(Located):
     start: Optional[IPv4Address] = None
     end: Optional[IPv4Address] = None
     hosts: List[DhcpHost] = field(default_factory=list)
+
+
+@dataclass
+class IpHost(Located):
+    """A static DHCP host of an `ips:` entry: by mac (IPv4), by DUID `id` (IPv6; libvirt gives a MAC
+    no meaning there) or by name."""
+    ip: Optional[Union[IPv4Address, IPv6Address]] = None
+    mac: Optional[str] = None
+    id: Optional[str] = None
+    name: Optional[str] = None
+
+
+@dataclass
+class IpDhcp(Located):
+    start: Optional[Union[IPv4Address, IPv6Address]] = None
+    end: Optional[Union[IPv4Address, IPv6Address]] = None
+    hosts: List[IpHost] = field(default_factory=list)
+
+
+@dataclass
+class IpEntry(Located):
+    """One entry of a network's `ips:` (vnetgen/netip6.py): an `<ip>` of either family, with its DHCP."""
+    address: Optional[Union[IPv4Interface, IPv6Interface]] = None
+    dhcp: Optional[IpDhcp] = None
 
 
 @dataclass
@@ -157,6 +181,8 @@ class Network(Located):
     portgroups: Dict[str, Portgroup] = field(default_factory=dict)
     ip: Optional[IPv4Interface] = None
     dhcp: Optional[Dhcp] = None
+    ips: List[IpEntry] = field(default_factory=list)   # `ips:` as written (vnetgen/netip6.py); its IPv4
+    ip6: Optional[IpEntry] = None                      # entry fills ip and dhcp, its IPv6 entry ip6
     ports: List[str] = field(default_factory=list)
     autostart: bool = True
     state: str = "active"

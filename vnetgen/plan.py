@@ -20,6 +20,13 @@ _IP_FORWARD = Sysctl("net.ipv4.ip_forward", "1",
                      "starts, but not persistently, and other tools may clear it")
 
 
+# libvirt sets it when it starts a nat/route network with an IPv6 <ip>, not persistently.
+_IP6_FORWARD = Sysctl("net.ipv6.conf.all.forwarding", "1",
+                      "a network here routes guests' IPv6 traffic; libvirt sets it when the network starts, but "
+                      "not persistently (a host that learns its own address by router advertisement needs "
+                      "accept_ra=2 on its uplink: see the warnings)")
+
+
 @dataclass
 class NetworkPlan:
     net: m.Network
@@ -146,6 +153,8 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
             net_plan.forward_dev = forward.get("dev") or (first.get("dev") if first is not None else None)
         net_plan.xml = network_xml(net_plan, element)
         wanted = [[_IP_FORWARD]] if net_plan.mode.forwards_ipv4 and net_plan.net.state == "active" else []
+        if wanted and net_plan.net.ip6 is not None:
+            wanted.append([_IP6_FORWARD])
         for setting in wanted + pm.hook.vnetgen_sysctl(host=host, network=net_plan):
             for item in setting:
                 if item.key not in {s.key for s in plan.sysctl}:

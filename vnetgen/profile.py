@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import model as m
-from . import netdns
+from . import netdns, netip6
 from .diagnostics import InvalidProfile, Report
 from .gcpause import paused_gc
 from .schema import HOST_PROPERTIES, profile_schema
@@ -170,6 +170,7 @@ def _network(name: str, mark: Tuple[int, int], raw: LMap) -> m.Network:
         for index, lease in enumerate(hosts):
             net.dhcp.hosts.append(m.DhcpHost(mark=hosts.item_marks[index], marks=dict(lease.value_marks),
                                              **_fields(lease, {"ip": "ip", "mac": "mac", "name": "name"})))
+    netip6.load(net, raw)
     return net
 
 

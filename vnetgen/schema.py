@@ -116,6 +116,19 @@ DNS = {"oneOf": [dict(BOOL, description="false: no DNS server on the network (<d
 
 DHCP_HOST = _obj({"mac": MAC, "ip": IPV4, "name": NAME}, required=("ip",))
 
+# `ips:` (vnetgen/netip6.py): IPv4 and IPv6 addresses alike, at most one of each family.
+IP_ANY = _s(r"^[0-9A-Fa-f.:]+$", "an IPv4 or IPv6 address", 45, "ip")
+IP_ANY_IFACE = _s(r"^[0-9A-Fa-f.:]+/[0-9]+$", "an IPv4 or IPv6 address with prefix, e.g. fd00:1::1/64", 49,
+                  "ip-interface")
+DUID = _s(r"^[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){3,129}$", "a DHCPv6 client DUID, hex pairs separated by ':'", 389)
+IP_ENTRY = _obj({
+    "address": IP_ANY_IFACE,
+    "dhcp": _obj({"start": IP_ANY, "end": IP_ANY, "hosts": {"type": "array", "items": _obj(
+        {"ip": IP_ANY, "mac": dict(MAC, description="IPv4 only: the client's MAC"),
+         "id": dict(DUID, description="IPv6 only: the client's DUID"), "name": NAME}, required=("ip",))}},
+        required=("start", "end")),
+}, required=("address",), description="one address of the network (<ip>): IPv4 or IPv6, with its DHCP")
+
 # The modes direct, hostdev and ovs (plugins/direct.py, hostdev.py, ovs.py): libvirt's vocabulary.
 # A PCI address as lspci -D and libvirt print it: DOMAIN:BUS:SLOT.FUNCTION.
 PCI_PATTERN = r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{2}:[0-9a-fA-F]{2}\.[0-7]$"
@@ -161,6 +174,8 @@ NETWORK = _obj({
     "ip": IPV4_IFACE,
     "dhcp": _obj({"start": IPV4, "end": IPV4,
                   "hosts": {"type": "array", "items": DHCP_HOST}}, required=("start", "end")),
+    "ips": {"type": "array", "items": IP_ENTRY, "minItems": 1, "maxItems": 2,
+            "description": "the network's addresses, IPv4 and IPv6 (instead of ip and dhcp)"},
     "ports": {"type": "array", "items": IFNAME,
               "description": "host NICs added to the libvirt-created bridge"},
     "autostart": BOOL,

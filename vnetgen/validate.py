@@ -6,7 +6,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 from . import model as m
-from . import netdns
+from . import netdns, netip6
 from .diagnostics import Mark, Report
 from .plugins import modes as plugin_modes
 from .plugins import targets as plugin_targets
@@ -61,6 +61,8 @@ def _check_host(host: m.Host, known_modes: Dict[str, Any], report: Report) -> No
         _check_forward_dev(host, net, mode, report)
         _check_bandwidth(net, report)
         netdns.validate(net, mode, report)
+        netip6.validate(net, mode, report)
+    netip6.validate_host(host, report)
     _check_host_bridges(host, report)
     _check_identities(host, report)
     _check_bridge_names(host, known_modes, report)
@@ -214,7 +216,7 @@ def _check_gateway(report: Report, mark: Mark, what: str, address: IPv4Address, 
 def _check_network_addresses(net: m.Network, mode: Any, report: Report) -> None:
     who = f"network {net.name}"
     if net.ip is None:
-        if mode.ip == "required" and net.state != "absent":
+        if mode.ip == "required" and net.state != "absent" and net.ip6 is None:
             report.error(net.mark, f"{who}: mode {net.mode} needs 'ip' (libvirt refuses it without one)")
         if net.dhcp is not None:
             report.error(net.at("dhcp"), f"{who}: 'dhcp' needs 'ip' on the network")

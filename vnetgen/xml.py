@@ -6,6 +6,7 @@ import os
 from typing import Any, Optional
 
 from .netdns import add_xml as add_dns
+from .netip6 import add_xml as add_ip6
 from .netfields import rates
 
 RNG_PATHS = ("/usr/share/libvirt/schemas/network.rng",)
@@ -56,6 +57,7 @@ def network_element(plan: Any) -> Any:
                 if lease.name:
                     host.set("name", lease.name)
                 host.set("ip", str(lease.ip))
+    add_ip6(root, net)
     return root
 
 

@@ -255,6 +255,10 @@ class Walker:
                 self.report.error(mark, f"{where}: '{_show(text)}' needs a prefix, e.g. {_show(text)}/24")
                 return INVALID
             return self._parse(mark, where, text, ipaddress.IPv4Interface, "an IPv4 address/prefix")
+        if fmt == "ip":
+            return self._parse(mark, where, text, ipaddress.ip_address, "an IPv4 or IPv6 address")
+        if fmt == "ip-interface":
+            return self._parse(mark, where, text, ipaddress.ip_interface, "an IPv4 or IPv6 address/prefix")
         if "pattern" in schema and not re.match(schema["pattern"], text):
             self.report.error(mark, f"{where}: invalid value '{_show(text)}': {schema.get('description', '')}")
             return INVALID
