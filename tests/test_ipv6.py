@@ -118,9 +118,13 @@ def dumped(bundle):
     xml_dir = bundle / "kvm1" / "networks"
     commands = []
     for name in NETS:
-        commands += [f"net-define {xml_dir / name}.xml", f"net-start {name}", f"echo {SEPARATOR}", f"net-dumpxml {name}"]
+        commands += [f"net-define {xml_dir / name}.xml", f"net-start {name}", f"net-autostart {name}", f"echo {SEPARATOR}",
+                     f"net-dumpxml {name}"]
+    commands += [f"echo {SEPARATOR}", "net-list --all"]
     parts = [part.lstrip("\n") for part in _virsh_session("; ".join(commands)).split(SEPARATOR)]
-    return dict(zip(NETS, parts[1:]))
+    found = dict(zip(NETS, parts[1:-1]))
+    found["net-list"] = "".join(line + "\n" for line in parts[-1].splitlines() if line.split()[:1] != ["default"])
+    return found
 
 
 def test_virsh_test_driver_accepts_the_ipv6_networks(dumped):
@@ -128,3 +132,28 @@ def test_virsh_test_driver_accepts_the_ipv6_networks(dumped):
     assert "<host id='00:03:00:01:52:54:00:16:00:05' name='vm1' ip='fd00:160::50'/>" in dumped["dual"]
     assert "<range start='fd00:160::100' end='fd00:160::1ff'/>" in dumped["dual"]
     assert "<ip family='ipv6' address='2001:db8:161::1' prefix='64'>" in dumped["routed6"]
+
+
+def _drift(tmp_path: Path, dumped, edit=None):
+    from vnetgen.audit import audit_captures
+
+    host = tmp_path / "captures" / "kvm1"
+    (host / "net").mkdir(parents=True)
+    (host / "virsh-net-list.txt").write_text(" Name     State    Autostart   Persistent\n"
+                                             "----------------------------------------------\n" + dumped["net-list"])
+    for name in NETS:
+        text = dumped[name]
+        (host / "net" / f"{name}.xml").write_text(edit(name, text) if edit else text)
+    (host / "brctl-show.txt").write_text("")
+    (host / "sysctl.txt").write_text("net.ipv4.ip_forward = 1\n")
+    report = audit_captures(str(IPV6), tmp_path / "captures")
+    return [(d["kind"], d["object"], d["actual"]) for d in report["hosts"]["kvm1"]["drift"]]
+
+
+def test_audit_in_sync_then_ipv6_drift(tmp_path, dumped):
+    assert [d for d in _drift(tmp_path / "a", dumped) if d[0] != "sysctl"] == []
+    drift = _drift(tmp_path / "b", dumped, lambda name, text: text.replace("fd00:160::1ff", "fd00:160::2ff")
+                   .replace("<host name='vm2' ip='fd00:160::51'/>", ""))
+    assert [(k, o) for k, o, _ in drift if k != "sysctl"] == [("ipv6", "network/dual")]
+    actual = next(a for k, _, a in drift if k == "ipv6")
+    assert actual == {"address": "fd00:160::1/64", "range": "fd00:160::100-fd00:160::2ff", "hosts": ["vm1|fd00:160::50"]}

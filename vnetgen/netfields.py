@@ -8,6 +8,7 @@ from ipaddress import IPv4Address
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .netdns import DNS_ROWS
+from .netip6 import ROW as IP6_ROW
 
 RATE_ATTRS = ("average", "peak", "burst")   # libvirt's attribute order in net-dumpxml
 DIRECTIONS = ("inbound", "outbound")
@@ -151,6 +152,7 @@ FIELDS: Tuple[NetField, ...] = (
 
 
 FIELDS += tuple(NetField(*row) for row in DNS_ROWS)   # domain and dns (vnetgen/netdns.py)
+FIELDS += (NetField(*IP6_ROW),)                        # ipv6 (vnetgen/netip6.py)
 
 
 def set_fields(net: Any) -> List[Tuple[NetField, Any]]:

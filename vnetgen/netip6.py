@@ -208,3 +208,43 @@ def words(net: m.Network) -> Optional[str]:
         if entry.dhcp.hosts:
             text += f" with {len(entry.dhcp.hosts)} static host" + ("s" if len(entry.dhcp.hosts) > 1 else "")
     return text
+
+
+def expected(net: m.Network) -> Optional[Dict[str, Any]]:
+    """The IPv6 `<ip>` as the audit compares it (static hosts by name and ip: net-dumpxml's parser keeps
+    no DUID)."""
+    entry = net.ip6
+    if entry is None:
+        return None
+    dhcp = entry.dhcp
+    return {"address": entry.address.with_prefixlen,
+            "range": f"{dhcp.start}-{dhcp.end}" if dhcp else None,
+            "hosts": sorted(f"{h.name or ''}|{h.ip}" for h in dhcp.hosts) if dhcp else []}
+
+
+def observed(definition: Any, _: Any) -> Optional[Dict[str, Any]]:
+    found = [ip for ip in definition.ips if ip.family == "ipv6"]
+    if not found:
+        return None
+    ip = found[0]
+    return {"address": ip.address.with_prefixlen if len(found) == 1 else [str(i.address) for i in found],
+            "range": "-".join(str(a) for a in ip.dhcp_ranges[0]) if len(ip.dhcp_ranges) == 1 else
+            ([f"{s}-{e}" for s, e in ip.dhcp_ranges] or None),
+            "hosts": sorted(f"{h.name or ''}|{h.ip}" for h in ip.dhcp_hosts)}
+
+
+def tokens(plan: Any, value: Dict[str, Any]) -> Any:
+    address, _, prefix = value["address"].partition("/")
+    found = [f"has:<ip family='ipv6' address='{address}' prefix='{prefix}'>"]
+    if value["range"]:
+        start, end = value["range"].split("-")
+        found.append(f"has:<range start='{start}' end='{end}'/>")
+    return tuple(found)
+
+
+def field_words(value: Dict[str, Any]) -> str:
+    return f"IPv6 {value['address']}" + (f", DHCPv6 {value['range']}" if value["range"] else "")
+
+
+ROW = ("ipv6", "the network's IPv6 `<ip>`: address and prefix, DHCPv6 range and static hosts (by name and ip), "
+       "when the profile gives one", expected, observed, tokens, field_words)
