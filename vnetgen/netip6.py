@@ -186,15 +186,9 @@ def add_xml(root: Any, net: m.Network) -> None:
     ip = etree.SubElement(root, "ip", family="ipv6", address=str(entry.address.ip),
                           prefix=str(entry.address.network.prefixlen))
     if entry.dhcp is not None:
-        dhcp = etree.SubElement(ip, "dhcp")
-        etree.SubElement(dhcp, "range", start=str(entry.dhcp.start), end=str(entry.dhcp.end))
-        for lease in entry.dhcp.hosts:
-            host = etree.SubElement(dhcp, "host")
-            if lease.id:
-                host.set("id", lease.id.lower())
-            if lease.name:
-                host.set("name", lease.name)
-            host.set("ip", str(lease.ip))
+        from .xml import add_dhcp
+
+        add_dhcp(ip, entry.dhcp, "id")
 
 
 def words(net: m.Network) -> Optional[str]:

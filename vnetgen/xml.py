@@ -48,17 +48,26 @@ def network_element(plan: Any) -> Any:
     if net.ip is not None:
         ip = etree.SubElement(root, "ip", address=str(net.ip.ip), netmask=str(net.ip.netmask))
         if net.dhcp is not None:
-            dhcp = etree.SubElement(ip, "dhcp")
-            etree.SubElement(dhcp, "range", start=str(net.dhcp.start), end=str(net.dhcp.end))
-            for lease in net.dhcp.hosts:
-                host = etree.SubElement(dhcp, "host")
-                if lease.mac:
-                    host.set("mac", lease.mac.lower())
-                if lease.name:
-                    host.set("name", lease.name)
-                host.set("ip", str(lease.ip))
+            add_dhcp(ip, net.dhcp, "mac")
     add_ip6(root, net)
     return root
+
+
+def add_dhcp(ip: Any, dhcp: Any, guest_key: str) -> None:
+    """`<dhcp><range/><host …/>…</dhcp>` under an `<ip>`: a static lease names its guest by
+    `guest_key` (mac for IPv4, id — the DUID — for IPv6), lower-cased as libvirt prints it."""
+    from lxml import etree
+
+    element = etree.SubElement(ip, "dhcp")
+    etree.SubElement(element, "range", start=str(dhcp.start), end=str(dhcp.end))
+    for lease in dhcp.hosts:
+        host = etree.SubElement(element, "host")
+        guest = getattr(lease, guest_key)
+        if guest:
+            host.set(guest_key, guest.lower())
+        if lease.name:
+            host.set("name", lease.name)
+        host.set("ip", str(lease.ip))
 
 
 def _vlan(parent: Any, tags: Any) -> None:
