@@ -452,7 +452,43 @@ def _settings(net: Entry, definition: NetworkDef, mode: Any) -> List[str]:
     if flows:
         net.set("bandwidth", Flow(flows))
         done.append("<bandwidth>")
-    return done
+    return done + _dns_keys(net, definition)
+
+
+def _dns_keys(net: Entry, definition: NetworkDef) -> List[str]:
+    """`domain` and `dns` (netdns.py's keys) when the profile can say all of them as libvirt has them
+    (every name a DNS name, DNS hosts IPv4 in the network's subnet); else both stay "not modelled"."""
+    from .netdns import SRV_ATTRS, name_problem
+
+    dns = definition.dns
+    ipv4 = [ip.address.network for ip in definition.ips if ip.family == "ipv4"][:1]
+    if dns is None:
+        return []
+    names = [dns.domain] if dns.domain else []
+    names += [n for h in dns.hosts for n in h.names] + [f.domain for f in dns.forwarders if f.domain]
+    names += [t.name for t in dns.txts] + [getattr(s, k) for s in dns.srvs for k in ("domain", "target") if getattr(s, k)]
+    if any(name_problem(n) for n in names) or any(not ipv4 or h.ip not in ipv4[0] or not h.names for h in dns.hosts) \
+            or (dns.enable is False and dns.domain) or ((dns.domain or dns.hosts or dns.srvs or dns.txts) and not ipv4):
+        return []
+    if dns.domain:
+        local = dns.domain_local_only
+        net.set("domain", dns.domain if local is None else Flow([("name", dns.domain), ("local_only", local)]))
+    if dns.enable is False:
+        net.set("dns", False)
+        return ["<domain>", "<dns>"]
+    entry = Entry("dns")
+    if dns.forward_plain_names is not None:
+        entry.set("forward_plain_names", dns.forward_plain_names)
+    for key, items in (("hosts", [[("ip", str(h.ip)), ("names", list(h.names))] for h in dns.hosts]),
+                       ("forwarders", [[(k, v) for k, v in (("addr", f.addr), ("domain", f.domain)) if v is not None]
+                                       for f in dns.forwarders]),
+                       ("srv", [[(k, getattr(s, k)) for k in SRV_ATTRS if getattr(s, k) is not None] for s in dns.srvs]),
+                       ("txt", [[("name", t.name), ("value", t.value)] for t in dns.txts])):
+        if items:
+            entry.set(key, Seq(items))
+    if entry.keys:
+        net.set("dns", entry)
+    return ["<domain>", "<dns>"]
 
 
 def _dhcp(net: Entry, ip: Any, host: HostImport, what: str) -> None:
@@ -919,8 +955,15 @@ def scalar(value: Any) -> str:
 
 
 def _flow(items: List[Tuple[str, Any]]) -> str:
-    return "{" + ", ".join(f"{scalar(k)}: {_flow(v.items) if isinstance(v, Flow) else scalar(v)}"
-                           for k, v in items) + "}"
+    return "{" + ", ".join(f"{scalar(k)}: {_flow_value(v)}" for k, v in items) + "}"
+
+
+def _flow_value(value: Any) -> str:
+    if isinstance(value, Flow):
+        return _flow(value.items)
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow_value(v) for v in value) + "]"
+    return scalar(value)
 
 
 def _comment(text: str, indent: str) -> str:
