@@ -11,7 +11,7 @@ cannot reach its guests over macvtap (nor they the host): REVIEW.md says so.
 """
 from __future__ import annotations
 
-from vnetgen.api import Mode, cmd, hookimpl, network_element
+from vnetgen.api import ImportedNetwork, Mode, cmd, hookimpl, is_ifname, network_element
 
 from ._pool import DefinitionKind, definition, networks_of, requires
 
@@ -19,6 +19,7 @@ MODE = Mode(name="direct", description="guests sit on host NICs (macvtap, libvir
             "them over it", forward="bridge", libvirt_bridge=False, ip="forbidden",
             keys=("dev", "devs", "macvtap_mode", "vlan"), importable=False)
 LOOPBACK = "lo"
+MACVTAP_MODES = ("bridge", "vepa", "private", "passthrough")
 
 
 def devices(net):
@@ -88,6 +89,19 @@ def vnetgen_network_xml(host, network, plan):
     for dev in devices(network.net):
         etree.SubElement(forward, "interface", dev=dev)
     return root
+
+
+@hookimpl
+def vnetgen_import_network(definition):
+    """A macvtap network: one of the macvtap modes on host NICs, no bridge, no virtualport."""
+    devs = list(definition.interfaces) or ([definition.forward_dev] if definition.forward_dev else [])
+    if definition.forward_mode not in MACVTAP_MODES or definition.bridge or definition.virtualport or not devs \
+            or not all(is_ifname(d) and d != LOOPBACK for d in devs) or len(set(devs)) != len(devs):
+        return None
+    keys = [("dev", devs[0])] if len(devs) == 1 else [("devs", devs)]
+    if definition.forward_mode != "bridge":
+        keys.append(("macvtap_mode", definition.forward_mode))
+    return ImportedNetwork(MODE.name, tuple(keys), covers=("<forward>", "dev"))
 
 
 @hookimpl

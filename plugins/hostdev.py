@@ -12,7 +12,7 @@ host driver when a guest starts (managed) and gives it back when it stops.
 """
 from __future__ import annotations
 
-from vnetgen.api import Mode, cmd, hookimpl, network_element
+from vnetgen.api import ImportedNetwork, Mode, cmd, hookimpl, is_ifname, network_element
 
 from ._pool import DefinitionKind, definition, networks_of, requires
 
@@ -95,6 +95,16 @@ def vnetgen_network_xml(host, network, plan):
         etree.SubElement(forward, "address", type="pci", domain=f"0x{domain}", bus=f"0x{bus}", slot=f"0x{slot}",
                          function=f"0x{function}")
     return root
+
+
+@hookimpl
+def vnetgen_import_network(definition):
+    """An SR-IOV pool: `<forward mode='hostdev'>` with a PF or VFs (not both)."""
+    if definition.forward_mode != MODE.forward or bool(definition.pf) == bool(definition.pci):
+        return None
+    if definition.pf:
+        return ImportedNetwork(MODE.name, (("pf", definition.pf),), ("<forward>",)) if is_ifname(definition.pf) else None
+    return ImportedNetwork(MODE.name, (("vfs", list(definition.pci)),), ("<forward>",))
 
 
 @hookimpl

@@ -14,7 +14,7 @@ guest's tap as an OVS port (with its tag), so the bridge must exist before the n
 """
 from __future__ import annotations
 
-from vnetgen.api import Mode, cmd, hookimpl, network_element
+from vnetgen.api import ImportedNetwork, Mode, cmd, hookimpl, is_ifname, network_element
 
 from ._pool import DefinitionKind, definition, networks_of, requires
 
@@ -67,6 +67,15 @@ def vnetgen_network_xml(host, network, plan):
     root = network_element(network)
     etree.SubElement(root, "virtualport", type="openvswitch")
     return root
+
+
+@hookimpl
+def vnetgen_import_network(definition):
+    """An Open vSwitch network: `<forward mode='bridge'>` on a named bridge with `<virtualport type='openvswitch'>`."""
+    if definition.forward_mode != MODE.forward or definition.virtualport != "openvswitch" or \
+            not definition.bridge or not is_ifname(definition.bridge):
+        return None
+    return ImportedNetwork(MODE.name, (("bridge", definition.bridge),), ("<virtualport>",))
 
 
 @hookimpl

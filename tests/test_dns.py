@@ -225,3 +225,43 @@ def test_review_names_the_dns(bundle):
     assert ("DNS on, plain names kept local, domain example.lan (local only), 3 DNS forwarders, 2 DNS hosts, "
             "1 TXT record, 1 SRV record; active") in review
     assert "- `quiet`: isolated on bridge `virbr9`, DNS off; active" in review
+
+
+# --- import: the DNS comes back as profile keys ---------------------------------------------------
+
+def test_import_models_the_dns_and_audits_in_sync(tmp_path, dumped):
+    """libvirt's own net-dumpxml of the DNS profile's networks imports with `domain` and `dns` (nothing
+    of them "not modelled"), and the audit of the same capture against the imported profile is in sync."""
+    captures = _capture(tmp_path, dumped)
+    out = tmp_path / "imported.yaml"
+    result = runner.invoke(app, ["import", "--captures", str(captures), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    for line in ("domain: {name: example.lan, local_only: true}", "domain: routed.lan", "dns: false",
+                 "forward_plain_names: false",
+                 "- {ip: 192.168.150.10, names: [db, db.example.lan]}", "- {ip: 192.168.150.11, names: [web]}",
+                 "- {addr: 1.1.1.1}", "- {addr: 10.0.0.53, domain: corp.lan}", "- {domain: local.lan}",
+                 "- {service: ldap, protocol: tcp, domain: example.lan, target: db.example.lan, port: 389, "
+                 "priority: 10, weight: 5}", '- {name: example.lan, value: "v=spf1 -all"}'):
+        assert line in text, text
+    assert not re.search(r"not modelled.*(dns|domain)", text + result.output), text + result.output
+    assert _drift(captures, out) == []
+    # and the imported profile builds the same <dns> libvirt had (the round trip, not an echo)
+    again = tmp_path / "again"
+    assert runner.invoke(app, ["build", str(out), "-o", str(again)]).exit_code == 0
+    lan = (again / "kvm1" / "networks" / "lan.xml").read_text()
+    assert '<forwarder domain="corp.lan" addr="10.0.0.53"/>' in lan and "<hostname>db.example.lan</hostname>" in lan
+
+
+def test_import_keeps_dns_it_cannot_say_as_a_comment(tmp_path, dumped):
+    """A DNS host name that is no DNS name for the profile (libvirt's test driver does not check) stays
+    "not modelled", with the rest of the network imported."""
+    captures = _capture(tmp_path, dumped)
+    lan = captures / "kvm1" / "net" / "lan.xml"
+    lan.write_text(lan.read_text().replace("<hostname>web</hostname>", "<hostname>we_b</hostname>"))
+    out = tmp_path / "imported.yaml"
+    result = runner.invoke(app, ["import", "--captures", str(captures), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    assert "# not modelled: <dns>" in text and "# not modelled: <domain>" in text, text
+    assert "domain: routed.lan" in text and "dns: false" in text

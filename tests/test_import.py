@@ -124,7 +124,8 @@ def test_unmodelled_is_kept_as_comments_and_listed(tmp_path):
     captures = copy_capture(tmp_path)
     xml = captures / "caldera02" / "net" / "default.xml"
     text = xml.read_text()
-    text = text.replace("</network>", "  <dns><host ip='192.168.122.5'><hostname>x</hostname></host></dns>\n"
+    # a DNS host name the profile cannot say (no DNS name): the network's DNS and domain stay comments
+    text = text.replace("</network>", "  <dns><host ip='192.168.122.5'><hostname>x_y</hostname></host></dns>\n"
                                       "  <domain name='lab.example'/>\n"
                                       "  <ip family='ipv6' address='fd00::1' prefix='64'/>\n</network>")
     text = text.replace("<range start='192.168.122.2' end='192.168.122.254'/>",

@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from conftest import ROOT, require_tool
@@ -262,11 +263,43 @@ def test_the_preflight_stops_without_the_ovs_bridge(bundle, tmp_path):
     assert "Open vSwitch has no bridge ovsbr1 (ovs-vsctl add-br ovsbr1 makes one)" in result.stdout
 
 
-def test_import_leaves_the_new_modes_as_comments():
-    """`vnetgen import` maps no definition to direct, hostdev or ovs (their keys are not read back yet)."""
-    from vnetgen.importer import _mode_for
-    from vnetgen.plugins import modes
+@pytest.mark.realtool
+def test_import_gives_the_modes_back_and_audits_in_sync(tmp_path, dumped):
+    """libvirt's own net-dumpxml of the modes profile's networks imports as direct, hostdev and ovs (mode
+    plugins claim them through vnetgen_import_network), with vlan and portgroups, nothing "not
+    modelled"; the audit of the same capture against the imported profile is in sync."""
+    from typer.testing import CliRunner
 
-    known = modes(_pm())
-    assert _mode_for("hostdev", known) is None and _mode_for("vepa", known) is None
-    assert _mode_for("bridge", known).name == "bridge"
+    from vnetgen.audit import audit_captures
+    from vnetgen.cli import app
+
+    captures = _capture(tmp_path, dumped)
+    out = tmp_path / "imported.yaml"
+    result = CliRunner().invoke(app, ["import", "--captures", str(captures), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    text = out.read_text()
+    imported = yaml.safe_load(text)["networks"]
+    expected = {"lan-direct": {"mode": "direct", "dev": "eno1"},
+                "lan-vepa": {"mode": "direct", "devs": ["eno2", "eno3"], "macvtap_mode": "vepa"},
+                "lan-pass": {"mode": "direct", "dev": "eno4", "macvtap_mode": "passthrough", "vlan": 30},
+                "sriov": {"mode": "hostdev", "pf": "enp1s0", "vlan": 42},
+                "sriov-vfs": {"mode": "hostdev", "vfs": ["0000:03:10.0", "0000:03:10.2"], "autostart": False},
+                "ovs-lan": {"mode": "ovs", "bridge": "ovsbr0", "vlan": [10, 20],
+                            "portgroups": {"web": {"vlan": 10, "default": True}, "db": {"vlan": 20}, "all": {}}}}
+    for name, keys in expected.items():
+        assert {k: v for k, v in imported[name].items() if k != "uuid"} == keys, (name, text)
+    assert "# not modelled" not in text and "not modelled (kept" not in result.output, text + result.output
+    assert "bridges:" not in text, text   # ovsbr0 is Open vSwitch's, no host bridge of the profile
+    report = audit_captures(str(out), captures, pm=_pm())
+    assert report["hosts"]["kvm1"]["drift"] == [], report
+
+
+def test_an_unclaimed_macvtap_definition_stays_a_comment():
+    """A bridge-mode definition with neither a bridge nor a NIC is no plugin's: not imported."""
+    from vnetgen.facts import NetworkDef
+
+    assert _pm().hook.vnetgen_import_network(definition=NetworkDef(name="x", forward_mode="bridge")) is None
+    assert _pm().hook.vnetgen_import_network(
+        definition=NetworkDef(name="x", forward_mode="hostdev", pf="enp1s0", pci=("0000:03:10.0",))) is None
+    assert _pm().hook.vnetgen_import_network(
+        definition=NetworkDef(name="x", forward_mode="bridge", bridge="br0")) is None   # mode bridge's

@@ -30,7 +30,7 @@ PREFLIGHT, SYSCTL, HOST_BRIDGES, BACKUP, NETWORKS, PORTS, VMS, VERIFY = 10, 20, 
 __all__ = [
     "BACKUP", "HOST_BRIDGES", "NETWORKS", "PORTS", "PREFLIGHT", "SYSCTL", "VERIFY", "VMS",
     "Action", "Artifact", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader",
-    "Check", "CheckKind", "FactError", "HookCase", "HostNetworking", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
+    "Check", "CheckKind", "FactError", "HookCase", "HostNetworking", "ImportedNetwork", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
     "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "excerpt",
     "here", "hookimpl", "install_file", "is_ifname", "network_element", "numbered_lines", "q", "restore_file",
     "show", "span", "under_root", "virt_install",
@@ -49,6 +49,17 @@ class Mode:
     forwards_ipv4: bool = False    # routes guests' traffic off the host: needs ip_forward=1
     keys: Tuple[str, ...] = ()     # mode-specific network keys it takes (schema.MODE_KEYS), e.g. nat's "nat"
     importable: bool = True        # `vnetgen import` may give a definition with its <forward mode> this mode
+
+
+@dataclass(frozen=True)
+class ImportedNetwork:
+    """What a mode plugin makes of a libvirt network definition for `vnetgen import`: its mode, the
+    profile keys it reads (plain values: str, int, bool, lists of them), and the XML items they account
+    for (prefixes of the importer's "not modelled" items, e.g. "<forward>", "<virtualport>", "dev")."""
+
+    mode: str
+    keys: Tuple[Tuple[str, Any], ...] = ()
+    covers: Tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

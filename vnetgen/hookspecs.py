@@ -14,7 +14,9 @@ import pluggy
 if TYPE_CHECKING:
     from lxml.etree import _Element
 
-    from .api import Artifact, CaptureFile, Check, CheckKind, HookCase, Mode, Step, Sysctl, Target
+    from .api import (Artifact, CaptureFile, Check, CheckKind, HookCase, ImportedNetwork, Mode, Step, Sysctl,
+                      Target)
+    from .facts import NetworkDef
     from .diagnostics import Report
     from .model import Host, Network
     from .plan import HostPlan, NetworkPlan
@@ -95,6 +97,14 @@ def vnetgen_capture_files(host: "Host", plan: "HostPlan") -> List["CaptureFile"]
     """Return extra files of the host's capture layout (optional ones: `required=False`): capture.sh
     records them, a live audit runs their commands, and the audit's check kinds read them from
     `Observed.extra[NAME]` as (text, source), or None with the reason in `Observed.extra_why[NAME]`."""
+
+
+@hookspec(firstresult=True)
+def vnetgen_import_network(definition: "NetworkDef") -> Optional["ImportedNetwork"]:
+    """Claim a libvirt network definition (`vnetgen.facts.NetworkDef`, parsed net-dumpxml) for a mode
+    whose `<forward mode>` alone does not tell it (`Mode.importable = False`): return an
+    `ImportedNetwork`, or None. The first plugin that claims it wins; unclaimed, the importer picks the
+    mode by `<forward mode>` as before."""
 
 
 @hookspec

@@ -69,6 +69,7 @@ class HostImport:
     notes: List[str] = field(default_factory=list)         # comment lines at the end of the host
     skipped: List[str] = field(default_factory=list)       # "WHERE: why", for stderr
     unmodelled: List[str] = field(default_factory=list)    # "WHAT: what", kept as comments, for stderr
+    claimed: Set[str] = field(default_factory=set)         # networks a mode plugin claimed (no host bridge)
     # trunk ports of libvirt bridges, for guessing links: port → (network, subnet or None, has DHCP)
     trunks: Dict[str, Tuple[str, Optional[Any], bool]] = field(default_factory=dict)
 
@@ -267,7 +268,8 @@ def _observe_host(source: Any, host: HostImport, pm: Any, modes: Dict[str, Any],
         definitions[name] = (entry, definition, root)
     libvirt_bridges = {}
     for name, (entry, definition, root) in definitions.items():
-        net = _network(name, entry, definition, root, modes, networking, host)
+        net = _network(name, entry, definition, root, modes, networking, host,
+                       pm.hook.vnetgen_import_network(definition=definition))
         if net is not None:
             host.networks.append(net)
             mode = modes[net.get("mode")]
@@ -333,9 +335,9 @@ def _unmodelled_xml(root: Any, definition: NetworkDef) -> List[str]:
 
 
 def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, modes: Dict[str, Any],
-             networking: Any, host: HostImport) -> Optional[Entry]:
+             networking: Any, host: HostImport, claimed: Any = None) -> Optional[Entry]:
     what = f"network {name}"
-    mode = _mode_for(definition.forward_mode, modes)
+    mode = modes.get(claimed.mode) if claimed is not None else _mode_for(definition.forward_mode, modes)
     if mode is None:
         forward = definition.forward_mode or "none"
         host.skipped.append(f"{what}: <forward mode='{forward}'> is no registered mode's (kept as a comment)")
@@ -343,7 +345,11 @@ def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, 
         return None
     net = Entry(name)
     net.set("mode", mode.name)
-    if not mode.libvirt_bridge:
+    if claimed is not None:
+        host.claimed.add(name)
+        for key, value in claimed.keys:
+            net.set(key, value)
+    elif not mode.libvirt_bridge:
         if not definition.bridge or not valid_ifname(definition.bridge):
             host.skipped.append(f"{what}: mode {mode.name} needs a host bridge, the network names "
                                 f"{definition.bridge or 'none'} (kept as a comment)")
@@ -390,12 +396,12 @@ def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, 
         host.skipped.append(f"{what}: mode {mode.name} needs an IPv4 address, the network has none (kept as a comment)")
         host.notes.append(f"{what} (mode {mode.name} without an IPv4 address) not imported")
         return None
-    modelled = _settings(net, definition, mode)
+    modelled = _settings(net, definition, mode) + _vlans(net, definition, mode) + list(claimed.covers if claimed else ())
     if definition.forward_dev and "dev" not in modelled:
         host.unmodelled.append(f"{what}: <forward dev='{definition.forward_dev}'>")
         net.notes.append(f"not modelled: forward dev {definition.forward_dev}")
     for item in _unmodelled_xml(root, definition):
-        if item in modelled:
+        if item in modelled or any(item.startswith(c) for c in modelled if c.startswith("<")):
             continue
         host.unmodelled.append(f"{what}: {item}")
         net.notes.append(f"not modelled: {item} (see its net-dumpxml; a bundle's definition leaves it out)")
@@ -452,7 +458,63 @@ def _settings(net: Entry, definition: NetworkDef, mode: Any) -> List[str]:
     if flows:
         net.set("bandwidth", Flow(flows))
         done.append("<bandwidth>")
+    return done + _dns_keys(net, definition)
+
+
+def _vlan_value(tags: Any) -> Any:
+    return tags[0] if len(tags) == 1 else list(tags)
+
+
+def _vlans(net: Entry, definition: NetworkDef, mode: Any) -> List[str]:
+    """`vlan` and `portgroups` (netfields' keys) of a mode that takes them."""
+    done = []
+    if definition.vlan and "vlan" in mode.keys:
+        net.set("vlan", _vlan_value(definition.vlan))
+        done.append("<vlan>")
+    if definition.portgroups and "portgroups" in mode.keys and all(valid_name(g[0]) for g in definition.portgroups):
+        groups = Entry("portgroups")
+        for group, default, tags in definition.portgroups:
+            groups.set(group, Flow(([("default", True)] if default else []) +
+                                   ([("vlan", _vlan_value(tags))] if tags else [])))
+        net.set("portgroups", groups)
+        done.append("<portgroup>")
     return done
+
+
+def _dns_keys(net: Entry, definition: NetworkDef) -> List[str]:
+    """`domain` and `dns` (netdns.py's keys) when the profile can say all of them as libvirt has them
+    (every name a DNS name, DNS hosts IPv4 in the network's subnet); else both stay "not modelled"."""
+    from .netdns import SRV_ATTRS, name_problem
+
+    dns = definition.dns
+    ipv4 = [ip.address.network for ip in definition.ips if ip.family == "ipv4"][:1]
+    if dns is None:
+        return []
+    names = [dns.domain] if dns.domain else []
+    names += [n for h in dns.hosts for n in h.names] + [f.domain for f in dns.forwarders if f.domain]
+    names += [t.name for t in dns.txts] + [getattr(s, k) for s in dns.srvs for k in ("domain", "target") if getattr(s, k)]
+    if any(name_problem(n) for n in names) or any(not ipv4 or h.ip not in ipv4[0] or not h.names for h in dns.hosts) \
+            or (dns.enable is False and dns.domain) or ((dns.domain or dns.hosts or dns.srvs or dns.txts) and not ipv4):
+        return []
+    if dns.domain:
+        local = dns.domain_local_only
+        net.set("domain", dns.domain if local is None else Flow([("name", dns.domain), ("local_only", local)]))
+    if dns.enable is False:
+        net.set("dns", False)
+        return ["<domain>", "<dns>"]
+    entry = Entry("dns")
+    if dns.forward_plain_names is not None:
+        entry.set("forward_plain_names", dns.forward_plain_names)
+    for key, items in (("hosts", [[("ip", str(h.ip)), ("names", list(h.names))] for h in dns.hosts]),
+                       ("forwarders", [[(k, v) for k, v in (("addr", f.addr), ("domain", f.domain)) if v is not None]
+                                       for f in dns.forwarders]),
+                       ("srv", [[(k, getattr(s, k)) for k in SRV_ATTRS if getattr(s, k) is not None] for s in dns.srvs]),
+                       ("txt", [[("name", t.name), ("value", t.value)] for t in dns.txts])):
+        if items:
+            entry.set(key, Seq(items))
+    if entry.keys:
+        net.set("dns", entry)
+    return ["<domain>", "<dns>"]
 
 
 def _dhcp(net: Entry, ip: Any, host: HostImport, what: str) -> None:
@@ -533,7 +595,7 @@ def _host_bridges(host: HostImport, networking: Any, libvirt_bridges: Dict[str, 
                   target: Any) -> None:
     users: Dict[str, List[str]] = {}
     for net in host.networks:
-        if not modes[net.get("mode")].libvirt_bridge:
+        if not modes[net.get("mode")].libvirt_bridge and net.name not in host.claimed:
             users.setdefault(net.get("bridge"), []).append(net.name)
     seen = dict(networking.bridges) if networking is not None else {}
     for name in sorted(set(seen) | set(users)):
@@ -919,8 +981,15 @@ def scalar(value: Any) -> str:
 
 
 def _flow(items: List[Tuple[str, Any]]) -> str:
-    return "{" + ", ".join(f"{scalar(k)}: {_flow(v.items) if isinstance(v, Flow) else scalar(v)}"
-                           for k, v in items) + "}"
+    return "{" + ", ".join(f"{scalar(k)}: {_flow_value(v)}" for k, v in items) + "}"
+
+
+def _flow_value(value: Any) -> str:
+    if isinstance(value, Flow):
+        return _flow(value.items)
+    if isinstance(value, list):
+        return "[" + ", ".join(_flow_value(v) for v in value) + "]"
+    return scalar(value)
 
 
 def _comment(text: str, indent: str) -> str:
