@@ -78,7 +78,7 @@ def vnetgen_shell_helpers(host, plan) -> str:
 
 @hookimpl
 def vnetgen_checks(host, plan) -> List[Check]:
-    return [Check("vlan", f"nic/{v.name}", f"{v.parent} id {v.id}", cmd("vlan_is", v.name, v.parent, v.id),
+    return [Check("vlan-port", f"nic/{v.name}", f"{v.parent} id {v.id}", cmd("vlan_is", v.name, v.parent, v.id),
                   create(v), words=f"{v.name} is VLAN {v.id} on {v.parent}",
                   params=(("parent", v.parent), ("id", v.id)))
             for v in _vlans(plan).values()]
@@ -105,7 +105,7 @@ def vnetgen_steps(host, plan) -> List[Step]:
 
 
 class VlanPort(CheckKind):
-    name = "vlan"
+    name = "vlan-port"
     summary = "a VLAN port (PARENT.ID) exists and is 802.1Q VLAN ID on PARENT"
     captures = ("the target's link file",)
 
