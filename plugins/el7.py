@@ -7,6 +7,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from vnetgen.api import (HOST_BRIDGES, Artifact, CaptureFile, CaptureReader, HostNetworking, Step, cmd,
                          hookimpl, install_file, q, restore_file, virt_install)
 
+from ._vlan import Vlan, host_vlans
 from .brctl_show import BrctlShow
 from .iproute2 import (IP_LINK_BRIDGE_V1, LAYOUT_1_MISSING, IpRoute2Target, observe_iproute2, observe_iproute2_v1,
                        resolver_list)
@@ -165,10 +166,17 @@ def _nic_identity(host, name: str) -> List[Tuple[str, object]]:
             ("HWADDR", nic.hwaddr.upper() if nic and nic.hwaddr else None)]
 
 
+def _vlan_ifcfg(vlan: Vlan, bridge: Optional[str]) -> str:
+    """A VLAN port: initscripts' ifup-eth creates it on PHYSDEV (and brings PHYSDEV up) at boot."""
+    return _ifcfg([("DEVICE", vlan.name), ("VLAN", "yes"), ("PHYSDEV", vlan.parent), ("BOOTPROTO", "none"),
+                   ("IPV6INIT", "no"), ("ONBOOT", "yes"), ("BRIDGE", bridge), ("NM_CONTROLLED", "no")])
+
+
 def ifcfg_files(plan) -> Dict[str, str]:
     """ifcfg name → text: managed host bridges, their ports, trunk ports and numbered NICs."""
     host = plan.host
     files: Dict[str, str] = {}
+    vlans = host_vlans(host)
     for bridge in host.bridges.values():
         if bridge.external:
             continue
@@ -182,6 +190,9 @@ def ifcfg_files(plan) -> Dict[str, str]:
                   ("DELAY", plan.bridge_delay[bridge.name]), ("NM_CONTROLLED", "no")]
         files[bridge.name] = _ifcfg(pairs)
         for port in bridge.ports:
+            if port in vlans:
+                files[port] = _vlan_ifcfg(vlans[port], bridge.name)
+                continue
             files[port] = _ifcfg([("TYPE", "Ethernet"), ("BOOTPROTO", "none"),
                                   ("DEFROUTE", "yes" if bridge.gateway else None), ("IPV4_FAILURE_FATAL", "no"),
                                   ("IPV6INIT", "no"), *_nic_identity(host, port), ("ONBOOT", "yes"),
@@ -190,6 +201,9 @@ def ifcfg_files(plan) -> Dict[str, str]:
         if not net.mode.libvirt_bridge or net.net.state == "absent":
             continue
         for port in net.net.ports:
+            if port in vlans:
+                files[port] = _vlan_ifcfg(vlans[port], None)
+                continue
             # libvirt's bridge is not an ifcfg device: the port is unnumbered and the hook enslaves it.
             files[port] = _ifcfg([("TYPE", "Ethernet"), ("BOOTPROTO", "none"), ("IPV4_FAILURE_FATAL", "no"),
                                   ("IPV6INIT", "no"), *_nic_identity(host, port), ("ONBOOT", "yes"),

@@ -16,6 +16,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from vnetgen.api import (HOST_BRIDGES, Action, Artifact, CaptureFile, Step, cmd, hookimpl, install_file, restore_file,
                          under_root, virt_install)
 
+from ._vlan import Vlan, host_vlans
 from .iproute2 import IpRoute2Target, resolver_list
 
 KEYFILE_DIR = "/etc/NetworkManager/system-connections"
@@ -140,11 +141,24 @@ def _mac(host, name: str) -> List[Tuple[str, Sequence[Tuple[str, object]]]]:
     return [("ethernet", [("mac-address", nic.hwaddr.upper())])] if nic and nic.hwaddr else []
 
 
+def _vlan_keyfile(host, vlan: Vlan, conn_id: str, bridge_uuid: Optional[str]) -> str:
+    """A VLAN port: NetworkManager creates it on its parent NIC; a host bridge's port is its slave."""
+    enslaved = [("master", bridge_uuid), ("slave-type", "bridge")] if bridge_uuid else []
+    return keyfile([
+        ("connection", [("id", conn_id), ("uuid", connection_uuid(host.name, conn_id)), ("type", "vlan"),
+                        ("interface-name", vlan.name), *enslaved, ("autoconnect", "true"),
+                        ("autoconnect-priority", PORT_PRIORITY)]),
+        ("vlan", [("parent", vlan.parent), ("id", vlan.id)]),
+        *([] if bridge_uuid else [("ipv4", [("method", "disabled")]), ("ipv6", [("method", "ignore")])]),
+    ])
+
+
 def keyfiles(plan) -> Dict[str, str]:
     """connection id → keyfile text: managed host bridges and their ports, trunk ports of libvirt
     bridges (unnumbered: libvirt's hook enslaves them) and numbered NICs."""
     host = plan.host
     files: Dict[str, str] = {}
+    vlans = host_vlans(host)
     for bridge in host.bridges.values():
         if bridge.external:
             continue
@@ -164,6 +178,9 @@ def keyfiles(plan) -> Dict[str, str]:
         ])
         for port in bridge.ports:
             port_id = connection_id(bridge.name, "port", port)
+            if port in vlans:
+                files[port_id] = _vlan_keyfile(host, vlans[port], port_id, bridge_uuid)
+                continue
             files[port_id] = keyfile([
                 # master=/slave-type=: what NetworkManager 1.30+ reads (controller=/port-type= from 1.46)
                 ("connection", [*_ethernet(host, port, port_id), ("master", bridge_uuid),
@@ -176,6 +193,9 @@ def keyfiles(plan) -> Dict[str, str]:
             continue
         for port in net.net.ports:
             port_id = connection_id(port)
+            if port in vlans:
+                files[port_id] = _vlan_keyfile(host, vlans[port], port_id, None)
+                continue
             files[port_id] = keyfile([
                 ("connection", [*_ethernet(host, port, port_id), ("autoconnect", "true"),
                                 ("autoconnect-priority", PORT_PRIORITY)]),

@@ -3,11 +3,12 @@ routes live, bash helpers the runbook's checks call, and the iproute2 JSON captu
 reading. A library for the target plugins (el7, el9, ubuntu), not a plugin itself."""
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from vnetgen.api import (HOST_BRIDGES, Action, BridgeInfo, BridgePort, BridgePorts, CaptureFile, CaptureReader,
-                         HostNetworking, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, LinkInfo, Step, Target,
+                         HostNetworking, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, Step, Target,
                          FactError, bridges_from_iproute, cmd, combine)
 
 IP_LINK = "ip-link.json"
@@ -273,8 +274,8 @@ def observe_iproute2(reader: CaptureReader) -> Optional[HostNetworking]:
     addrs_got = reader.read(IP_ADDR)
     if addrs_got is not None:
         addresses: Dict[str, Tuple[str, ...]] = IpAddrs().process(*addrs_got)
-        result.links = {name: LinkInfo(name=link.name, kind=link.kind, master=link.master, up=link.up, mac=link.mac,
-                                       addresses=addresses.get(name, ())) for name, link in links.items()}
+        result.links = {name: dataclasses.replace(link, addresses=addresses.get(name, ()))
+                        for name, link in links.items()}
     else:
         result.links = links
         result.missing["addresses"] = reader.why(IP_ADDR)

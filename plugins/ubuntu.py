@@ -24,6 +24,7 @@ import yaml
 from vnetgen.api import (HOST_BRIDGES, PREFLIGHT, Action, Artifact, CaptureFile, FactError, Step, cmd, here, hookimpl,
                          install_file, q, restore_file, under_root, virt_install)
 
+from ._vlan import host_vlans
 from .iproute2 import HELPERS, IpRoute2Target, resolver_list
 
 NETPLAN_FILE = "netplan/90-vnetgen.yaml"
@@ -109,6 +110,13 @@ class Ubuntu(IpRoute2Target):
         return parse_netplan_dns(text, where)
 
     def validate(self, host: Any, report: Any) -> None:
+        for net in host.networks.values():
+            for index, port in enumerate(net.ports if net.state != "absent" else ()):
+                if port in host_vlans(host) and not host_vlans(host)[port].host_bridge:
+                    # networkd would detach a VLAN it creates from libvirt's bridge (see above)
+                    report.error(net.at(f"ports[{index}]"), f"network {net.name}: VLAN trunk port {port}: target "
+                                 "ubuntu cannot persist a VLAN port of a libvirt bridge (networkd would detach "
+                                 "it); make it a host bridge's port and use mode: bridge")
         for nic in host.nics.values():
             if nic.uuid:
                 report.warning(nic.at("uuid"), f"nic {nic.name}: target ubuntu ignores uuid (a connection UUID "
@@ -213,10 +221,16 @@ def netplan_config(plan: Any) -> Dict[str, Any]:
     host = plan.host
     ethernets: Dict[str, Any] = {}
     bridges: Dict[str, Any] = {}
+    vlans = host_vlans(host)
+    found_vlans: Dict[str, Any] = {}
     for bridge in host.bridges.values():
         if bridge.external:
             continue
         for port in bridge.ports:
+            if port in vlans:
+                vlan = vlans[port]
+                found_vlans[port] = {"id": vlan.id, "link": vlan.parent, "dhcp4": False, "dhcp6": False}
+                continue
             ethernets[port] = _ethernet(host, port)
         entry: Dict[str, Any] = {"interfaces": list(bridge.ports), "dhcp4": False, "dhcp6": False,
                                  # netplan's default is STP on: always written
@@ -233,7 +247,12 @@ def netplan_config(plan: Any) -> Dict[str, Any]:
     for nic in host.nics.values():
         if nic.name not in ethernets and nic.ip is not None:
             ethernets[nic.name] = dict(_ethernet(host, nic.name), addresses=[nic.ip.with_prefixlen])
+    for vlan in found_vlans.values():
+        # netplan's `link:` must name an interface it defines: the parent, unnumbered unless the profile numbers it
+        ethernets.setdefault(vlan["link"], _ethernet(host, vlan["link"]))
     network: Dict[str, Any] = {"version": 2, "renderer": "networkd"}
+    if found_vlans:
+        network["vlans"] = found_vlans
     if ethernets:
         network["ethernets"] = ethernets
     if bridges:

@@ -35,7 +35,12 @@ def bundles(pm_module, tmp_path_factory):
     from vnetgen.profile import load_valid
 
     # and profile fixtures of what the lab cannot run (modes direct, hostdev, ovs)
-    paths = list(PROFILES) + [ROOT / "tests" / "fixtures" / "modes" / "modes.yaml"]
+    paths = list(PROFILES) + [ROOT / "tests" / "fixtures" / "modes" / "modes.yaml",
+                              ROOT / "tests" / "fixtures" / "vlan" / "vlan-ports.yaml"]   # VLAN ports, el7
+    vlan = (ROOT / "tests" / "fixtures" / "vlan" / "vlan-ports.yaml").read_text()
+    el9 = tmp_path_factory.mktemp("vlan") / "vlan-ports@el9.yaml"
+    el9.write_text(vlan.replace("target: el7", "target: el9"))
+    paths.append(el9)
     for target in OTHER_TARGETS:
         paths += retargeted(tmp_path_factory.mktemp(target), target)
     out = {}

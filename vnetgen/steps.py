@@ -1,6 +1,7 @@
 """The runbook steps every host shares, whatever its modes: preflight, sysctl, networks, ports, VMs, verify."""
 from __future__ import annotations
 
+import re
 from typing import Any, Iterable, List
 
 from .api import (BACKUP, HOST_BRIDGES, NETWORKS, PORTS, PREFLIGHT, SYSCTL, VERIFY, VMS, Action, Step,
@@ -37,14 +38,19 @@ def core_steps(plan: Any, pm: Any) -> Iterable[Step]:
                (require("verify_all"),))
 
 
+_VLAN_PORT = re.compile(r"(?<=.)\.[0-9]+$")
+
+
 def require(check: str) -> Action:
     return Action(check=check, kind="require")
 
 
 def _preflight(plan: Any) -> Step:
     tools = ["virsh", "sha256sum", "sysctl", "flock", "setsid", *plan.target.tools]
-    nics = sorted({p for b in plan.host.bridges.values() for p in b.ports} |
-                  {p for n in plan.host.networks.values() for p in n.ports} | set(plan.host.nics))
+    ports = {p for b in plan.host.bridges.values() for p in b.ports} | {p for n in plan.host.networks.values()
+                                                                          for p in n.ports}
+    # a VLAN port PARENT.ID is made by the runbook (plugin vlan): its parent NIC must exist
+    nics = sorted({_VLAN_PORT.sub("", p) for p in ports} | set(plan.host.nics))
     actions = [require(cmd("require_host", plan.host.name)), require("require_root"),
                require(cmd("require_tools", *sorted(set(tools)))),
                require("require_libvirtd"), require(cmd("require_checksums", plan.host.name))]

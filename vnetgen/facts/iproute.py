@@ -107,8 +107,14 @@ class IpLinks:
             mac = link.get("address")
             if name in links:
                 raise FactError(source, number, f"link {name!r} is listed twice")
+            parent = link.get("link")
+            data = info.get("info_data") if isinstance(info, dict) else None
+            vlan_id = data.get("id") if kind == "vlan" and isinstance(data, dict) else None
             links[name] = LinkInfo(name=name, kind=kind if isinstance(kind, str) else None, master=master,
-                                   up="UP" in flags, mac=mac if isinstance(mac, str) else None)
+                                   up="UP" in flags, mac=mac if isinstance(mac, str) else None,
+                                   parent=parent if isinstance(parent, str) and is_ifname(parent) else None,
+                                   vlan_id=vlan_id if isinstance(vlan_id, int) and not isinstance(vlan_id, bool)
+                                   else None)
         return tuple(links[name] for name in sorted(links))
 
 

@@ -177,6 +177,8 @@ class LinkInfo:
     up: bool = False                  # administratively up (the UP flag)
     mac: Optional[str] = None
     addresses: Optional[Tuple[str, ...]] = None   # "ADDR/PREFIX", global and host scope, sorted
+    parent: Optional[str] = None      # the lower link ("link"), e.g. the NIC under a VLAN
+    vlan_id: Optional[int] = None     # linkinfo.info_data.id of a VLAN
 
 
 @dataclass(frozen=True)
