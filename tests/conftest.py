@@ -14,6 +14,13 @@ PROFILES = sorted((ROOT / "profiles").glob("*.yaml"))
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 
 
+def pytest_collection_modifyitems(config, items):
+    """Lab and real-tool tests first (each takes seconds to a minute and a half), unit tests after:
+    with pytest-xdist the workers start on the long tests and the short ones fill in at the end,
+    instead of one long test starting last and running alone. Order within each group is kept."""
+    items.sort(key=lambda item: 0 if item.get_closest_marker("lab") or item.get_closest_marker("realtool") else 1)
+
+
 def require_tool(*names: str) -> None:
     """Skip (outside CI) or fail (in CI, CI=true) when a real tool the test needs is absent."""
     missing = [n for n in names if shutil.which(n) is None]
