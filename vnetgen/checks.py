@@ -66,8 +66,9 @@ class NetworkMissing(CheckKind):
     captures = ("virsh-net-list.txt",)
 
     @staticmethod
-    def make(name: str) -> Check:
-        return Check("network-missing", f"network/{name}", True, cmd("net_exists", name), _redefine_fix(name),
+    def make(name: str, bash: bool = True) -> Check:
+        return Check("network-missing", f"network/{name}", True, cmd("net_exists", name) if bash else "",
+                     _redefine_fix(name),
                      network=name, words=f"network {name} is defined")
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
@@ -82,8 +83,8 @@ class NetworkExtra(CheckKind):
     captures = ("virsh-net-list.txt",)
 
     @staticmethod
-    def make(name: str) -> Check:
-        return Check("network-extra", f"network/{name}", None, "! " + cmd("net_exists", name),
+    def make(name: str, bash: bool = True) -> Check:
+        return Check("network-extra", f"network/{name}", None, "! " + cmd("net_exists", name) if bash else "",
                      cmd("virsh", "net-undefine", name), network=name, words=f"network {name} is not defined")
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
@@ -98,9 +99,9 @@ class NetworkInactive(CheckKind):
     captures = ("virsh-net-list.txt",)
 
     @staticmethod
-    def make(name: str, active: bool) -> Check:
+    def make(name: str, active: bool, bash: bool = True) -> Check:
         return Check("network-inactive", f"network/{name}", "active" if active else "inactive",
-                     ("" if active else "! ") + cmd("net_info_is", name, "Active", "yes"),
+                     ("" if active else "! ") + cmd("net_info_is", name, "Active", "yes") if bash else "",
                      cmd("virsh", "net-start" if active else "net-destroy", name), network=name,
                      words=f"network {name} is {'running' if active else 'stopped'}")
 
@@ -119,9 +120,9 @@ class NetworkAutostart(CheckKind):
     captures = ("virsh-net-list.txt",)
 
     @staticmethod
-    def make(name: str, autostart: bool) -> Check:
+    def make(name: str, autostart: bool, bash: bool = True) -> Check:
         return Check("network-autostart", f"network/{name}", autostart,
-                     cmd("net_info_is", name, "Autostart", "yes" if autostart else "no"),
+                     cmd("net_info_is", name, "Autostart", "yes" if autostart else "no") if bash else "",
                      cmd("virsh", "net-autostart", *(() if autostart else ("--disable",)), name), network=name,
                      words=f"autostart of network {name} is {'on' if autostart else 'off'}")
 
@@ -134,9 +135,14 @@ class NetworkAutostart(CheckKind):
             ev.drift(check, entry.autostart, fix=fix)
 
 
-def definition_check(kind: str, net: str, expected: Any, tokens: Tuple[str, ...], words: str) -> Check:
+def definition_check(kind: str, net: str, expected: Any, tokens: Tuple[str, ...], words: str,
+                     bash: bool = True) -> Check:
     """A check of a network's definition: the runbook matches net-dumpxml lines (`tokens`); the audit
-    compares the parsed definition; the fix redefines the network from the bundle."""
+    compares the parsed definition; the fix redefines the network from the bundle. Without `bash`
+    (an audit's plan) neither test nor fix: the audit's kinds of these checks report their own fix
+    (Evaluation.redefine, Evaluation.net_update)."""
+    if not bash:
+        return Check(kind, f"network/{net}", expected, tokens=tokens, network=net, words=words)
     return Check(kind, f"network/{net}", expected, cmd("net_xml_match", net, *tokens), _redefine_fix(net),
                  tokens=tokens, network=net, words=words)
 
@@ -455,54 +461,55 @@ def lease_key(lease: Any) -> str:
     return f"{(lease.mac or '').lower()}|{lease.name or ''}|{lease.ip}"
 
 
-def network_checks(network: Any, target: Any) -> List[Check]:
-    """Checks of one libvirt network's definition, state and ports."""
+def network_checks(network: Any, target: Any, bash: bool = True) -> List[Check]:
+    """Checks of one libvirt network's definition, state and ports; without `bash`, an audit's (see
+    definition_check)."""
     net = network.net
     name = net.name
     if net.state == "absent":
-        return [NetworkExtra.make(name)]
-    checks = [NetworkMissing.make(name), NetworkInactive.make(name, net.state == "active"),
-              NetworkAutostart.make(name, net.autostart)]
+        return [NetworkExtra.make(name, bash)]
+    checks = [NetworkMissing.make(name, bash), NetworkInactive.make(name, net.state == "active", bash),
+              NetworkAutostart.make(name, net.autostart, bash)]
     mode, mode_forward = network.mode, network.forward   # as the network's XML says it
     forward = (f"has:<forward mode='{mode_forward}'",) if mode_forward else ("lacks:<forward",)
     if mode_forward and network.forward_dev:  # libvirt writes dev= before mode=
         forward = (f"has:<forward dev='{network.forward_dev}' mode='{mode_forward}'",)
     checks.append(definition_check("forward-mode", name, mode_forward or None, forward,
                                    f"network {name} forwards in mode {mode_forward}" if mode_forward
-                                   else f"network {name} has no <forward> (isolated)"))
+                                   else f"network {name} has no <forward> (isolated)", bash=bash))
     if network.bridge:
         checks.append(definition_check("bridge-name", name, network.bridge, (f"has:<bridge name='{network.bridge}'",),
-                                      f"network {name} uses bridge {network.bridge}"))
+                                      f"network {name} uses bridge {network.bridge}", bash=bash))
     if network.stp is not None:
         stp = "on" if network.stp else "off"
         checks.append(definition_check("stp", name, network.stp, (f"has:stp='{stp}'",),
-                                                f"stp is {stp} for the bridge of network {name}"))
+                                                f"stp is {stp} for the bridge of network {name}", bash=bash))
     if network.delay is not None:
         checks.append(definition_check("delay", name, network.delay,
                                                 (f"has:delay='{network.delay}'",),
-                                                f"forward delay of network {name} is {network.delay} s"))
+                                                f"forward delay of network {name} is {network.delay} s", bash=bash))
     if net.mac:  # a generated MAC or UUID the profile did not pin is not drift
         checks.append(definition_check("mac", name, network.mac, (f"has:<mac address='{network.mac}'/>",),
-                               f"network {name}'s bridge has MAC {network.mac}"))
+                               f"network {name}'s bridge has MAC {network.mac}", bash=bash))
     if net.uuid:
         checks.append(definition_check("uuid", name, network.uuid, (f"has:<uuid>{network.uuid}</uuid>",),
-                                f"network {name} has UUID {network.uuid}"))
+                                f"network {name} has UUID {network.uuid}", bash=bash))
     for spec, value in set_fields(net):
         checks.append(definition_check(spec.kind, name, value, spec.tokens(network, value),
-                                       f"network {name} has {spec.words(value)}"))
+                                       f"network {name} has {spec.words(value)}", bash=bash))
     if net.ip is not None:
         checks.append(definition_check("ip-address", name, str(net.ip.with_prefixlen),
                                      (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",),
-                                     f"network {name} has address {net.ip.with_prefixlen}"))
+                                     f"network {name} has address {net.ip.with_prefixlen}", bash=bash))
     elif mode.ip != "forbidden":
-        checks.append(definition_check("ip-address", name, None, ("lacks:<ip ",), f"network {name} has no address"))
+        checks.append(definition_check("ip-address", name, None, ("lacks:<ip ",), f"network {name} has no address", bash=bash))
     dhcp = net.dhcp
     if dhcp is not None:
         checks.append(definition_check("dhcp-range", name, f"{dhcp.start}-{dhcp.end}",
                                      (f"has:<range start='{dhcp.start}' end='{dhcp.end}'/>",),
-                                     f"network {name} leases {dhcp.start}-{dhcp.end}"))
+                                     f"network {name} leases {dhcp.start}-{dhcp.end}", bash=bash))
     elif net.ip is not None:
-        checks.append(definition_check("dhcp-range", name, None, ("lacks:<range ",), f"network {name} runs no DHCP range"))
+        checks.append(definition_check("dhcp-range", name, None, ("lacks:<range ",), f"network {name} runs no DHCP range", bash=bash))
     leases = dhcp.hosts if dhcp else []
     if net.ip is not None:
         # Counted by their first attribute: a lease has mac= or name= (validation), a DNS host ip= only.
@@ -510,7 +517,7 @@ def network_checks(network: Any, target: Any) -> List[Check]:
         tokens = tuple(f"has:{lease_line(lease)}" for lease in leases) + (
             f"count:{with_mac}:<host mac=", f"count:{len(leases) - with_mac}:<host name=")
         checks.append(definition_check("dhcp-host", name, sorted(lease_key(lease) for lease in leases),
-                                                tokens, f"network {name} has {_leases(len(leases))}"))
+                                                tokens, f"network {name} has {_leases(len(leases))}", bash=bash))
     if network.bridge and mode.libvirt_bridge:
         bridge = network.bridge
         for port in net.ports:
@@ -571,8 +578,9 @@ def bridge_checks(plan: Any, bridge: Any) -> List[Check]:
 def host_checks(plan: Any, pm: Any = None) -> List[Check]:
     """Every check of one host, in a stable order: networks, host bridges, sysctl, VMs, then plugins'."""
     checks: List[Check] = []
+    bash = getattr(plan, "runbook", True)   # an audit's plan: no runbook runs the tests
     for network in plan.networks.values():
-        checks.extend(network_checks(network, plan.target))
+        checks.extend(network_checks(network, plan.target, bash))
     for bridge in plan.host.bridges.values():
         checks.extend(bridge_checks(plan, bridge))
     for setting in plan.sysctl:
@@ -592,12 +600,13 @@ def host_checks(plan: Any, pm: Any = None) -> List[Check]:
                                                                          if optional else ""),
                             params=(("key", setting.key), ("optional", optional))))
     for vm in plan.host.vms.values():
-        checks.append(Check("vm-missing", f"vm/{vm.name}", vm.name, cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1",
+        checks.append(Check("vm-missing", f"vm/{vm.name}", vm.name,
+                            cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1" if bash else "",
                             "bash runbook.sh  # its VM step installs " + vm.name, skip_flag="NO_VMS",
                             words=f"VM {vm.name} is defined"))
         for nic in vm.networks:
             words = ("vm_has_network", vm.name, nic.network) + ((nic.mac.lower(),) if nic.mac else ())
-            checks.append(Check("vm-network", f"vm/{vm.name}", nic.network, cmd(*words),
+            checks.append(Check("vm-network", f"vm/{vm.name}", nic.network, cmd(*words) if bash else "",
                                 cmd("virsh", "attach-interface", vm.name, "network", nic.network,
                                     *(("--mac", nic.mac.lower()) if nic.mac else ()), "--config"),
                                 skip_flag="NO_VMS", words=f"VM {vm.name} has a NIC on network {nic.network}"

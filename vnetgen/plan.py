@@ -60,6 +60,9 @@ class HostPlan:
     hook_cases: List[Any] = field(default_factory=list)   # plugins' parts of hooks/network (api.HookCase)
     helpers: str = ""                                  # bash functions of the target and plugins
     previous: Optional["HostPlan"] = None   # the plan of `build --against OLD`, when given
+    # False in an audit's plans: no runbook is made, so checks need no bash `test` (a plugin's
+    # vnetgen_checks may leave it "" then); their `fix` is still what the audit reports.
+    runbook: bool = True
 
     @property
     def name(self) -> str:
@@ -122,7 +125,8 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
     from .xml import network_element, network_xml
 
     modes = plugin_modes(pm)
-    plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile, previous=previous)
+    plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile, previous=previous,
+                    runbook=runbook)
     bridges = resolve_bridges(host, modes)
     for net in host.networks.values():
         mode = modes[net.mode]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import uuid as uuidlib
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -30,12 +31,23 @@ class NetDumpXml:
         return _network(root, source)
 
 
-def _parse_xml(text: str, source: str, root_tag: str = "network") -> Any:
+_PARSER: List[Any] = []   # one parser for every capture file: an audit reads thousands
+
+
+def _parser() -> Any:
     # Imported here: `import vnetgen.facts` stays cheap for the commands that need no XML.
+    if not _PARSER:
+        from lxml import etree
+
+        _PARSER.append(etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
+                                       load_dtd=False, remove_comments=True, remove_pis=True))
+    return _PARSER[0]
+
+
+def _parse_xml(text: str, source: str, root_tag: str = "network") -> Any:
     from lxml import etree
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
-                             load_dtd=False, remove_comments=True, remove_pis=True)
+    parser = _parser()
     # Bytes, not str: lxml refuses a str with an encoding declaration or a NUL, and
     # surrogates (bytes that were not UTF-8) become invalid UTF-8 that it reports.
     data = text.encode("utf-8", "surrogatepass")
@@ -117,8 +129,10 @@ def _children(element: Any, tag: str) -> List[Any]:
 def _child(element: Optional[Any], tag: str) -> Optional[Any]:
     if element is None:
         return None
-    found = _children(element, tag)
-    return found[0] if found else None
+    for child in element:
+        if child.tag == tag:
+            return child
+    return None
 
 
 def _line(element: Any) -> int:
@@ -178,8 +192,15 @@ def _address(element: Any, attribute: str, source: str) -> Optional[IPAddress]:
     value = element.get(attribute)
     if value is None:
         return None
+    text = value.strip()
     try:
-        return ipaddress.ip_address(value.strip())
+        # A dotted quad, the common case, without ipaddress's parser (inet_pton takes exactly the
+        # dotted quads ipaddress takes: four decimal octets, no leading zeros); anything else as before.
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
+    except (OSError, ValueError):
+        pass
+    try:
+        return ipaddress.ip_address(text)
     except ValueError:
         raise FactError(source, _line(element), f"{attribute}={value[:60]!r} is not an IP address") from None
 
@@ -275,7 +296,11 @@ def _ip(element: Any, source: str) -> IpDef:
     declared = element.get("family")
     if declared is not None and declared != family:
         raise FactError(source, _line(element), f"family={declared[:20]!r} but the address is {family}")
-    interface = ipaddress.ip_interface(f"{address}/{_prefix(element, address, source)}")
+    prefix = _prefix(element, address, source)
+    if address.version == 4:   # from the number: no second parse of the address's text
+        interface: Any = ipaddress.IPv4Interface((int(address), prefix))
+    else:
+        interface = ipaddress.ip_interface(f"{address}/{prefix}")
     ranges, hosts = _dhcp(element, source)
     return IpDef(family=family, address=interface, dhcp_ranges=ranges, dhcp_hosts=hosts)
 
@@ -293,10 +318,23 @@ def _prefix(element: Any, address: Any, source: str) -> int:
         if address.version == 6:
             raise FactError(source, _line(element), "netmask= on an IPv6 address (libvirt wants prefix=)")
         try:
-            return ipaddress.ip_network(f"0.0.0.0/{netmask.strip()}").prefixlen
+            return _netmask_prefix(netmask.strip())
         except ValueError:
             raise FactError(source, _line(element), f"netmask={netmask[:60]!r} is not a netmask") from None
     return _default_prefix(element, address, source)
+
+
+_NETMASKS: Dict[str, int] = {}
+
+
+def _netmask_prefix(netmask: str) -> int:
+    """The prefix length of a netmask (ValueError if it is none); the few netmasks of a fleet, remembered."""
+    prefix = _NETMASKS.get(netmask)
+    if prefix is None:
+        prefix = ipaddress.ip_network(f"0.0.0.0/{netmask}").prefixlen
+        if len(_NETMASKS) < 256:
+            _NETMASKS[netmask] = prefix
+    return prefix
 
 
 def _default_prefix(element: Any, address: Any, source: str) -> int:
