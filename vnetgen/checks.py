@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .api import Check, CheckKind
 from .netfields import FIELDS, NetField, set_fields
@@ -135,14 +135,10 @@ class NetworkAutostart(CheckKind):
             ev.drift(check, entry.autostart, fix=fix)
 
 
-def definition_check(kind: str, net: str, expected: Any, tokens: Tuple[str, ...], words: str,
-                     bash: bool = True) -> Check:
+def definition_check(kind: str, net: str, expected: Any, tokens: Tuple[str, ...], words: str) -> Check:
     """A check of a network's definition: the runbook matches net-dumpxml lines (`tokens`); the audit
-    compares the parsed definition; the fix redefines the network from the bundle. Without `bash`
-    (an audit's plan) neither test nor fix: the audit's kinds of these checks report their own fix
-    (Evaluation.redefine, Evaluation.net_update)."""
-    if not bash:
-        return Check(kind, f"network/{net}", expected, tokens=tokens, network=net, words=words)
+    compares the parsed definition; the fix redefines the network from the bundle. (An audit's plan
+    makes them bare: see network_checks.)"""
     return Check(kind, f"network/{net}", expected, cmd("net_xml_match", net, *tokens), _redefine_fix(net),
                  tokens=tokens, network=net, words=words)
 
@@ -462,8 +458,9 @@ def lease_key(lease: Any) -> str:
 
 
 def network_checks(network: Any, target: Any, bash: bool = True) -> List[Check]:
-    """Checks of one libvirt network's definition, state and ports; without `bash`, an audit's (see
-    definition_check)."""
+    """Checks of one libvirt network's definition, state and ports. Without `bash`, an audit's: no
+    test, and definition checks with no fix, tokens or words either (the runbook's; the kinds of
+    these checks report their own fix: Evaluation.redefine, Evaluation.net_update)."""
     net = network.net
     name = net.name
     if net.state == "absent":
@@ -471,53 +468,60 @@ def network_checks(network: Any, target: Any, bash: bool = True) -> List[Check]:
     checks = [NetworkMissing.make(name, bash), NetworkInactive.make(name, net.state == "active", bash),
               NetworkAutostart.make(name, net.autostart, bash)]
     mode, mode_forward = network.mode, network.forward   # as the network's XML says it
-    forward = (f"has:<forward mode='{mode_forward}'",) if mode_forward else ("lacks:<forward",)
-    if mode_forward and network.forward_dev:  # libvirt writes dev= before mode=
-        forward = (f"has:<forward dev='{network.forward_dev}' mode='{mode_forward}'",)
-    checks.append(definition_check("forward-mode", name, mode_forward or None, forward,
-                                   f"network {name} forwards in mode {mode_forward}" if mode_forward
-                                   else f"network {name} has no <forward> (isolated)", bash=bash))
+
+    def define(kind: str, expected: Any, tokens: Callable[[], Tuple[str, ...]], words: Callable[[], str]) -> None:
+        """A definition check; its tokens and words (the runbook's) are made only with `bash`."""
+        checks.append(definition_check(kind, name, expected, tokens(), words()) if bash else
+                      Check(kind, f"network/{name}", expected, network=name))
+
+    def forward() -> Tuple[str, ...]:
+        if mode_forward and network.forward_dev:  # libvirt writes dev= before mode=
+            return (f"has:<forward dev='{network.forward_dev}' mode='{mode_forward}'",)
+        return (f"has:<forward mode='{mode_forward}'",) if mode_forward else ("lacks:<forward",)
+
+    define("forward-mode", mode_forward or None, forward,
+           lambda: f"network {name} forwards in mode {mode_forward}" if mode_forward
+           else f"network {name} has no <forward> (isolated)")
     if network.bridge:
-        checks.append(definition_check("bridge-name", name, network.bridge, (f"has:<bridge name='{network.bridge}'",),
-                                      f"network {name} uses bridge {network.bridge}", bash=bash))
+        define("bridge-name", network.bridge, lambda: (f"has:<bridge name='{network.bridge}'",),
+               lambda: f"network {name} uses bridge {network.bridge}")
     if network.stp is not None:
         stp = "on" if network.stp else "off"
-        checks.append(definition_check("stp", name, network.stp, (f"has:stp='{stp}'",),
-                                                f"stp is {stp} for the bridge of network {name}", bash=bash))
+        define("stp", network.stp, lambda: (f"has:stp='{stp}'",),
+               lambda: f"stp is {stp} for the bridge of network {name}")
     if network.delay is not None:
-        checks.append(definition_check("delay", name, network.delay,
-                                                (f"has:delay='{network.delay}'",),
-                                                f"forward delay of network {name} is {network.delay} s", bash=bash))
+        define("delay", network.delay, lambda: (f"has:delay='{network.delay}'",),
+               lambda: f"forward delay of network {name} is {network.delay} s")
     if net.mac:  # a generated MAC or UUID the profile did not pin is not drift
-        checks.append(definition_check("mac", name, network.mac, (f"has:<mac address='{network.mac}'/>",),
-                               f"network {name}'s bridge has MAC {network.mac}", bash=bash))
+        define("mac", network.mac, lambda: (f"has:<mac address='{network.mac}'/>",),
+               lambda: f"network {name}'s bridge has MAC {network.mac}")
     if net.uuid:
-        checks.append(definition_check("uuid", name, network.uuid, (f"has:<uuid>{network.uuid}</uuid>",),
-                                f"network {name} has UUID {network.uuid}", bash=bash))
+        define("uuid", network.uuid, lambda: (f"has:<uuid>{network.uuid}</uuid>",),
+               lambda: f"network {name} has UUID {network.uuid}")
     for spec, value in set_fields(net):
-        checks.append(definition_check(spec.kind, name, value, spec.tokens(network, value),
-                                       f"network {name} has {spec.words(value)}", bash=bash))
+        define(spec.kind, value, lambda: spec.tokens(network, value), lambda: f"network {name} has {spec.words(value)}")
     if net.ip is not None:
-        checks.append(definition_check("ip-address", name, str(net.ip.with_prefixlen),
-                                     (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",),
-                                     f"network {name} has address {net.ip.with_prefixlen}", bash=bash))
+        define("ip-address", str(net.ip.with_prefixlen),
+               lambda: (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",),
+               lambda: f"network {name} has address {net.ip.with_prefixlen}")
     elif mode.ip != "forbidden":
-        checks.append(definition_check("ip-address", name, None, ("lacks:<ip ",), f"network {name} has no address", bash=bash))
+        define("ip-address", None, lambda: ("lacks:<ip ",), lambda: f"network {name} has no address")
     dhcp = net.dhcp
     if dhcp is not None:
-        checks.append(definition_check("dhcp-range", name, f"{dhcp.start}-{dhcp.end}",
-                                     (f"has:<range start='{dhcp.start}' end='{dhcp.end}'/>",),
-                                     f"network {name} leases {dhcp.start}-{dhcp.end}", bash=bash))
+        define("dhcp-range", f"{dhcp.start}-{dhcp.end}", lambda: (f"has:<range start='{dhcp.start}' end='{dhcp.end}'/>",),
+               lambda: f"network {name} leases {dhcp.start}-{dhcp.end}")
     elif net.ip is not None:
-        checks.append(definition_check("dhcp-range", name, None, ("lacks:<range ",), f"network {name} runs no DHCP range", bash=bash))
+        define("dhcp-range", None, lambda: ("lacks:<range ",), lambda: f"network {name} runs no DHCP range")
     leases = dhcp.hosts if dhcp else []
     if net.ip is not None:
-        # Counted by their first attribute: a lease has mac= or name= (validation), a DNS host ip= only.
-        with_mac = sum(1 for lease in leases if lease.mac)
-        tokens = tuple(f"has:{lease_line(lease)}" for lease in leases) + (
-            f"count:{with_mac}:<host mac=", f"count:{len(leases) - with_mac}:<host name=")
-        checks.append(definition_check("dhcp-host", name, sorted(lease_key(lease) for lease in leases),
-                                                tokens, f"network {name} has {_leases(len(leases))}", bash=bash))
+        def lease_tokens() -> Tuple[str, ...]:
+            # Counted by their first attribute: a lease has mac= or name= (validation), a DNS host ip= only.
+            with_mac = sum(1 for lease in leases if lease.mac)
+            return tuple(f"has:{lease_line(lease)}" for lease in leases) + (
+                f"count:{with_mac}:<host mac=", f"count:{len(leases) - with_mac}:<host name=")
+
+        define("dhcp-host", sorted(lease_key(lease) for lease in leases), lease_tokens,
+               lambda: f"network {name} has {_leases(len(leases))}")
     if network.bridge and mode.libvirt_bridge:
         bridge = network.bridge
         for port in net.ports:

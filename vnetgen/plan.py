@@ -119,7 +119,8 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
               runbook: bool = True) -> HostPlan:
     """Everything the bundle of `host` needs, computed once; renderers only format it. With
     `runbook=False`, what an audit needs (networks, sysctl, checks, capture files) and not the
-    runbook's steps, bash helpers and host files: `steps`, `helpers` and `artifacts` stay empty."""
+    runbook's steps, bash helpers and host files: `steps`, `helpers`, `artifacts` and each network's
+    `xml` stay empty, and checks carry no bash (see HostPlan.runbook)."""
     from .checks import host_checks
     from .steps import core_steps
     from .xml import network_element, network_xml
@@ -148,7 +149,8 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
             first = forward.find("interface")
             net_plan.forward = forward.get("mode", "nat")
             net_plan.forward_dev = forward.get("dev") or (first.get("dev") if first is not None else None)
-        net_plan.xml = network_xml(net_plan, element)
+        if runbook:   # the bundle's file; an audit reads only what the element says
+            net_plan.xml = network_xml(net_plan, element)
         wanted = [[_IP_FORWARD]] if net_plan.mode.forwards_ipv4 and net_plan.net.state == "active" else []
         for setting in wanted + pm.hook.vnetgen_sysctl(host=host, network=net_plan):
             for item in setting:
