@@ -783,6 +783,9 @@ def test_an_audit_plan_carries_no_bash_and_finds_the_same_drift_with_the_same_fi
     edit(xml, "<forward mode='nat'>", "<forward mode='route'>")
     edit(xml, "stp='on' delay='0'", "stp='off' delay='3'")
     edit(caps / "caldera02" / "virsh-net-list.txt", "default ", "defaulx ")   # missing, and an extra one
+    stopped = tmp_path / "stopped"
+    shutil.copytree(FIXTURES / "stopped" / "two-hosts", stopped)
+    edit(stopped / "caldera02" / "virsh-net-list.txt", "inactive   yes ", "inactive   no  ")
     prof = profile("two-hosts")
     reports = []
     for runbook in (True, False):
@@ -791,7 +794,8 @@ def test_an_audit_plan_carries_no_bash_and_finds_the_same_drift_with_the_same_fi
                  and not c.kind.startswith("port-")]
         assert all(tests) if runbook else not any(tests)
         reports.append([[d.to_dict() for d in Evaluation(plans[0], read_capture(c, plans[0]), kinds(_pm())).run().drift]
-                        for c in (caps, FIXTURES / "perturbed" / "two-hosts")])
+                        for c in (caps, FIXTURES / "perturbed" / "two-hosts", stopped)])
     assert reports[0] == reports[1]
     kinds_found = {d["kind"] for report in reports[0] for d in report}
-    assert {"network-missing", "dhcp-range", "ip-forward", "network-extra"} <= kinds_found
+    assert {"network-missing", "network-inactive", "network-autostart", "dhcp-range", "ip-forward",
+            "network-extra"} <= kinds_found

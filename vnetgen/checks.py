@@ -67,13 +67,16 @@ class NetworkMissing(CheckKind):
 
     @staticmethod
     def make(name: str, bash: bool = True) -> Check:
-        return Check("network-missing", f"network/{name}", True, cmd("net_exists", name) if bash else "",
-                     _redefine_fix(name),
+        """The check of network `name`; without `bash` (an audit's plan), no runbook text: the fix is
+        made when drift is found (so for the other network-* kinds)."""
+        if not bash:
+            return Check("network-missing", f"network/{name}", True, network=name)
+        return Check("network-missing", f"network/{name}", True, cmd("net_exists", name), _redefine_fix(name),
                      network=name, words=f"network {name} is defined")
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         if check.network not in ev.obs.networks:
-            ev.drift(check, False)
+            ev.drift(check, False, fix=check.fix or _redefine_fix(check.network))
             ev.moot_networks.add(check.network)
 
 
@@ -84,7 +87,9 @@ class NetworkExtra(CheckKind):
 
     @staticmethod
     def make(name: str, bash: bool = True) -> Check:
-        return Check("network-extra", f"network/{name}", None, "! " + cmd("net_exists", name) if bash else "",
+        if not bash:   # its drift's fix depends on the network's state: evaluate makes it
+            return Check("network-extra", f"network/{name}", None, network=name)
+        return Check("network-extra", f"network/{name}", None, "! " + cmd("net_exists", name),
                      cmd("virsh", "net-undefine", name), network=name, words=f"network {name} is not defined")
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
@@ -100,15 +105,22 @@ class NetworkInactive(CheckKind):
 
     @staticmethod
     def make(name: str, active: bool, bash: bool = True) -> Check:
-        return Check("network-inactive", f"network/{name}", "active" if active else "inactive",
-                     ("" if active else "! ") + cmd("net_info_is", name, "Active", "yes") if bash else "",
-                     cmd("virsh", "net-start" if active else "net-destroy", name), network=name,
+        expected = "active" if active else "inactive"
+        if not bash:
+            return Check("network-inactive", f"network/{name}", expected, network=name)
+        return Check("network-inactive", f"network/{name}", expected,
+                     ("" if active else "! ") + cmd("net_info_is", name, "Active", "yes"),
+                     NetworkInactive.fix(name, expected), network=name,
                      words=f"network {name} is {'running' if active else 'stopped'}")
+
+    @staticmethod
+    def fix(name: str, expected: str) -> str:
+        return cmd("virsh", "net-start" if expected == "active" else "net-destroy", name)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         actual = _state(ev.obs.networks[check.network])
         if actual != check.expected:
-            ev.drift(check, actual)
+            ev.drift(check, actual, fix=check.fix or self.fix(check.network, check.expected))
             if check.expected == "active":
                 # listed after the definition's fixes, so that it starts with the corrected definition
                 ev.pending = ev.result.drift.pop()
@@ -121,15 +133,21 @@ class NetworkAutostart(CheckKind):
 
     @staticmethod
     def make(name: str, autostart: bool, bash: bool = True) -> Check:
+        if not bash:
+            return Check("network-autostart", f"network/{name}", autostart, network=name)
         return Check("network-autostart", f"network/{name}", autostart,
-                     cmd("net_info_is", name, "Autostart", "yes" if autostart else "no") if bash else "",
-                     cmd("virsh", "net-autostart", *(() if autostart else ("--disable",)), name), network=name,
+                     cmd("net_info_is", name, "Autostart", "yes" if autostart else "no"),
+                     NetworkAutostart.fix(name, autostart), network=name,
                      words=f"autostart of network {name} is {'on' if autostart else 'off'}")
+
+    @staticmethod
+    def fix(name: str, autostart: bool) -> str:
+        return cmd("virsh", "net-autostart", *(() if autostart else ("--disable",)), name)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         entry = ev.obs.networks[check.network]
         if entry.autostart != check.expected:
-            fix = check.fix
+            fix = check.fix or self.fix(check.network, check.expected)
             if not entry.persistent:  # a transient network has no autostart until it is defined
                 fix = _redefine_fix(check.network) + " && " + fix
             ev.drift(check, entry.autostart, fix=fix)

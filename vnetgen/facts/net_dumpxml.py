@@ -69,15 +69,20 @@ def _parse_xml(text: str, source: str, root_tag: str = "network") -> Any:
 
 
 def _network(root: Any, source: str) -> NetworkDef:
-    name = _child(root, "name")
+    first: Dict[str, Any] = {}   # each tag's first child: one pass over <network> for every lookup below
+    for child in root:
+        first.setdefault(child.tag, child)
+    name = first.get("name")
     if name is None or not (name.text or "").strip():
         raise FactError(source, _line(root), "<network> without <name>")
-    forward = _child(root, "forward")
-    bridge = _child(root, "bridge")
-    mac = _child(root, "mac")
+    forward = first.get("forward")
+    bridge = first.get("bridge")
+    mac = first.get("mac")
+    pf = _child(forward, "pf")
+    virtualport = first.get("virtualport")
     return NetworkDef(
         name=name.text.strip(),
-        uuid=_uuid(_child(root, "uuid"), source),
+        uuid=_uuid(first.get("uuid"), source),
         forward_mode=None if forward is None else forward.get("mode", "nat"),  # no mode: nat
         forward_dev=_forward_dev(forward),
         bridge=None if bridge is None else bridge.get("name"),
@@ -88,14 +93,14 @@ def _network(root: Any, source: str) -> NetworkDef:
         connections=_uint_attr(root, "connections", source),
         nat_ports=_nat_ports(forward, source),
         nat_addresses=_nat_addresses(forward, source),
-        mtu=_uint_attr(_child(root, "mtu"), "size", source),
-        bandwidth=_bandwidth(_child(root, "bandwidth"), source),
-        dns=_dns(_child(root, "domain"), _child(root, "dns"), source),
+        mtu=_uint_attr(first.get("mtu"), "size", source),
+        bandwidth=_bandwidth(first.get("bandwidth"), source),
+        dns=_dns(first.get("domain"), first.get("dns"), source),
         interfaces=tuple(i.get("dev", "") for i in _children(forward, "interface")) if forward is not None else (),
-        pf=(_child(forward, "pf").get("dev") if _child(forward, "pf") is not None else None),
+        pf=(pf.get("dev") if pf is not None else None),
         pci=tuple(_pci(a, source) for a in _children(forward, "address")) if forward is not None else (),
-        virtualport=(_child(root, "virtualport").get("type") if _child(root, "virtualport") is not None else None),
-        vlan=_vlan(_child(root, "vlan"), source),
+        virtualport=(virtualport.get("type") if virtualport is not None else None),
+        vlan=_vlan(first.get("vlan"), source),
         portgroups=tuple((g.get("name", ""), g.get("default") == "yes", _vlan(_child(g, "vlan"), source))
                          for g in _children(root, "portgroup")),
     )
