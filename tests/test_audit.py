@@ -769,3 +769,33 @@ def test_an_unreadable_capture_directory_is_a_clear_error(tmp_path, monkeypatch)
         audit("nat-default", cap)
     result = CliRunner().invoke(cli.app, ["audit", str(ROOT / "profiles" / "nat-default.yaml"), "--captures", str(cap)])
     assert result.exit_code == 2 and "cannot read the capture directory: Permission denied" in result.output
+
+
+def test_an_audit_plan_carries_no_bash_and_finds_the_same_drift_with_the_same_fixes(tmp_path):
+    """An audit plans without the runbook: its checks hold no bash test (nothing runs it), and
+    definition checks no fix (their kinds report their own), yet every drift and fix is the same as
+    a runbook plan's checks give."""
+    from vnetgen.checks import Evaluation, kinds
+    from vnetgen.plan import plan_profile
+
+    caps = captures(tmp_path, "two-hosts", "perturbed")
+    xml = caps / "caldera02" / "net" / "default.xml"
+    edit(xml, "<forward mode='nat'>", "<forward mode='route'>")
+    edit(xml, "stp='on' delay='0'", "stp='off' delay='3'")
+    edit(caps / "caldera02" / "virsh-net-list.txt", "default ", "defaulx ")   # missing, and an extra one
+    stopped = tmp_path / "stopped"
+    shutil.copytree(FIXTURES / "stopped" / "two-hosts", stopped)
+    edit(stopped / "caldera02" / "virsh-net-list.txt", "inactive   yes ", "inactive   no  ")
+    prof = profile("two-hosts")
+    reports = []
+    for runbook in (True, False):
+        plans = plan_profile(prof, _pm(), ["caldera02"], runbook=runbook)
+        tests = [c.test for c in plans[0].checks if (c.kind.startswith("network-") or c.network)
+                 and not c.kind.startswith("port-")]
+        assert all(tests) if runbook else not any(tests)
+        reports.append([[d.to_dict() for d in Evaluation(plans[0], read_capture(c, plans[0]), kinds(_pm())).run().drift]
+                        for c in (caps, FIXTURES / "perturbed" / "two-hosts", stopped)])
+    assert reports[0] == reports[1]
+    kinds_found = {d["kind"] for report in reports[0] for d in report}
+    assert {"network-missing", "network-inactive", "network-autostart", "dhcp-range", "ip-forward",
+            "network-extra"} <= kinds_found

@@ -54,6 +54,15 @@ def test_capture_subdirectory_linked_out_is_not_read(caps, tmp_path):
     assert code == 2 and "outside" in text
 
 
+def test_host_directory_linked_out_is_not_read(caps, tmp_path):
+    """The host directory is resolved once for all its files: linked out, none of them is read."""
+    elsewhere = tmp_path / "elsewhere"
+    shutil.move(str(caps / "caldera02"), str(elsewhere))
+    (caps / "caldera02").symlink_to(elsewhere)
+    code, text = audit(caps)
+    assert code == 2 and "outside" in text
+
+
 def test_link_inside_the_capture_is_fine(caps):
     listing = caps / "caldera02" / "virsh-net-list.txt"
     os.rename(listing, caps / "caldera02" / "listing.txt")

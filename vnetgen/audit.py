@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .checks import Drift, Evaluation, HostAudit, kinds
+from .gcpause import paused_gc
 from .observe import AuditError, Observed, Runner, read_capture, read_live, run_command
 from .report import format_text, make_report
 
@@ -78,6 +79,7 @@ def _check_hosts(profile: Any, hosts: Iterable[str]) -> List[str]:
     return hosts
 
 
+@paused_gc()   # plans, checks and parsed captures: many small acyclic objects beside the loaded profile
 def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional[Sequence[str]] = None,
                    strict: bool = False, pm: Any = None) -> Dict[str, Any]:
     """The report (SPEC section 5) of the hosts captured in `captures_dir` (DIR/<host>/, by capture.sh).
@@ -125,6 +127,7 @@ def local_host(profile: Any, hostname: Optional[str] = None) -> str:
                      f"name one with --host")
 
 
+@paused_gc()
 def audit_live(profile: Any, host: Optional[str] = None, strict: bool = False, uri: Optional[str] = None,
                pm: Any = None, runner: Runner = run_command, timeout: Optional[float] = None) -> Dict[str, Any]:
     """The report of this machine as `host` (default: local_host), from the commands capture.sh runs.

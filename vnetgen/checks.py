@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .api import Check, CheckKind
 from .netfields import FIELDS, NetField, set_fields
@@ -66,13 +66,17 @@ class NetworkMissing(CheckKind):
     captures = ("virsh-net-list.txt",)
 
     @staticmethod
-    def make(name: str) -> Check:
+    def make(name: str, bash: bool = True) -> Check:
+        """The check of network `name`; without `bash` (an audit's plan), no runbook text: the fix is
+        made when drift is found (so for the other network-* kinds)."""
+        if not bash:
+            return Check("network-missing", f"network/{name}", True, network=name)
         return Check("network-missing", f"network/{name}", True, cmd("net_exists", name), _redefine_fix(name),
                      network=name, words=f"network {name} is defined")
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         if check.network not in ev.obs.networks:
-            ev.drift(check, False)
+            ev.drift(check, False, fix=check.fix or _redefine_fix(check.network))
             ev.moot_networks.add(check.network)
 
 
@@ -82,7 +86,9 @@ class NetworkExtra(CheckKind):
     captures = ("virsh-net-list.txt",)
 
     @staticmethod
-    def make(name: str) -> Check:
+    def make(name: str, bash: bool = True) -> Check:
+        if not bash:   # its drift's fix depends on the network's state: evaluate makes it
+            return Check("network-extra", f"network/{name}", None, network=name)
         return Check("network-extra", f"network/{name}", None, "! " + cmd("net_exists", name),
                      cmd("virsh", "net-undefine", name), network=name, words=f"network {name} is not defined")
 
@@ -98,16 +104,23 @@ class NetworkInactive(CheckKind):
     captures = ("virsh-net-list.txt",)
 
     @staticmethod
-    def make(name: str, active: bool) -> Check:
-        return Check("network-inactive", f"network/{name}", "active" if active else "inactive",
+    def make(name: str, active: bool, bash: bool = True) -> Check:
+        expected = "active" if active else "inactive"
+        if not bash:
+            return Check("network-inactive", f"network/{name}", expected, network=name)
+        return Check("network-inactive", f"network/{name}", expected,
                      ("" if active else "! ") + cmd("net_info_is", name, "Active", "yes"),
-                     cmd("virsh", "net-start" if active else "net-destroy", name), network=name,
+                     NetworkInactive.fix(name, expected), network=name,
                      words=f"network {name} is {'running' if active else 'stopped'}")
+
+    @staticmethod
+    def fix(name: str, expected: str) -> str:
+        return cmd("virsh", "net-start" if expected == "active" else "net-destroy", name)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         actual = _state(ev.obs.networks[check.network])
         if actual != check.expected:
-            ev.drift(check, actual)
+            ev.drift(check, actual, fix=check.fix or self.fix(check.network, check.expected))
             if check.expected == "active":
                 # listed after the definition's fixes, so that it starts with the corrected definition
                 ev.pending = ev.result.drift.pop()
@@ -119,16 +132,22 @@ class NetworkAutostart(CheckKind):
     captures = ("virsh-net-list.txt",)
 
     @staticmethod
-    def make(name: str, autostart: bool) -> Check:
+    def make(name: str, autostart: bool, bash: bool = True) -> Check:
+        if not bash:
+            return Check("network-autostart", f"network/{name}", autostart, network=name)
         return Check("network-autostart", f"network/{name}", autostart,
                      cmd("net_info_is", name, "Autostart", "yes" if autostart else "no"),
-                     cmd("virsh", "net-autostart", *(() if autostart else ("--disable",)), name), network=name,
+                     NetworkAutostart.fix(name, autostart), network=name,
                      words=f"autostart of network {name} is {'on' if autostart else 'off'}")
+
+    @staticmethod
+    def fix(name: str, autostart: bool) -> str:
+        return cmd("virsh", "net-autostart", *(() if autostart else ("--disable",)), name)
 
     def evaluate(self, check: Check, ev: "Evaluation") -> None:
         entry = ev.obs.networks[check.network]
         if entry.autostart != check.expected:
-            fix = check.fix
+            fix = check.fix or self.fix(check.network, check.expected)
             if not entry.persistent:  # a transient network has no autostart until it is defined
                 fix = _redefine_fix(check.network) + " && " + fix
             ev.drift(check, entry.autostart, fix=fix)
@@ -136,7 +155,8 @@ class NetworkAutostart(CheckKind):
 
 def definition_check(kind: str, net: str, expected: Any, tokens: Tuple[str, ...], words: str) -> Check:
     """A check of a network's definition: the runbook matches net-dumpxml lines (`tokens`); the audit
-    compares the parsed definition; the fix redefines the network from the bundle."""
+    compares the parsed definition; the fix redefines the network from the bundle. (An audit's plan
+    makes them bare: see network_checks.)"""
     return Check(kind, f"network/{net}", expected, cmd("net_xml_match", net, *tokens), _redefine_fix(net),
                  tokens=tokens, network=net, words=words)
 
@@ -455,62 +475,71 @@ def lease_key(lease: Any) -> str:
     return f"{(lease.mac or '').lower()}|{lease.name or ''}|{lease.ip}"
 
 
-def network_checks(network: Any, target: Any) -> List[Check]:
-    """Checks of one libvirt network's definition, state and ports."""
+def network_checks(network: Any, target: Any, bash: bool = True) -> List[Check]:
+    """Checks of one libvirt network's definition, state and ports. Without `bash`, an audit's: no
+    test, and definition checks with no fix, tokens or words either (the runbook's; the kinds of
+    these checks report their own fix: Evaluation.redefine, Evaluation.net_update)."""
     net = network.net
     name = net.name
     if net.state == "absent":
-        return [NetworkExtra.make(name)]
-    checks = [NetworkMissing.make(name), NetworkInactive.make(name, net.state == "active"),
-              NetworkAutostart.make(name, net.autostart)]
+        return [NetworkExtra.make(name, bash)]
+    checks = [NetworkMissing.make(name, bash), NetworkInactive.make(name, net.state == "active", bash),
+              NetworkAutostart.make(name, net.autostart, bash)]
     mode, mode_forward = network.mode, network.forward   # as the network's XML says it
-    forward = (f"has:<forward mode='{mode_forward}'",) if mode_forward else ("lacks:<forward",)
-    if mode_forward and network.forward_dev:  # libvirt writes dev= before mode=
-        forward = (f"has:<forward dev='{network.forward_dev}' mode='{mode_forward}'",)
-    checks.append(definition_check("forward-mode", name, mode_forward or None, forward,
-                                   f"network {name} forwards in mode {mode_forward}" if mode_forward
-                                   else f"network {name} has no <forward> (isolated)"))
+
+    def define(kind: str, expected: Any, tokens: Callable[[], Tuple[str, ...]], words: Callable[[], str]) -> None:
+        """A definition check; its tokens and words (the runbook's) are made only with `bash`."""
+        checks.append(definition_check(kind, name, expected, tokens(), words()) if bash else
+                      Check(kind, f"network/{name}", expected, network=name))
+
+    def forward() -> Tuple[str, ...]:
+        if mode_forward and network.forward_dev:  # libvirt writes dev= before mode=
+            return (f"has:<forward dev='{network.forward_dev}' mode='{mode_forward}'",)
+        return (f"has:<forward mode='{mode_forward}'",) if mode_forward else ("lacks:<forward",)
+
+    define("forward-mode", mode_forward or None, forward,
+           lambda: f"network {name} forwards in mode {mode_forward}" if mode_forward
+           else f"network {name} has no <forward> (isolated)")
     if network.bridge:
-        checks.append(definition_check("bridge-name", name, network.bridge, (f"has:<bridge name='{network.bridge}'",),
-                                      f"network {name} uses bridge {network.bridge}"))
+        define("bridge-name", network.bridge, lambda: (f"has:<bridge name='{network.bridge}'",),
+               lambda: f"network {name} uses bridge {network.bridge}")
     if network.stp is not None:
         stp = "on" if network.stp else "off"
-        checks.append(definition_check("stp", name, network.stp, (f"has:stp='{stp}'",),
-                                                f"stp is {stp} for the bridge of network {name}"))
+        define("stp", network.stp, lambda: (f"has:stp='{stp}'",),
+               lambda: f"stp is {stp} for the bridge of network {name}")
     if network.delay is not None:
-        checks.append(definition_check("delay", name, network.delay,
-                                                (f"has:delay='{network.delay}'",),
-                                                f"forward delay of network {name} is {network.delay} s"))
+        define("delay", network.delay, lambda: (f"has:delay='{network.delay}'",),
+               lambda: f"forward delay of network {name} is {network.delay} s")
     if net.mac:  # a generated MAC or UUID the profile did not pin is not drift
-        checks.append(definition_check("mac", name, network.mac, (f"has:<mac address='{network.mac}'/>",),
-                               f"network {name}'s bridge has MAC {network.mac}"))
+        define("mac", network.mac, lambda: (f"has:<mac address='{network.mac}'/>",),
+               lambda: f"network {name}'s bridge has MAC {network.mac}")
     if net.uuid:
-        checks.append(definition_check("uuid", name, network.uuid, (f"has:<uuid>{network.uuid}</uuid>",),
-                                f"network {name} has UUID {network.uuid}"))
+        define("uuid", network.uuid, lambda: (f"has:<uuid>{network.uuid}</uuid>",),
+               lambda: f"network {name} has UUID {network.uuid}")
     for spec, value in set_fields(net):
-        checks.append(definition_check(spec.kind, name, value, spec.tokens(network, value),
-                                       f"network {name} has {spec.words(value)}"))
+        define(spec.kind, value, lambda: spec.tokens(network, value), lambda: f"network {name} has {spec.words(value)}")
     if net.ip is not None:
-        checks.append(definition_check("ip-address", name, str(net.ip.with_prefixlen),
-                                     (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",),
-                                     f"network {name} has address {net.ip.with_prefixlen}"))
+        define("ip-address", str(net.ip.with_prefixlen),
+               lambda: (f"has:<ip address='{net.ip.ip}' netmask='{net.ip.netmask}'",),
+               lambda: f"network {name} has address {net.ip.with_prefixlen}")
     elif mode.ip != "forbidden" and net.ip6 is None:
-        checks.append(definition_check("ip-address", name, None, ("lacks:<ip ",), f"network {name} has no address"))
+        define("ip-address", None, lambda: ("lacks:<ip ",), lambda: f"network {name} has no address")
     dhcp = net.dhcp
     if dhcp is not None:
-        checks.append(definition_check("dhcp-range", name, f"{dhcp.start}-{dhcp.end}",
-                                     (f"has:<range start='{dhcp.start}' end='{dhcp.end}'/>",),
-                                     f"network {name} leases {dhcp.start}-{dhcp.end}"))
+        define("dhcp-range", f"{dhcp.start}-{dhcp.end}", lambda: (f"has:<range start='{dhcp.start}' end='{dhcp.end}'/>",),
+               lambda: f"network {name} leases {dhcp.start}-{dhcp.end}")
     elif net.ip is not None:
-        checks.append(definition_check("dhcp-range", name, None, ("lacks:<range ",), f"network {name} runs no DHCP range"))
+        define("dhcp-range", None, lambda: ("lacks:<range ",), lambda: f"network {name} runs no DHCP range")
     leases = dhcp.hosts if dhcp else []
     if net.ip is not None:
-        # Counted by their first attribute: a lease has mac= or name= (validation), a DNS host ip= only.
-        with_mac = sum(1 for lease in leases if lease.mac)
-        tokens = tuple(f"has:{lease_line(lease)}" for lease in leases) + (
-            f"count:{with_mac}:<host mac=", f"count:{len(leases) - with_mac}:<host name=")
-        checks.append(definition_check("dhcp-host", name, sorted(lease_key(lease) for lease in leases),
-                                                tokens, f"network {name} has {_leases(len(leases))}"))
+        def lease_tokens() -> Tuple[str, ...]:
+            # Counted by their first attribute: a lease has mac= or name= (validation), a DNS host ip= only.
+            with_mac = sum(1 for lease in leases if lease.mac)
+            return tuple(f"has:{lease_line(lease)}" for lease in leases) + (
+                f"count:{with_mac}:<host mac=", f"count:{len(leases) - with_mac}:<host name=")
+
+        define("dhcp-host", sorted(lease_key(lease) for lease in leases), lease_tokens,
+               lambda: f"network {name} has {_leases(len(leases))}")
     if network.bridge and mode.libvirt_bridge:
         bridge = network.bridge
         for port in net.ports:
@@ -571,8 +600,9 @@ def bridge_checks(plan: Any, bridge: Any) -> List[Check]:
 def host_checks(plan: Any, pm: Any = None) -> List[Check]:
     """Every check of one host, in a stable order: networks, host bridges, sysctl, VMs, then plugins'."""
     checks: List[Check] = []
+    bash = getattr(plan, "runbook", True)   # an audit's plan: no runbook runs the tests
     for network in plan.networks.values():
-        checks.extend(network_checks(network, plan.target))
+        checks.extend(network_checks(network, plan.target, bash))
     for bridge in plan.host.bridges.values():
         checks.extend(bridge_checks(plan, bridge))
     for setting in plan.sysctl:
@@ -592,12 +622,13 @@ def host_checks(plan: Any, pm: Any = None) -> List[Check]:
                                                                          if optional else ""),
                             params=(("key", setting.key), ("optional", optional))))
     for vm in plan.host.vms.values():
-        checks.append(Check("vm-missing", f"vm/{vm.name}", vm.name, cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1",
+        checks.append(Check("vm-missing", f"vm/{vm.name}", vm.name,
+                            cmd("virsh", "dominfo", vm.name) + " >/dev/null 2>&1" if bash else "",
                             "bash runbook.sh  # its VM step installs " + vm.name, skip_flag="NO_VMS",
                             words=f"VM {vm.name} is defined"))
         for nic in vm.networks:
             words = ("vm_has_network", vm.name, nic.network) + ((nic.mac.lower(),) if nic.mac else ())
-            checks.append(Check("vm-network", f"vm/{vm.name}", nic.network, cmd(*words),
+            checks.append(Check("vm-network", f"vm/{vm.name}", nic.network, cmd(*words) if bash else "",
                                 cmd("virsh", "attach-interface", vm.name, "network", nic.network,
                                     *(("--mac", nic.mac.lower()) if nic.mac else ()), "--config"),
                                 skip_flag="NO_VMS", words=f"VM {vm.name} has a NIC on network {nic.network}"

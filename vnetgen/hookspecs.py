@@ -89,7 +89,8 @@ def vnetgen_steps(host: "Host", plan: "HostPlan") -> List["Step"]:
 @hookspec
 def vnetgen_checks(host: "Host", plan: "HostPlan") -> List["Check"]:
     """Return extra checks of `host`: the runbook's verify step runs their bash tests, and the
-    audit evaluates them with the CheckKind of their `kind` (see vnetgen_check_kinds)."""
+    audit evaluates them with the CheckKind of their `kind` (see vnetgen_check_kinds). When
+    `plan.runbook` is False (an audit's plan) no runbook is made: their `test` may be left ""."""
 
 
 @hookspec

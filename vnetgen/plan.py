@@ -67,6 +67,9 @@ class HostPlan:
     hook_cases: List[Any] = field(default_factory=list)   # plugins' parts of hooks/network (api.HookCase)
     helpers: str = ""                                  # bash functions of the target and plugins
     previous: Optional["HostPlan"] = None   # the plan of `build --against OLD`, when given
+    # False in an audit's plans: no runbook is made, so checks need no bash `test` (a plugin's
+    # vnetgen_checks may leave it "" then); their `fix` is still what the audit reports.
+    runbook: bool = True
 
     @property
     def name(self) -> str:
@@ -123,13 +126,15 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
               runbook: bool = True) -> HostPlan:
     """Everything the bundle of `host` needs, computed once; renderers only format it. With
     `runbook=False`, what an audit needs (networks, sysctl, checks, capture files) and not the
-    runbook's steps, bash helpers and host files: `steps`, `helpers` and `artifacts` stay empty."""
+    runbook's steps, bash helpers and host files: `steps`, `helpers`, `artifacts` and each network's
+    `xml` stay empty, and checks carry no bash (see HostPlan.runbook)."""
     from .checks import host_checks
     from .steps import core_steps
     from .xml import network_element, network_xml
 
     modes = plugin_modes(pm)
-    plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile, previous=previous)
+    plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile, previous=previous,
+                    runbook=runbook)
     bridges = resolve_bridges(host, modes)
     for net in host.networks.values():
         mode = modes[net.mode]
@@ -151,7 +156,8 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
             first = forward.find("interface")
             net_plan.forward = forward.get("mode", "nat")
             net_plan.forward_dev = forward.get("dev") or (first.get("dev") if first is not None else None)
-        net_plan.xml = network_xml(net_plan, element)
+        if runbook:   # the bundle's file; an audit reads only what the element says
+            net_plan.xml = network_xml(net_plan, element)
         wanted = [[_IP_FORWARD]] if net_plan.mode.forwards_ipv4 and net_plan.net.state == "active" else []
         if wanted and net_plan.net.ip6 is not None:
             wanted.append([_IP6_FORWARD])

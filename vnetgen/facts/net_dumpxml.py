@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 import uuid as uuidlib
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -30,12 +31,23 @@ class NetDumpXml:
         return _network(root, source)
 
 
-def _parse_xml(text: str, source: str, root_tag: str = "network") -> Any:
+_PARSER: List[Any] = []   # one parser for every capture file: an audit reads thousands
+
+
+def _parser() -> Any:
     # Imported here: `import vnetgen.facts` stays cheap for the commands that need no XML.
+    if not _PARSER:
+        from lxml import etree
+
+        _PARSER.append(etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
+                                       load_dtd=False, remove_comments=True, remove_pis=True))
+    return _PARSER[0]
+
+
+def _parse_xml(text: str, source: str, root_tag: str = "network") -> Any:
     from lxml import etree
 
-    parser = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False,
-                             load_dtd=False, remove_comments=True, remove_pis=True)
+    parser = _parser()
     # Bytes, not str: lxml refuses a str with an encoding declaration or a NUL, and
     # surrogates (bytes that were not UTF-8) become invalid UTF-8 that it reports.
     data = text.encode("utf-8", "surrogatepass")
@@ -57,15 +69,20 @@ def _parse_xml(text: str, source: str, root_tag: str = "network") -> Any:
 
 
 def _network(root: Any, source: str) -> NetworkDef:
-    name = _child(root, "name")
+    first: Dict[str, Any] = {}   # each tag's first child: one pass over <network> for every lookup below
+    for child in root:
+        first.setdefault(child.tag, child)
+    name = first.get("name")
     if name is None or not (name.text or "").strip():
         raise FactError(source, _line(root), "<network> without <name>")
-    forward = _child(root, "forward")
-    bridge = _child(root, "bridge")
-    mac = _child(root, "mac")
+    forward = first.get("forward")
+    bridge = first.get("bridge")
+    mac = first.get("mac")
+    pf = _child(forward, "pf")
+    virtualport = first.get("virtualport")
     return NetworkDef(
         name=name.text.strip(),
-        uuid=_uuid(_child(root, "uuid"), source),
+        uuid=_uuid(first.get("uuid"), source),
         forward_mode=None if forward is None else forward.get("mode", "nat"),  # no mode: nat
         forward_dev=_forward_dev(forward),
         bridge=None if bridge is None else bridge.get("name"),
@@ -76,14 +93,14 @@ def _network(root: Any, source: str) -> NetworkDef:
         connections=_uint_attr(root, "connections", source),
         nat_ports=_nat_ports(forward, source),
         nat_addresses=_nat_addresses(forward, source),
-        mtu=_uint_attr(_child(root, "mtu"), "size", source),
-        bandwidth=_bandwidth(_child(root, "bandwidth"), source),
-        dns=_dns(_child(root, "domain"), _child(root, "dns"), source),
+        mtu=_uint_attr(first.get("mtu"), "size", source),
+        bandwidth=_bandwidth(first.get("bandwidth"), source),
+        dns=_dns(first.get("domain"), first.get("dns"), source),
         interfaces=tuple(i.get("dev", "") for i in _children(forward, "interface")) if forward is not None else (),
-        pf=(_child(forward, "pf").get("dev") if _child(forward, "pf") is not None else None),
+        pf=(pf.get("dev") if pf is not None else None),
         pci=tuple(_pci(a, source) for a in _children(forward, "address")) if forward is not None else (),
-        virtualport=(_child(root, "virtualport").get("type") if _child(root, "virtualport") is not None else None),
-        vlan=_vlan(_child(root, "vlan"), source),
+        virtualport=(virtualport.get("type") if virtualport is not None else None),
+        vlan=_vlan(first.get("vlan"), source),
         portgroups=tuple((g.get("name", ""), g.get("default") == "yes", _vlan(_child(g, "vlan"), source))
                          for g in _children(root, "portgroup")),
     )
@@ -117,8 +134,10 @@ def _children(element: Any, tag: str) -> List[Any]:
 def _child(element: Optional[Any], tag: str) -> Optional[Any]:
     if element is None:
         return None
-    found = _children(element, tag)
-    return found[0] if found else None
+    for child in element:
+        if child.tag == tag:
+            return child
+    return None
 
 
 def _line(element: Any) -> int:
@@ -178,8 +197,15 @@ def _address(element: Any, attribute: str, source: str) -> Optional[IPAddress]:
     value = element.get(attribute)
     if value is None:
         return None
+    text = value.strip()
     try:
-        return ipaddress.ip_address(value.strip())
+        # A dotted quad, the common case, without ipaddress's parser (inet_pton takes exactly the
+        # dotted quads ipaddress takes: four decimal octets, no leading zeros); anything else as before.
+        return ipaddress.IPv4Address(socket.inet_pton(socket.AF_INET, text))
+    except (OSError, ValueError):
+        pass
+    try:
+        return ipaddress.ip_address(text)
     except ValueError:
         raise FactError(source, _line(element), f"{attribute}={value[:60]!r} is not an IP address") from None
 
@@ -275,7 +301,11 @@ def _ip(element: Any, source: str) -> IpDef:
     declared = element.get("family")
     if declared is not None and declared != family:
         raise FactError(source, _line(element), f"family={declared[:20]!r} but the address is {family}")
-    interface = ipaddress.ip_interface(f"{address}/{_prefix(element, address, source)}")
+    prefix = _prefix(element, address, source)
+    if address.version == 4:   # from the number: no second parse of the address's text
+        interface: Any = ipaddress.IPv4Interface((int(address), prefix))
+    else:
+        interface = ipaddress.ip_interface(f"{address}/{prefix}")
     ranges, hosts = _dhcp(element, source)
     return IpDef(family=family, address=interface, dhcp_ranges=ranges, dhcp_hosts=hosts)
 
@@ -293,10 +323,23 @@ def _prefix(element: Any, address: Any, source: str) -> int:
         if address.version == 6:
             raise FactError(source, _line(element), "netmask= on an IPv6 address (libvirt wants prefix=)")
         try:
-            return ipaddress.ip_network(f"0.0.0.0/{netmask.strip()}").prefixlen
+            return _netmask_prefix(netmask.strip())
         except ValueError:
             raise FactError(source, _line(element), f"netmask={netmask[:60]!r} is not a netmask") from None
     return _default_prefix(element, address, source)
+
+
+_NETMASKS: Dict[str, int] = {}
+
+
+def _netmask_prefix(netmask: str) -> int:
+    """The prefix length of a netmask (ValueError if it is none); the few netmasks of a fleet, remembered."""
+    prefix = _NETMASKS.get(netmask)
+    if prefix is None:
+        prefix = ipaddress.ip_network(f"0.0.0.0/{netmask}").prefixlen
+        if len(_NETMASKS) < 256:
+            _NETMASKS[netmask] = prefix
+    return prefix
 
 
 def _default_prefix(element: Any, address: Any, source: str) -> int:
