@@ -473,7 +473,7 @@ def test_site_batches_by_the_profile_and_by_extra_vars(tmp_path):
                 assert exit_file.read_text() == "0\n", (name, host, log)
                 assert f"1 change(s) applied to host {host}" in log
             elif host in ran:                                   # held: its own timeout rolls it back
-                assert f"not confirmed: kvm-a of this batch of 2 failed" in log, (name, log)
+                assert "not confirmed: kvm-a of this batch of 2 failed" in log, (name, log)
                 assert _wait_for_file(exit_file, 60) == "3\n", (name, host)
             else:                                               # a later batch: never started
                 assert not (root / "bundles" / f"vnetgen-{host}").exists(), (name, host)

@@ -5,7 +5,6 @@ audit reads it from the capture, and after rollback.sh it is gone. Only namespac
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 import pytest
 

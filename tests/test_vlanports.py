@@ -144,7 +144,7 @@ def test_runbook_creates_the_vlan_before_the_bridge_takes_it(tmp_path, target):
     host = _build(tmp_path, HOST_BRIDGE_ONLY, target)
     runbook = (host / "runbook.sh").read_text()
     create = "ip link add link ens2 name ens2.100 type vlan id 100"
-    assert f"if vlan_is ens2.100 ens2 100; then" in runbook and create in runbook
+    assert "if vlan_is ens2.100 ens2 100; then" in runbook and create in runbook
     assert runbook.index(create) < runbook.index("host bridge br100")
     assert "require_nics ens2\n" in runbook            # the parent must exist, not the VLAN the run makes
     rollback = (host / "rollback.sh").read_text()
