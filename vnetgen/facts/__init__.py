@@ -16,7 +16,7 @@ from typing import Any, Union
 from .dom_dumpxml import DomDumpXml
 from .domiflist import DomIfList
 from .iproute import BridgePorts, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, bridges_from_iproute, combine, json_array
-from .model import (BridgeInfo, BridgePort, DhcpHost, DomainDef, DomainDisk, DomainEntry, DomIf, FactError, IpDef, LinkInfo,
+from .model import (BridgeInfo, BridgePort, DhcpHostDef, DomainDef, DomainDisk, DomainEntry, DomIf, FactError, IpDef, LinkInfo,
                     NetListEntry, RouteInfo, NetworkDef, as_text, to_jsonable)
 from .net_dumpxml import NetDumpXml
 from .net_list import NetList
@@ -24,7 +24,7 @@ from .sysctl import Sysctl
 from .virsh_list import VirshList
 
 __all__ = [
-    "BridgeInfo", "BridgePort", "BridgePorts", "DhcpHost", "DomDumpXml", "DomIf", "DomIfList", "DomainDef", "DomainDisk",
+    "BridgeInfo", "BridgePort", "BridgePorts", "DhcpHostDef", "DomDumpXml", "DomIf", "DomIfList", "DomainDef", "DomainDisk",
     "DomainEntry", "FactError", "IpAddrs", "IpDef", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "RouteInfo", "NetDumpXml", "NetList", "NetListEntry",
     "NetworkDef", "Sysctl", "VirshList", "as_text", "bridges_from_iproute", "combine", "json_array",
     "process_file", "to_jsonable",

@@ -44,7 +44,7 @@ class NetListEntry:
 
 
 @dataclass(frozen=True)
-class DhcpHost:
+class DhcpHostDef:
     """A static DHCP lease (`<host>`); IPv6 hosts are matched by id or name, not mac."""
 
     mac: Optional[str]
@@ -59,7 +59,7 @@ class IpDef:
     family: str  # "ipv4" | "ipv6"
     address: IPInterface
     dhcp_ranges: Tuple[Tuple[IPAddress, IPAddress], ...] = ()
-    dhcp_hosts: Tuple[DhcpHost, ...] = ()
+    dhcp_hosts: Tuple[DhcpHostDef, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import socket
 import uuid as uuidlib
 from typing import Any, Dict, List, Optional, Tuple
 
-from .model import (DhcpHost, DnsDef, DnsForwarderDef, DnsHostDef, DnsSrvDef, DnsTxtDef, FactError, IPAddress,
+from .model import (DhcpHostDef, DnsDef, DnsForwarderDef, DnsHostDef, DnsSrvDef, DnsTxtDef, FactError, IPAddress,
                     IpDef, NetworkDef, check_virsh_error, numbered_lines, parse_mac, parse_uint)
 
 _STP = {"on": True, "off": False, "yes": True, "no": False}
@@ -356,7 +356,7 @@ def _default_prefix(element: Any, address: Any, source: str) -> int:
     raise FactError(source, _line(element), f"{address} has no prefix= and no class to infer one from")
 
 
-def _dhcp(ip: Any, source: str) -> Tuple[Tuple[Tuple[Any, Any], ...], Tuple[DhcpHost, ...]]:
+def _dhcp(ip: Any, source: str) -> Tuple[Tuple[Tuple[Any, Any], ...], Tuple[DhcpHostDef, ...]]:
     ranges, hosts = [], []
     for dhcp in _children(ip, "dhcp"):
         for element in _children(dhcp, "range"):
@@ -370,12 +370,12 @@ def _dhcp(ip: Any, source: str) -> Tuple[Tuple[Tuple[Any, Any], ...], Tuple[Dhcp
             tuple(sorted(set(hosts), key=_host_key)))
 
 
-def _host(element: Any, source: str) -> DhcpHost:
+def _host(element: Any, source: str) -> DhcpHostDef:
     name = element.get("name")
-    return DhcpHost(mac=_mac_attr(element, "mac", source), ip=_address(element, "ip", source),
+    return DhcpHostDef(mac=_mac_attr(element, "mac", source), ip=_address(element, "ip", source),
                     name=None if name is None else name.strip())
 
 
-def _host_key(host: DhcpHost) -> Tuple[int, int, str, str]:
+def _host_key(host: DhcpHostDef) -> Tuple[int, int, str, str]:
     return (host.ip.version if host.ip else 0, int(host.ip) if host.ip else -1,
             host.mac or "", host.name or "")
