@@ -211,9 +211,13 @@ def test_two_vms_lease_and_ping(lab, xml_dir):
     assert vm1.ping("192.168.122.1") and vm2.ping("192.168.122.1")
     ports = host.run("brctl show virbr0").stdout
     assert "vnet0" in ports and "vnet1" in ports
-    # libvirt's lease helper saw them too.
-    leases = host.run("virsh net-dhcp-leases default").stdout
-    assert "52:54:00:6d:33:55" in leases and lease2.ip in leases
+    # libvirt's lease helper saw them too: dnsmasq tells it after the lease is given, so wait for
+    # that state (bounded), never for a time.
+    def recorded() -> bool:
+        leases = host.run("virsh net-dhcp-leases default").stdout
+        return all(x in leases for x in ("52:54:00:6d:33:55", "52:54:00:b7:1a:b9", lease1.ip, lease2.ip))
+
+    assert labmod.wait_until(recorded, timeout=30, interval=0.2), host.run("virsh net-dhcp-leases default").stdout
 
 
 def test_nat_to_internet_is_masqueraded(lab, xml_dir):
@@ -271,7 +275,8 @@ def test_two_hosts_trunk_over_ens2(lab, xml_dir):
     lease = vm.dhcp()
 
     assert _in_range(lease.ip) and lease.router == "192.168.122.1"
-    assert "52:54:00:36:5a:aa" in a.run("virsh net-dhcp-leases default").stdout
+    assert labmod.wait_until(lambda: "52:54:00:36:5a:aa" in a.run("virsh net-dhcp-leases default").stdout,
+                             timeout=30, interval=0.2)   # libvirt records the lease after dnsmasq gives it
     assert b.run("ip -o -4 addr show dev virbr0").stdout.strip() == ""  # B stays unnumbered
     assert vm.ping("192.168.122.1")
 
