@@ -39,6 +39,11 @@ fi
 .venv/bin/python -m pip install -q --disable-pip-version-check -e '.[test]'
 # The example third-party plugin, installed as a user would: tests/test_example_plugin.py uses it.
 .venv/bin/python -m pip install -q --disable-pip-version-check -e examples/vnetgen-macvtap
+# Mermaid's own parser, for the check that REVIEW.md's diagrams parse (tests/test_review.py): versions
+# pinned by tests/mermaid/package-lock.json, from the npm registry, when Node.js is on the machine.
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/mermaid/node_modules/mermaid ]; then
+  npm ci --prefix tests/mermaid --no-audit --no-fund --loglevel=error >/dev/null
+fi
 # --fast: what a developer runs in a minute (no lab, no real-tool replays).
 if [ "${1:-}" = --fast ]; then
   shift

@@ -36,6 +36,22 @@ def _mermaid_id(*parts: str) -> str:
     return "_".join(re.sub(r"[^A-Za-z0-9_]", "_", p) for p in parts)
 
 
+def _network_label(net: Any) -> str:
+    """A network's node text: name, mode, addresses of both families and VLAN ids (the settings that
+    say what a guest lands on; the others are in the host section's network line)."""
+    words = [f"network {net.name} ({net.mode})"]
+    words += [str(ip) for ip in (net.ip, net.ip6.address if net.ip6 else None) if ip]
+    if net.vlan:
+        words.append("VLAN " + ",".join(str(v) for v in net.vlan))
+    return " ".join(words)
+
+
+def _uplinks(net: Any) -> List[str]:
+    """The host NICs a network's guests reach the world through without a bridge: `<forward dev>`, a
+    macvtap pool's `devs`, an SR-IOV physical function `pf` (whichever the profile sets)."""
+    return list(dict.fromkeys([*net.devs, *(d for d in (net.dev, net.pf) if d)]))
+
+
 def mermaid(profile: Any, plans: List[Any]) -> List[str]:
     """Lines of a Mermaid flowchart: hosts as subgraphs; NICs, bridges, networks, VMs; links."""
     lines = ["flowchart LR"]
@@ -51,9 +67,13 @@ def mermaid(profile: Any, plans: List[Any]) -> List[str]:
         for net in plan.networks.values():
             if net.net.state == "absent":
                 continue
-            ip = f" {net.net.ip}" if net.net.ip else ""
             node = _mermaid_id(host, "net", net.name)
-            lines.append(f'    {node}{{{{"network {net.name} ({net.net.mode}){ip}"}}}}')
+            lines.append(f'    {node}{{{{"{_network_label(net.net)}"}}}}')
+            for nic in _uplinks(net.net):
+                lines.append(f'    {_mermaid_id(host, "nic", nic)}(["NIC {nic}"]) -.-|"uplink"| {node}')
+            for fwd in net.net.forwards:
+                fwd_node = _mermaid_id(host, "fwd", net.name, fwd.proto, str(fwd.port), fwd.to)
+                lines.append(f'    {fwd_node}>"{fwd.proto} port {fwd.port} to {fwd.to}"] --> {node}')
             if net.bridge:
                 bridge_node = _mermaid_id(host, "br", net.bridge)
                 if net.bridge not in plan.host.bridges:
