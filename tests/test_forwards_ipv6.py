@@ -14,6 +14,8 @@ from typer.testing import CliRunner
 
 from conftest import ROOT
 from vnetgen.cli import app
+from test_forwards import _case, shellcheck_clean
+from test_forwards import _variant as forwards_variant
 from vnetgen_plugins.forwards import IP6TABLES_NAT, IPTABLES_NAT, NFT_RULESET, forwarded
 
 PROFILE = ROOT / "tests" / "fixtures" / "forwards" / "port-forwards-ipv6.yaml"
@@ -23,11 +25,7 @@ SSH6 = '{proto: tcp, port: 2222, to: "[2001:db8:ca2:2::150]:22"}'
 
 
 def _variant(tmp_path: Path, old: str, new: str) -> Path:
-    text = PROFILE.read_text()
-    assert text.count(old) == 1, old
-    out = tmp_path / "profile.yaml"
-    out.write_text(text.replace(old, new))
-    return out
+    return forwards_variant(tmp_path, old, new, source=PROFILE)
 
 
 def test_the_example_is_valid_and_one_port_serves_both_families():
@@ -77,13 +75,6 @@ def bundle(tmp_path_factory):
     result = runner.invoke(app, ["build", str(PROFILE), "-o", str(out)])
     assert result.exit_code == 0, result.output
     return out / "caldera02"
-
-
-def _case(hook: str, operation: str, network: str) -> list:
-    block = re.search(rf'if \[ "\$\{{2:-\}}" = {operation} \]; then\n  case "\$\{{1:-\}}" in\n(.*?)\n  esac', hook, re.S)
-    lines = block.group(1).splitlines()
-    start = lines.index(f"    {network})")
-    return [line.strip() for line in lines[start + 1:lines.index("      ;;", start)]]
 
 
 def test_the_hook_adds_both_families(bundle):
@@ -197,12 +188,7 @@ def test_the_audit_reads_ip6tables_nat(tmp_path, bundle):
 
 @pytest.mark.realtool
 def test_hook_runbook_and_rollback_are_shellcheck_clean(bundle):
-    from conftest import require_tool
-
-    require_tool("shellcheck")
-    paths = [str(bundle / name) for name in ("hooks/network", "runbook.sh", "rollback.sh", "capture.sh")]
-    result = subprocess.run(["shellcheck", "-S", "style", *paths], capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stdout
+    shellcheck_clean(bundle)
 
 
 # --- the rules themselves: the bundle's hook in a private network namespace -----------------------------

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import ROOT, require_tool
+from test_profile_grows import _variant as grows_variant
 from vnetgen.cli import app
 
 IPV6 = ROOT / "tests" / "fixtures" / "grow" / "ipv6.yaml"
@@ -51,14 +52,7 @@ CASES = {
 
 
 def _variant(tmp_path: Path, edits) -> Path:
-    text = IPV6.read_text()
-    for old, new in edits:
-        assert text.count(old) == 1, old
-        text = text.replace(old, new)
-    tmp_path.mkdir(parents=True, exist_ok=True)
-    path = tmp_path / "new.yaml"
-    path.write_text(text)
-    return path
+    return grows_variant(tmp_path, *edits, source=IPV6)
 
 
 def _load(path, pm):

@@ -564,12 +564,17 @@ def _dhcp(net: Entry, ip: Any, host: HostImport, what: str) -> None:
     for start, end in ranges[1:]:
         host.unmodelled.append(f"{what}: DHCP range {start}-{end} (the profile has one range)")
         net.notes.append(f"not modelled: DHCP range {start}-{end}")
+    net.set("dhcp", _dhcp_entry(ranges[0], leases))
+
+
+def _dhcp_entry(span: Tuple[Any, Any], hosts: List[List[Tuple[str, Any]]]) -> Entry:
+    """`dhcp:` of either family: its range and static hosts."""
     dhcp = Entry("dhcp")
-    dhcp.set("start", str(ranges[0][0]))
-    dhcp.set("end", str(ranges[0][1]))
-    if leases:
-        dhcp.set("hosts", Seq(leases))
-    net.set("dhcp", dhcp)
+    dhcp.set("start", str(span[0]))
+    dhcp.set("end", str(span[1]))
+    if hosts:
+        dhcp.set("hosts", Seq(hosts))
+    return dhcp
 
 
 def _ip6_problem(ip: Any) -> str:
@@ -619,12 +624,7 @@ def _ip6_entry(net: Entry, ip: Any, host: HostImport, what: str) -> "Entry":
             net.notes.append("not modelled: DHCPv6 hosts without a DHCPv6 range: " +
                              ", ".join(str(dict(h)["ip"]) for h in hosts))
         return item
-    dhcp = Entry("dhcp")
-    dhcp.set("start", str(ranges[0][0]))
-    dhcp.set("end", str(ranges[0][1]))
-    if hosts:
-        dhcp.set("hosts", Seq(hosts))
-    item.set("dhcp", dhcp)
+    item.set("dhcp", _dhcp_entry(ranges[0], hosts))
     return item
 
 
