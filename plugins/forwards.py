@@ -7,8 +7,17 @@ nftables backend keeps its rules in the table `ip libvirt_network`; when that ta
 writes nftables rules, else iptables ones (which, with iptables-nft, land in nftables' `ip nat` and
 `ip filter` tables, where libvirt's iptables backend has its own). A hook must not call virsh (libvirtd
 waits for the hook), so the firewall plugin's `virsh version` test is not available there. Removal
-looks in both. IPv4 only for now: the rule spellings are per family (`ip`/`ip6`, iptables/ip6tables)
-in one place below, so IPv6 forwards add a family, not a design.
+looks in both.
+
+IPv6 (`to: "[2001:db8:ca2:2::150]:22"`, the address in brackets as in a URL, RFC 3986): on a nat network
+with an IPv6 address (`ips:`), the same rules in the other family — ip6tables (nat PREROUTING/OUTPUT DNAT,
+filter FORWARD accept) or nftables' `ip6 vnetgen_forwards` and libvirt's `ip6 libvirt_network` — tagged
+"vnetgen forward6 NETWORK PROTO/PORT". libvirt does not NAT IPv6 on a nat network (only with `<nat
+ipv6='yes'>`, libvirt 6.5+): it routes the network's IPv6 prefix; a DNAT of one of the host's own IPv6
+addresses to a guest's works on a routed prefix all the same, and the guest answers through the host, its
+IPv6 router. A host port is one socket per family: tcp 2222 may go to one guest over IPv4 and to another
+(or the same) over IPv6. The IPv6 functions are a block of their own, in a hook only when a forward needs
+them: a hook of IPv4 forwards is as it was.
 
 iptables (libvirt's wiki, "Forwarding Incoming Connections"): DNAT in nat PREROUTING and OUTPUT (the
 host itself), for the host's own addresses only (`addrtype LOCAL`, so guests' traffic to other
@@ -23,12 +32,13 @@ restarts: the hook's `reconnect` puts it back). Every rule carries the comment
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address
-from typing import Dict, List, Optional, Tuple
+from ipaddress import IPv4Address, IPv6Address, ip_address
+from typing import Dict, List, Optional, Tuple, Union
 
 from vnetgen.api import PORTS, Action, CaptureFile, Check, CheckKind, HookCase, Step, cmd, here, hookimpl
 
 IPTABLES_NAT = "iptables-nat.txt"
+IP6TABLES_NAT = "ip6tables-nat.txt"
 NFT_RULESET = "nft-ruleset.txt"
 HOOK = "hooks/network"
 MODES = ("nat",)   # where libvirt masquerades: the guests' addresses are private to the host
@@ -39,6 +49,10 @@ CAPTURES = [
     CaptureFile(NFT_RULESET, ("nft", "list", "ruleset"), "the nftables ruleset (port forwards of libvirt's "
                 "nftables backend)", required=False, since=5, owner="forwards"),
 ]
+# Only a host with an IPv6 forward records it: optional, of the layout its siblings came with (no capture
+# could hold an IPv6 forward before, so no layout number needs to tell its absence apart).
+CAPTURE6 = CaptureFile(IP6TABLES_NAT, ("ip6tables", "-w", "-t", "nat", "-S"), "the ip6tables nat table (IPv6 "
+                       "port forwards of the iptables backend)", required=False, since=5, owner="forwards")
 
 FUNCTIONS = r"""
 forward_backend() {  # forward_backend: nftables when libvirt's nftables backend has its table, else iptables
@@ -131,11 +145,98 @@ vnetgen_forward() {  # vnetgen_forward add|del|check|gone NETWORK BRIDGE PROTO P
 """
 
 
-def parse_to(text: str) -> Tuple[IPv4Address, int]:
-    """"ADDRESS:PORT" → (address, port); ValueError when either is unreadable or the port is out of range."""
+FUNCTIONS6 = r"""
+forward6_rule() {  # forward6_rule add|del|check TABLE CHAIN RULE...: one ip6tables rule, idempotently
+  local act=$1 table=$2 chain=$3
+  shift 3
+  case "$act" in
+    add) ip6tables -w -t "$table" -C "$chain" "$@" 2>/dev/null || ip6tables -w -t "$table" -I "$chain" 1 "$@" ;;
+    del) while ip6tables -w -t "$table" -C "$chain" "$@" 2>/dev/null; do ip6tables -w -t "$table" -D "$chain" "$@"; done ;;
+    *) ip6tables -w -t "$table" -C "$chain" "$@" 2>/dev/null ;;
+  esac
+}
+
+forward6_iptables() {  # forward6_iptables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
+  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward6 $2 $4/$5" chain
+  for chain in PREROUTING OUTPUT; do
+    forward6_rule "$act" nat "$chain" -p "$proto" -m addrtype --dst-type LOCAL -m "$proto" --dport "$port" \
+      -m comment --comment "$tag" -j DNAT --to-destination "[$addr]:$to" || return 1
+  done
+  forward6_rule "$act" filter FORWARD -o "$bridge" -d "$addr/128" -p "$proto" -m "$proto" --dport "$to" \
+    -m conntrack --ctstate DNAT -m comment --comment "$tag" -j ACCEPT
+}
+
+forward6_nft_has() {  # forward6_nft_has TABLE CHAIN TAG: a rule of `ip6 TABLE` CHAIN has the comment TAG
+  local rules
+  rules=$(nft list chain ip6 "$1" "$2" 2>/dev/null) || return 1
+  grep -qF "comment \"$3\"" <<<"$rules"
+}
+
+forward6_nft_del() {  # forward6_nft_del TABLE CHAIN TAG: delete the rules of `ip6 TABLE` CHAIN commented TAG
+  local handle
+  for handle in $(nft -a list chain ip6 "$1" "$2" 2>/dev/null | grep -F "comment \"$3\"" \
+      | sed -n 's/.* # handle \([0-9][0-9]*\)$/\1/p'); do
+    nft delete rule ip6 "$1" "$2" handle "$handle"
+  done
+}
+
+forward6_nftables() {  # forward6_nftables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
+  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward6 $2 $4/$5" chain
+  case "$act" in
+    add)
+      nft add table ip6 vnetgen_forwards
+      nft add chain ip6 vnetgen_forwards prerouting '{ type nat hook prerouting priority -100; policy accept; }'
+      nft add chain ip6 vnetgen_forwards output '{ type nat hook output priority -100; policy accept; }'
+      for chain in prerouting output; do
+        forward6_nft_has vnetgen_forwards "$chain" "$tag" || nft add rule ip6 vnetgen_forwards "$chain" \
+          fib daddr type local "$proto" dport "$port" counter dnat to "[$addr]:$to" comment "\"$tag\""
+      done
+      forward6_nft_has libvirt_network guest_input "$tag" || nft insert rule ip6 libvirt_network guest_input \
+        oif "$bridge" ip6 daddr "$addr" "$proto" dport "$to" ct status dnat counter accept comment "\"$tag\""
+      ;;
+    del)
+      for chain in prerouting output; do forward6_nft_del vnetgen_forwards "$chain" "$tag"; done
+      forward6_nft_del libvirt_network guest_input "$tag"
+      ;;
+    *)
+      forward6_nft_has vnetgen_forwards prerouting "$tag" && forward6_nft_has vnetgen_forwards output "$tag" \
+        && forward6_nft_has libvirt_network guest_input "$tag"
+      ;;
+  esac
+}
+
+forward6_gone() {  # forward6_gone NETWORK PROTO PORT: no rule of either firewall carries the IPv6 forward's comment
+  local tag="vnetgen forward6 $1 $2/$3" rules=""
+  if command -v ip6tables >/dev/null 2>&1; then rules=$(ip6tables -w -t nat -S 2>/dev/null; ip6tables -w -S FORWARD 2>/dev/null) || :; fi
+  if command -v nft >/dev/null 2>&1; then rules+=$'\n'$(nft list ruleset 2>/dev/null) || :; fi
+  ! grep -qF "comment \"$tag\"" <<<"$rules"
+}
+
+vnetgen_forward6() {  # vnetgen_forward6 add|del|check|gone NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT: one IPv6 port forward
+  if [ "$1" = gone ]; then
+    forward6_gone "$2" "$4" "$5"
+  elif [ "$1" = del ]; then
+    if command -v ip6tables >/dev/null 2>&1; then forward6_iptables "$@"; fi
+    if command -v nft >/dev/null 2>&1; then forward6_nftables "$@"; fi
+  elif [ "$(forward_backend)" = nftables ]; then
+    forward6_nftables "$@"
+  else
+    forward6_iptables "$@"
+  fi
+}
+"""
+
+Address = Union[IPv4Address, IPv6Address]
+
+
+def parse_to(text: str) -> Tuple[Address, int]:
+    """"ADDRESS:PORT" (IPv4) or "[ADDRESS]:PORT" (IPv6, as in a URL) → (address, port); ValueError when
+    either is unreadable, the port is out of range, or an IPv6 address is not in brackets."""
     address, sep, port = str(text).rpartition(":")
     if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
         raise ValueError(text)
+    if address.startswith("[") and address.endswith("]"):
+        return IPv6Address(address[1:-1]), int(port)
     return IPv4Address(address), int(port)
 
 
@@ -152,8 +253,17 @@ def _forwards(plan) -> List[Tuple[object, List[Tuple[str, int, str, int]]]]:
     return found
 
 
+def _ipv6(address: str) -> bool:
+    return ":" in address
+
+
+def target(address: str, to: int) -> str:
+    """ADDRESS:PORT as DNAT writes it: an IPv6 address in brackets."""
+    return f"[{address}]:{to}" if _ipv6(address) else f"{address}:{to}"
+
+
 def describe(proto: str, port: int, address: str, to: int) -> str:
-    return f"{proto} {port} -> {address}:{to}"
+    return f"{proto} {port} -> {target(address, to)}"
 
 
 # --- validation ------------------------------------------------------------------------------
@@ -167,28 +277,50 @@ def vnetgen_validate_network(host, network, report):
         try:
             address, _ = parse_to(fwd.to)
         except ValueError:
-            report.error(fwd.at("to"), f"{who}: to {fwd.to!r} is not ADDRESS:PORT (an IPv4 address, a port 1-65535)")
+            report.error(fwd.at("to"), f"{who}: to {fwd.to!r} is not ADDRESS:PORT (an IPv4 address, or an IPv6 "
+                                       "address in brackets as in [2001:db8::5]:22; a port 1-65535)")
             continue
-        subnet = network.ip.network if network.ip is not None else None
-        if subnet is None or address not in subnet or address in (subnet.network_address, subnet.broadcast_address):
+        if address.version == 6:
+            own = network.ip6.address if network.ip6 is not None else None
+            if own is None:
+                report.error(fwd.at("to"), f"{who}: {address} is IPv6 and the network has no IPv6 address; give "
+                                           "it one in 'ips' (libvirt routes its prefix; the DNAT goes to a guest's "
+                                           "address in it)")
+                continue
+        else:
+            own = network.ip
+        subnet = own.network if own is not None else None
+        edges = (subnet.network_address,) if address.version == 6 or subnet is None else \
+            (subnet.network_address, subnet.broadcast_address)
+        if subnet is None or address not in subnet or address in edges:
             report.error(fwd.at("to"), f"{who}: {address} is not a guest address of the network's subnet "
                                        f"{subnet if subnet is not None else '(none: the network has no ip)'}")
-        elif network.ip is not None and address == network.ip.ip:
+        elif address == own.ip:
             report.error(fwd.at("to"), f"{who}: {address} is the host's own address on the network, not a guest's")
+
+
+def _family(fwd) -> int:
+    try:
+        return parse_to(fwd.to)[0].version
+    except ValueError:
+        return 0   # said by vnetgen_validate_network
 
 
 @hookimpl
 def vnetgen_validate_host(host, report):
-    """A host port is forwarded once, whatever the network: two DNATs of one port race each other."""
-    seen: Dict[Tuple[str, int], str] = {}
+    """A host port is forwarded once per family, whatever the network: two DNATs of one port race each
+    other. IPv4 and IPv6 are two sockets: the same port may be forwarded once over each."""
+    seen: Dict[Tuple[int, str, int], str] = {}
     for net in host.networks.values():
         if net.mode not in MODES:
             continue
         for fwd in net.forwards:
-            key = (fwd.proto, fwd.port)
+            family = _family(fwd)
+            key = (family, fwd.proto, fwd.port)
             if key in seen:
+                over = f" over IPv{family}" if family == 6 or any(k[0] == 6 for k in seen) else ""
                 report.error(fwd.at("port"), f"network {net.name}: {fwd.proto} port {fwd.port} of host {host.name} "
-                                             f"is forwarded twice (also by network {seen[key]})")
+                                             f"is forwarded twice{over} (also by network {seen[key]})")
             else:
                 seen[key] = net.name
 
@@ -196,21 +328,28 @@ def vnetgen_validate_host(host, report):
 # --- the hook, the runbook, rollback -----------------------------------------------------------
 
 def _calls(act: str, net, items) -> Tuple[str, ...]:
-    return tuple(cmd("vnetgen_forward", act, net.name, net.bridge, proto, str(port), address, str(to))
+    return tuple(cmd("vnetgen_forward6" if _ipv6(address) else "vnetgen_forward", act, net.name, net.bridge, proto,
+                     str(port), address, str(to))
                  for proto, port, address, to in items)
+
+
+def _any6(found) -> bool:
+    return any(_ipv6(address) for _, items in found for _, _, address, _ in items)
 
 
 @hookimpl
 def vnetgen_network_hook(host, plan) -> List[HookCase]:
     cases: List[HookCase] = []
-    for net, items in _forwards(plan):
+    found = _forwards(plan)
+    functions = FUNCTIONS + FUNCTIONS6 if _any6(found) else FUNCTIONS
+    for net, items in found:
         add, delete = _calls("add", net, items), _calls("del", net, items)
         check = tuple(line + " || exit 1" for line in _calls("check", net, items))
         gone = tuple(line + " || exit 1" for line in _calls("gone", net, items))
         for operation, lines in (("started", add), ("reconnect", add), ("stopped", delete),
                                  ("vnetgen-forwards-add", add), ("vnetgen-forwards-del", delete),
                                  ("vnetgen-forwards-check", check), ("vnetgen-forwards-gone", gone)):
-            cases.append(HookCase(operation, net.name, lines, FUNCTIONS))
+            cases.append(HookCase(operation, net.name, lines, functions))
     return cases
 
 
@@ -242,14 +381,16 @@ def vnetgen_steps(host, plan) -> List[Step]:
 
 @hookimpl
 def vnetgen_capture_files(host, plan) -> List[CaptureFile]:
-    return list(CAPTURES) if plan is None or _any_forwards(plan) else []
+    if plan is None:
+        return CAPTURES + [CAPTURE6]
+    try:
+        return CAPTURES + ([CAPTURE6] if _any6(_forwards(plan)) else []) if _any_forwards(plan) else []
+    except AttributeError:   # docgen's stand-in plan: list every file the plugin may add
+        return CAPTURES + [CAPTURE6]
 
 
 def _any_forwards(plan) -> bool:
-    try:
-        return any(net.net.forwards for net in plan.networks.values())
-    except AttributeError:   # docgen's stand-in plan: list every file the plugin may add
-        return True
+    return any(net.net.forwards for net in plan.networks.values())
 
 
 @hookimpl
@@ -264,33 +405,52 @@ def vnetgen_checks(host, plan) -> List[Check]:
                 "port-forward", f"network/{net.name}", describe(*item),
                 test=f"{_hook(net.name, 'vnetgen-forwards-check')} >/dev/null 2>&1",
                 fix=cmd("/etc/libvirt/hooks/network", net.name, "vnetgen-forwards-add"),
-                network=net.name, words=f"{proto} port {port} of the host is forwarded to {address}:{to}",
+                network=net.name, words=f"{proto} port {port} of the host is forwarded to {target(address, to)}",
                 params=(("proto", proto), ("port", port), ("address", address), ("to", to))))
     return checks
 
 
 def forwarded(text: str, source: str, proto: str, port: int, address: str, to: int) -> bool:
-    """Whether a capture (`iptables -t nat -S` or `nft list ruleset`) holds a DNAT of the host's
-    PROTO PORT to ADDRESS:TO in a prerouting chain (whoever wrote it: the meaning counts)."""
-    target = f"{address}:{to}"
-    if source == IPTABLES_NAT:
+    """Whether a capture (`iptables -t nat -S`, `ip6tables -t nat -S` or `nft list ruleset`) holds a DNAT
+    of the host's PROTO PORT to ADDRESS:TO in a prerouting chain of the address's family (whoever wrote it:
+    the meaning counts)."""
+    wanted = target(address, to)
+    family = "ip6" if _ipv6(address) else "ip"
+    if source in (IPTABLES_NAT, IP6TABLES_NAT):
         for line in text.splitlines():
             words = line.split()
             if words[:2] == ["-A", "PREROUTING"] and "DNAT" in words and _after(words, "-p") == proto \
-                    and _after(words, "--dport") == str(port) and _after(words, "--to-destination") == target:
+                    and _after(words, "--dport") == str(port) and _same(_after(words, "--to-destination"), wanted):
                 return True
         return False
     chain = ""
+    table = ""
     for line in text.splitlines():
         stripped = line.strip()
+        if stripped.startswith("table "):
+            table = stripped.split()[1] if len(stripped.split()) > 2 else ""
         if stripped.startswith("chain "):
             chain = ""
         if re.search(r"\bhook prerouting\b", stripped):
             chain = "prerouting"
-        if chain and re.search(rf"\b{proto} dport {port}\b", stripped) and re.search(
-                rf"\bdnat (ip )?to {re.escape(target)}(\s|$)", stripped):
+        # a table of the address's family, or an inet one (whose dnat names the family)
+        if chain and table in (family, "inet") and re.search(rf"\b{proto} dport {port}\b", stripped) and re.search(
+                rf"\bdnat ({family} )?to {re.escape(wanted)}(\s|$)", stripped):
             return True
     return False
+
+
+def _same(found: Optional[str], wanted: str) -> bool:
+    """DNAT targets compared by meaning ([2001:DB8::0:5]:22 is [2001:db8::5]:22)."""
+    if found is None:
+        return False
+    if not wanted.startswith("["):
+        return found == wanted
+    address, _, port = found.rpartition(":")
+    try:
+        return address.startswith("[") and target(str(ip_address(address[1:-1])), int(port)) == wanted
+    except ValueError:
+        return False
 
 
 def _after(words: List[str], flag: str) -> Optional[str]:
@@ -299,17 +459,19 @@ def _after(words: List[str], flag: str) -> Optional[str]:
 
 class PortForward(CheckKind):
     name = "port-forward"
-    summary = "a port forward of the profile is in the firewall (iptables nat PREROUTING, or nftables prerouting)"
-    captures = (IPTABLES_NAT, NFT_RULESET)
+    summary = ("a port forward of the profile is in the firewall (iptables or, for IPv6, ip6tables nat PREROUTING; "
+               "or nftables prerouting of its family)")
+    captures = (IPTABLES_NAT, IP6TABLES_NAT, NFT_RULESET)
 
     def evaluate(self, check: Check, ev) -> None:
-        seen = [(ev.obs.extra.get(name), name) for name in (IPTABLES_NAT, NFT_RULESET)]
+        args = [check.param(k) for k in ("proto", "port", "address", "to")]
+        tables = IP6TABLES_NAT if _ipv6(args[2]) else IPTABLES_NAT
+        seen = [(ev.obs.extra.get(name), name) for name in (tables, NFT_RULESET)]
         seen = [(got[0], name) for got, name in seen if got is not None]
         if not seen:
             ev.skip(f"{check.object}: port forward {check.expected}",
-                    f"neither {IPTABLES_NAT} nor {NFT_RULESET} was captured")
+                    f"neither {tables} nor {NFT_RULESET} was captured")
             return
-        args = [check.param(k) for k in ("proto", "port", "address", "to")]
         if not any(forwarded(text, name, *args) for text, name in seen):
             ev.drift(check, None)
 

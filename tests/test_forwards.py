@@ -18,8 +18,8 @@ PROFILE = ROOT / "tests" / "fixtures" / "forwards" / "port-forwards.yaml"
 runner = CliRunner()
 
 
-def _variant(tmp_path: Path, old: str, new: str) -> Path:
-    text = PROFILE.read_text()
+def _variant(tmp_path: Path, old: str, new: str, source: Path = PROFILE) -> Path:
+    text = source.read_text()
     assert text.count(old) == 1, old
     out = tmp_path / "profile.yaml"
     out.write_text(text.replace(old, new))
@@ -148,11 +148,15 @@ def test_the_audit_reads_both_firewalls(text, source, args, found):
     assert forwarded(text, source, *args) is found
 
 
-@pytest.mark.realtool
-def test_hook_runbook_and_rollback_are_shellcheck_clean(bundle):
+def shellcheck_clean(bundle: Path) -> None:
     from conftest import require_tool
 
     require_tool("shellcheck")
     paths = [str(bundle / name) for name in ("hooks/network", "runbook.sh", "rollback.sh", "capture.sh")]
     result = subprocess.run(["shellcheck", "-S", "style", *paths], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout
+
+
+@pytest.mark.realtool
+def test_hook_runbook_and_rollback_are_shellcheck_clean(bundle):
+    shellcheck_clean(bundle)

@@ -13,6 +13,7 @@ from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequenc
 
 from .api import Check, CheckKind
 from .netfields import FIELDS, NetField, set_fields
+from .netip6 import named_first
 from .shell import cmd
 
 __all__ = ["AUTOMATIC_PORT_PREFIXES", "Check", "CheckKind", "Drift", "Evaluation", "HostAudit", "definition_tokens",
@@ -534,9 +535,10 @@ def network_checks(network: Any, target: Any, bash: bool = True) -> List[Check]:
     if net.ip is not None:
         def lease_tokens() -> Tuple[str, ...]:
             # Counted by their first attribute: a lease has mac= or name= (validation), a DNS host ip= only.
+            # DHCPv6 hosts without a DUID print as `<host name=` too (netip6.named_first).
             with_mac = sum(1 for lease in leases if lease.mac)
             return tuple(f"has:{lease_line(lease)}" for lease in leases) + (
-                f"count:{with_mac}:<host mac=", f"count:{len(leases) - with_mac}:<host name=")
+                f"count:{with_mac}:<host mac=", f"count:{len(leases) - with_mac + named_first(net)}:<host name=")
 
         define("dhcp-host", sorted(lease_key(lease) for lease in leases), lease_tokens,
                lambda: f"network {name} has {_leases(len(leases))}")

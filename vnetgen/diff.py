@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
+from . import netip6
 from .netfields import FIELDS
 
 # Impact of a change, in the words REVIEW.md and `vnetgen diff` use.
@@ -44,6 +45,8 @@ def _net_fields(plan: Any) -> Dict[str, Any]:
     fields = {"mode": net.mode, "bridge": plan.bridge, "stp": plan.stp, "delay": plan.delay, "mac": plan.mac,
               "uuid": plan.uuid, "ip": str(net.ip) if net.ip else None}
     fields.update((spec.kind, spec.expected(net)) for spec in FIELDS if not spec.live)
+    if fields.get("ipv6"):   # its static hosts change live (dhcp6_hosts): the rest only by a restart
+        fields["ipv6"] = {k: v for k, v in fields["ipv6"].items() if k != "hosts"}
     return fields
 
 
@@ -63,14 +66,20 @@ def dhcp_leases(plan: Any) -> Dict[str, Any]:
     return {lease_line(lease): lease for lease in (plan.net.dhcp.hosts if plan.net.dhcp else [])}
 
 
+def dhcp6_hosts(plan: Any) -> List[str]:
+    """The DHCPv6 static hosts of a network's IPv6 `<ip>`, as libvirt prints them (netip6.host_line)."""
+    return netip6.hosts(plan.net)
+
+
 def live_dhcp_only(old: Any, new: Any) -> bool:
     """True when `old` → `new` differs only in what `virsh net-update` changes live (DHCP range
-    and static leases of an existing DHCP block, DNS hosts, TXT and SRV records)."""
+    and static leases of an existing DHCP block, DHCPv6 static hosts, DNS hosts, TXT and SRV records).
+    `_net_fields` holds the IPv6 address and DHCPv6 range: a DHCPv6 block that comes or goes is a restart."""
     if _net_fields(old) != _net_fields(new) or (old.net.dhcp is None) != (new.net.dhcp is None):
         return False
     dhcp = old.net.dhcp is not None and (dhcp_range(old) != dhcp_range(new)
                                          or list(dhcp_leases(old)) != list(dhcp_leases(new)))
-    return dhcp or _live_fields(old) != _live_fields(new)
+    return dhcp or dhcp6_hosts(old) != dhcp6_hosts(new) or _live_fields(old) != _live_fields(new)
 
 
 def _added_removed(before: Any, after: Any) -> str:
@@ -121,6 +130,7 @@ def _network_changes(host: str, old: Any, new: Any) -> List[Change]:
         for line in before:
             if line not in after:
                 out.append(Change(host, name, f"static lease removed: {line}", impact))
+    out.extend(_dhcp6_changes(host, name, old, new, out))
     if old.net.ports != new.net.ports:
         out.append(Change(host, name, f"trunk ports {old.net.ports or 'none'} → {new.net.ports or 'none'}", LIVE))
     if old.net.autostart != new.net.autostart:
@@ -129,6 +139,17 @@ def _network_changes(host: str, old: Any, new: Any) -> List[Change]:
         impact = REMOVED if new.net.state == "absent" else LIVE
         out.append(Change(host, name, f"state {old.net.state} → {new.net.state}", impact))
     return out
+
+
+def _dhcp6_changes(host: str, name: str, old: Any, new: Any, so_far: List[Change]) -> List[Change]:
+    """DHCPv6 static hosts added or removed, when both profiles have a DHCPv6 block (else the `ipv6`
+    change says it): `virsh net-update … ip-dhcp-host --parent-index N`, live unless the network restarts."""
+    if old.net.ip6 is None or new.net.ip6 is None or old.net.ip6.dhcp is None or new.net.ip6.dhcp is None:
+        return []
+    impact = LIVE if not any(c.impact == RESTART for c in so_far) else RESTART
+    before, after = dhcp6_hosts(old), dhcp6_hosts(new)
+    return ([Change(host, name, f"DHCPv6 static host added: {line}", impact) for line in after if line not in before] +
+            [Change(host, name, f"DHCPv6 static host removed: {line}", impact) for line in before if line not in after])
 
 
 def _bridge_changes(host: str, old: Any, new: Any, old_delay: Optional[int], new_delay: Optional[int]) -> List[Change]:

@@ -379,20 +379,38 @@ def _network(name: str, entry: NetListEntry, definition: NetworkDef, root: Any, 
     if definition.uuid:
         net.set("uuid", definition.uuid)
     ipv4 = [ip for ip in definition.ips if ip.family == "ipv4"]
+    ipv6 = [ip for ip in definition.ips if ip.family == "ipv6"]
+    problem6 = (f"mode {mode.name} takes none" if mode.ip == "forbidden" else _ip6_problem(ipv6[0])) if ipv6 else ""
+    kept = ipv4[:1] + ([] if problem6 else ipv6[:1])
     for ip in definition.ips:
-        if ip.family != "ipv4" or ip is not ipv4[0]:
-            host.unmodelled.append(f"{what}: address {ip.address.with_prefixlen} (the profile speaks one IPv4 <ip>)")
-            net.notes.append(f"not modelled: <ip> {ip.address.with_prefixlen}"
-                             + (f" with DHCP {', '.join(f'{a}-{b}' for a, b in ip.dhcp_ranges)}" if ip.dhcp_ranges else ""))
+        if any(ip is k for k in kept):
+            continue
+        why = problem6 if ipv6 and ip is ipv6[0] else "the profile speaks one <ip> per family"
+        host.unmodelled.append(f"{what}: address {ip.address.with_prefixlen} ({why})")
+        net.notes.append(f"not modelled: <ip> {ip.address.with_prefixlen}"
+                         + (f" with DHCP {', '.join(f'{a}-{b}' for a, b in ip.dhcp_ranges)}" if ip.dhcp_ranges else "")
+                         + (f" ({why})" if why == problem6 else ""))
+    ipv6 = [] if problem6 else ipv6[:1]
+    addresses = Items([])   # `ips:`, only with an IPv6 address: without one, `ip` and `dhcp` as before
     if ipv4:
         ip = ipv4[0]
         if mode.ip == "forbidden":
             host.unmodelled.append(f"{what}: address {ip.address.with_prefixlen} (mode {mode.name} takes none)")
             net.notes.append(f"not modelled: <ip> {ip.address.with_prefixlen} (mode {mode.name} takes none)")
+        elif ipv6:
+            item = Entry("ipv4")
+            item.set("address", ip.address.with_prefixlen)
+            _dhcp(item, ip, host, what)
+            net.notes += item.notes
+            item.notes = []
+            addresses.items.append(item)
         else:
             net.set("ip", ip.address.with_prefixlen)
             _dhcp(net, ip, host, what)
-    elif mode.ip == "required":
+    if ipv6:
+        addresses.items.append(_ip6_entry(net, ipv6[0], host, what))
+        net.set("ips", addresses)
+    elif not ipv4 and mode.ip == "required":
         host.skipped.append(f"{what}: mode {mode.name} needs an IPv4 address, the network has none (kept as a comment)")
         host.notes.append(f"{what} (mode {mode.name} without an IPv4 address) not imported")
         return None
@@ -546,12 +564,72 @@ def _dhcp(net: Entry, ip: Any, host: HostImport, what: str) -> None:
     for start, end in ranges[1:]:
         host.unmodelled.append(f"{what}: DHCP range {start}-{end} (the profile has one range)")
         net.notes.append(f"not modelled: DHCP range {start}-{end}")
+    net.set("dhcp", _dhcp_entry(ranges[0], leases))
+
+
+def _dhcp_entry(span: Tuple[Any, Any], hosts: List[List[Tuple[str, Any]]]) -> Entry:
+    """`dhcp:` of either family: its range and static hosts."""
     dhcp = Entry("dhcp")
-    dhcp.set("start", str(ranges[0][0]))
-    dhcp.set("end", str(ranges[0][1]))
-    if leases:
-        dhcp.set("hosts", Seq(leases))
-    net.set("dhcp", dhcp)
+    dhcp.set("start", str(span[0]))
+    dhcp.set("end", str(span[1]))
+    if hosts:
+        dhcp.set("hosts", Seq(hosts))
+    return dhcp
+
+
+def _ip6_problem(ip: Any) -> str:
+    """Why an IPv6 `<ip>` is not one the profile can say (netip6.validate's rules), or ""."""
+    from .netip6 import IPV6_PREFIX
+
+    address = ip.address.ip
+    if address.is_link_local or address.is_multicast or address.is_loopback or address.is_unspecified:
+        return "not a global or unique-local address"
+    if ip.address.network.prefixlen != IPV6_PREFIX:
+        return f"prefix /{ip.address.network.prefixlen}: the profile's IPv6 prefix is a /{IPV6_PREFIX}"
+    return ""
+
+
+def _ip6_entry(net: Entry, ip: Any, host: HostImport, what: str) -> "Entry":
+    """The IPv6 entry of `ips:`: address, DHCPv6 range and static hosts (by DUID `id` and/or `name`);
+    what the profile cannot say (a second range, a host outside the prefix or without id and name)
+    is a "not modelled" note of the network."""
+    from .netip6 import host_line
+
+    item = Entry("ipv6")
+    item.set("address", ip.address.with_prefixlen)
+    subnet = ip.address.network
+    ranges = [r for r in ip.dhcp_ranges if r[0] in subnet and r[1] in subnet and r[0] <= r[1]
+              and not r[0] <= ip.address.ip <= r[1]]
+    for start, end in [r for r in ip.dhcp_ranges if r not in ranges[:1]]:
+        host.unmodelled.append(f"{what}: DHCPv6 range {start}-{end}" + (" (the profile has one range)" if ranges
+                                                                      else " (not inside the prefix)"))
+        net.notes.append(f"not modelled: DHCPv6 range {start}-{end}")
+    hosts = []
+    for lease in ip.dhcp_hosts:
+        problem = ("no IPv6 address" if lease.ip is None or lease.ip.version != 6 else
+                   "outside the prefix" if lease.ip not in subnet or lease.ip == ip.address.ip else
+                   "neither id nor name" if not (lease.id or lease.name) else
+                   "a MAC address (libvirt takes none for IPv6)" if lease.mac else
+                   "its id is not a DUID (hex pairs separated by ':')" if lease.id and not _DUID.fullmatch(lease.id) else
+                   "its name is not a valid profile name" if lease.name and not valid_name(lease.name) else "")
+        if problem:
+            host.unmodelled.append(f"{what}: DHCPv6 host {host_line(lease)}: {problem}")
+            net.notes.append(f"not modelled: DHCPv6 host {host_line(lease)} ({problem})")
+            continue
+        hosts.append([(k, v) for k, v in (("id", Quoted(lease.id) if lease.id else None), ("name", lease.name),
+                                           ("ip", str(lease.ip))) if v is not None])
+    if not ranges:
+        if hosts:
+            host.unmodelled.append(f"{what}: DHCPv6 hosts without a DHCPv6 range")
+            net.notes.append("not modelled: DHCPv6 hosts without a DHCPv6 range: " +
+                             ", ".join(str(dict(h)["ip"]) for h in hosts))
+        return item
+    item.set("dhcp", _dhcp_entry(ranges[0], hosts))
+    return item
+
+
+# The profile's DUID (schema.DUID): 4 to 130 hex pairs.
+_DUID = re.compile(r"[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){3,129}")
 
 
 def _automatic(port: str, bridge: str) -> bool:
@@ -959,6 +1037,13 @@ class Seq:
     items: List[List[Tuple[str, Any]]]
 
 
+@dataclass
+class Items:
+    """A block sequence of block mappings (a network's `ips:`), one Entry per item."""
+
+    items: List[Entry]
+
+
 def _resolves_to_str(text: str) -> bool:
     import yaml
 
@@ -1013,6 +1098,11 @@ def _entry_lines(entry: Entry, indent: str, comment_out: bool = False) -> List[s
                 continue
             lines.append(f"{indent}{pre}{scalar(key)}:{tail}")
             lines += [f"{indent}{pre}  - {_flow(item)}" for item in value.items]
+        elif isinstance(value, Items):
+            lines.append(f"{indent}{pre}{scalar(key)}:{tail}")
+            for item in value.items:
+                body = _entry_lines(item, indent + "    ", comment_out)
+                lines += [body[0].replace(f"{indent}    {pre}", f"{indent}{pre}  - ", 1)] + body[1:]
         elif isinstance(value, Flow):
             lines.append(f"{indent}{pre}{scalar(key)}: {_flow(value.items)}{tail}")
         elif isinstance(value, list):

@@ -3,7 +3,7 @@ written as libvirt's XML. The IPv4 entry becomes the network's `ip`/`dhcp` (ever
 single `ip:` keeps working unchanged); the IPv6 entry is `Network.ip6`."""
 from __future__ import annotations
 
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from . import model as m
 
@@ -227,12 +227,47 @@ def observed(definition: Any, _: Any) -> Optional[Dict[str, Any]]:
             "hosts": sorted(f"{h.name or ''}|{h.ip}" for h in ip.dhcp_hosts)}
 
 
+def host_line(host: Any) -> str:
+    """How libvirt prints an IPv6 static host (attributes id, name, ip): also the XML `virsh net-update
+    … ip-dhcp-host` takes to add or delete it."""
+    parts = [f"id='{host.id}'" if host.id else "", f"name='{host.name}'" if host.name else "", f"ip='{host.ip}'"]
+    return "<host " + " ".join(p for p in parts if p) + "/>"
+
+
+def hosts(net: m.Network) -> List[str]:
+    """The network's DHCPv6 static hosts, each as `host_line` writes it, in profile order."""
+    entry = net.ip6
+    return [host_line(h) for h in entry.dhcp.hosts] if entry is not None and entry.dhcp is not None else []
+
+
+def named_first(net: m.Network) -> int:
+    """How many DHCPv6 hosts libvirt prints as `<host name=` (no DUID): the IPv4 leases' count of that
+    text in net-dumpxml (checks.py) adds them, so that one count holds for both families."""
+    entry = net.ip6
+    return sum(1 for h in entry.dhcp.hosts if not h.id) if entry is not None and entry.dhcp is not None else 0
+
+
+def parent_index(net: m.Network) -> int:
+    """Which `<ip>` (0-based) of the network's XML is its IPv6 one, for `virsh net-update --parent-index`:
+    without it libvirt picks the first `<ip>` that serves DHCP, the IPv4 one, and refuses an IPv6 host
+    there. vnetgen writes the IPv4 `<ip>` first (add_xml)."""
+    return 1 if net.ip is not None else 0
+
+
 def tokens(plan: Any, value: Dict[str, Any]) -> Any:
     address, _, prefix = value["address"].partition("/")
     found = [f"has:<ip family='ipv6' address='{address}' prefix='{prefix}'>"]
     if value["range"]:
         start, end = value["range"].split("-")
         found.append(f"has:<range start='{start}' end='{end}'/>")
+    lines = hosts(plan.net)
+    found += [f"has:{line}" for line in lines]
+    if lines:
+        # Hosts by DUID are counted here; by name only, with the IPv4 leases (checks.py), or here on a
+        # network without an IPv4 address.
+        found.append(f"count:{len(lines) - named_first(plan.net)}:<host id=")
+        if plan.net.ip is None:
+            found.append(f"count:{named_first(plan.net)}:<host name=")
     return tuple(found)
 
 

@@ -81,11 +81,12 @@ NAT = _obj({
     "ports": _s(r"^[0-9]+(-[0-9]+)?$", "source ports NAT uses: START-END (libvirt's default 1024-65535)", 11),
 }, description="libvirt's <nat>: the addresses and ports masquerade uses (mode nat only)")
 
-# A port forward into a NAT guest (IPv4 now; "to" keeps room for "[IPv6]:port").
+# A port forward into a NAT guest: "ADDRESS:PORT", or "[IPv6]:PORT" as in a URL (plugins/forwards.py).
 FORWARD = _obj({
     "proto": {"type": "string", "enum": ["tcp", "udp"], "description": "tcp | udp"},
     "port": {"type": "integer", "minimum": 1, "maximum": 65535, "description": "the host's port"},
-    "to": _s(r"^[0-9.]+:[0-9]+$", "the guest's ADDRESS:PORT, inside the network's subnet", 21),
+    "to": _s(r"^([0-9.]+|\[[0-9A-Fa-f:.]+\]):[0-9]+$", "the guest's ADDRESS:PORT, inside the network's subnet "
+             "(an IPv6 address in brackets: [2001:db8::5]:22)", 53),
 }, required=("proto", "port", "to"), description="a port of the host forwarded to a guest (mode nat only)")
 
 # libvirt's <domain> and <dns>: vnetgen/netdns.py checks the names' characters and labels (located

@@ -50,6 +50,7 @@ class DhcpHostDef:
     mac: Optional[str]
     ip: Optional[IPAddress]
     name: Optional[str]
+    id: Optional[str] = None   # an IPv6 host's DHCP client DUID, as written
 
 
 @dataclass(frozen=True)

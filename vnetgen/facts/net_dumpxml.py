@@ -371,11 +371,11 @@ def _dhcp(ip: Any, source: str) -> Tuple[Tuple[Tuple[Any, Any], ...], Tuple[Dhcp
 
 
 def _host(element: Any, source: str) -> DhcpHostDef:
-    name = element.get("name")
+    name, duid = element.get("name"), element.get("id")
     return DhcpHostDef(mac=_mac_attr(element, "mac", source), ip=_address(element, "ip", source),
-                    name=None if name is None else name.strip())
+                       name=None if name is None else name.strip(), id=None if duid is None else duid.strip())
 
 
-def _host_key(host: DhcpHostDef) -> Tuple[int, int, str, str]:
+def _host_key(host: DhcpHostDef) -> Tuple[int, int, str, str, str]:
     return (host.ip.version if host.ip else 0, int(host.ip) if host.ip else -1,
-            host.mac or "", host.name or "")
+            host.mac or "", host.name or "", host.id or "")
