@@ -84,14 +84,19 @@ def test_other_arguments_run_typer(args):
 
 
 def test_another_typer_release_or_program_name_runs_typer(monkeypatch):
+    import io
+
+    for key in list(os.environ):
+        if key not in helptext.plain_environment():
+            monkeypatch.delenv(key)
+    pipe, err = io.StringIO(), io.StringIO()   # not terminals
+    for name, stream in (("stdout", pipe), ("__stdout__", pipe), ("stderr", err), ("__stderr__", err)):
+        monkeypatch.setattr(sys, name, stream)
     monkeypatch.setattr(entry, "program_name", lambda: "python -m vnetgen")
-    monkeypatch.setattr(sys.stdout, "isatty", lambda: False, raising=False)
-    monkeypatch.setattr(sys, "stdout", sys.__stdout__)
-    monkeypatch.setattr(sys, "stderr", sys.__stderr__)
     assert entry.prerendered(["--help"]) == _helptext.HELP[("python -m vnetgen", ("--help",))]
-    monkeypatch.setattr(entry, "_typer_version", lambda: "0.0.1")
-    assert entry.prerendered(["--help"]) is None
-    monkeypatch.undo()
+    with monkeypatch.context() as patch:
+        patch.setattr(entry, "_typer_version", lambda: "0.0.1")
+        assert entry.prerendered(["--help"]) is None
     monkeypatch.setattr(entry, "program_name", lambda: "vng")
     assert entry.prerendered(["--help"]) is None
 
