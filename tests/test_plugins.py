@@ -88,3 +88,76 @@ def test_toy_mode_validation_runs(write_profile, load_report):
 def test_unknown_mode_without_the_plugin(write_profile, pm, load_report):
     report = load_report(write_profile("vnetgen: 1\nnetworks:\n  direct: {mode: toyvtap}\n"))
     assert report.errors and "toyvtap" in report.errors[0].message
+
+
+# --- entry points read without importlib.metadata (vnetgen.plugins.entry_points) --------------------
+
+
+def _importlib_entry_points(group):
+    import importlib.metadata
+
+    return [(str(dist._path), ep.name, ep.value) for dist in importlib.metadata.distributions()
+            for ep in dist.entry_points if ep.group == group]
+
+
+@pytest.mark.parametrize("group", [ENTRY_POINT_GROUP, "console_scripts", "pytest11"])
+def test_entry_points_are_importlib_metadatas_in_its_order(group):
+    from vnetgen.plugins import entry_points
+
+    found = entry_points(group)
+    assert found == _importlib_entry_points(group)
+    assert found or group != ENTRY_POINT_GROUP
+
+
+LATE_MODE = '''\
+from vnetgen.api import Mode, hookimpl
+
+@hookimpl
+def vnetgen_modes():
+    return [Mode(name="latemode", description="installed after the first manager", forward="bridge",
+                 libvirt_bridge=False, ip="forbidden")]
+'''
+
+
+def test_a_plugin_installed_after_a_manager_was_made_is_found(tmp_path, monkeypatch):
+    """Nothing is cached: a distribution that appears on sys.path between two managers (here a
+    plain site directory, as pip writes one: a module and its NAME-VERSION.dist-info) is loaded by
+    the second, under its entry-point name, and `vnetgen plugins` names its package."""
+    from vnetgen.plugins import describe
+
+    import sys
+
+    monkeypatch.delitem(sys.modules, "vnetgen_latemode", raising=False)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert "latemode" not in modes(get_plugin_manager())
+    (tmp_path / "vnetgen_latemode.py").write_text(LATE_MODE)
+    meta = tmp_path / "vnetgen_latemode-0.3.dist-info"
+    meta.mkdir()
+    (meta / "METADATA").write_text("Metadata-Version: 2.1\nName: vnetgen-latemode\nVersion: 0.3\n")
+    (meta / "entry_points.txt").write_text(f"[console_scripts]\nx = y:z\n\n[{ENTRY_POINT_GROUP}]\nlate = vnetgen_latemode\n")
+    pm = get_plugin_manager()
+    assert "latemode" in modes(pm)
+    row = next(r for r in describe(pm) if r["name"] == "latemode")
+    assert (row["plugin"], row["package"], row["version"]) == ("late", "vnetgen-latemode", "0.3")
+    from vnetgen.plugins import entry_points
+
+    assert entry_points(ENTRY_POINT_GROUP) == _importlib_entry_points(ENTRY_POINT_GROUP)
+
+
+def test_a_zip_on_sys_path_is_left_to_importlib_metadata(tmp_path, monkeypatch):
+    """importlib.metadata also reads distributions inside a zip on sys.path: then pluggy loads them."""
+    import zipfile
+
+    from vnetgen.plugins import entry_points
+
+    archive = tmp_path / "site.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("vnetgen_latemode.py", LATE_MODE)
+        z.writestr("vnetgen_latemode-0.3.dist-info/METADATA", "Metadata-Version: 2.1\nName: vnetgen-latemode\nVersion: 0.3\n")
+        z.writestr("vnetgen_latemode-0.3.dist-info/entry_points.txt", f"[{ENTRY_POINT_GROUP}]\nlate = vnetgen_latemode\n")
+    import sys
+
+    monkeypatch.delitem(sys.modules, "vnetgen_latemode", raising=False)
+    monkeypatch.syspath_prepend(str(archive))
+    assert entry_points(ENTRY_POINT_GROUP) is None
+    assert "latemode" in modes(get_plugin_manager())

@@ -1,4 +1,4 @@
 """`python -m vnetgen`: the same CLI as the console script."""
-from .cli import main
+from .entry import main
 
 main()

@@ -1,6 +1,16 @@
-"""Plugin manager factory: hook specs, then every plugin of the `vnetgen.plugins` entry-point group."""
+"""Plugin manager factory: hook specs, then every plugin of the `vnetgen.plugins` entry-point group.
+
+The group's entry points are read from the `entry_points.txt` of the distributions on sys.path
+(`entry_points`), in the order importlib.metadata.distributions() gives them, rather than through
+importlib.metadata: importing it (email, zipfile, csv...) and building a Distribution per installed
+package took a tenth of a one-host build. Nothing is cached, so a plugin installed a moment ago is
+found; wherever importlib.metadata would look somewhere this reading does not (a zip on sys.path,
+a meta-path finder of its own), pluggy's load_setuptools_entrypoints loads the group instead.
+"""
 from __future__ import annotations
 
+import os
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 import pluggy
@@ -8,18 +18,111 @@ import pluggy
 ENTRY_POINT_GROUP = "vnetgen.plugins"
 
 
-def get_plugin_manager(extra: Optional[List[Any]] = None, entry_points: bool = True) -> pluggy.PluginManager:
+class PluginManager(pluggy.PluginManager):
+    """pluggy's manager, which also remembers the metadata directory of each entry-point plugin it
+    loaded itself (`origins`; pluggy's list_plugin_distinfo lists those its own loading found)."""
+
+    def __init__(self) -> None:
+        super().__init__("vnetgen")
+        self.origins: List[Tuple[Any, str]] = []
+
+
+def get_plugin_manager(extra: Optional[List[Any]] = None, entry_points: bool = True) -> PluginManager:
     """A fresh manager; `extra` plugin objects are registered too (tests use this)."""
     from . import hookspecs
 
-    pm = pluggy.PluginManager("vnetgen")
+    pm = PluginManager()
     pm.add_hookspecs(hookspecs)
     if entry_points:
-        pm.load_setuptools_entrypoints(ENTRY_POINT_GROUP)
+        load_entry_points(pm, ENTRY_POINT_GROUP)
     for plugin in extra or ():
         pm.register(plugin)
     pm.check_pending()
     return pm
+
+
+def load_entry_points(pm: PluginManager, group: str) -> None:
+    """What pluggy's load_setuptools_entrypoints(group) does: each entry point's object registered under
+    its name, the first of a name kept, blocked names skipped."""
+    found = entry_points(group)
+    if found is None:
+        pm.load_setuptools_entrypoints(group)
+        return
+    for meta, name, value in found:
+        if pm.get_plugin(name) is not None or pm.is_blocked(name):
+            continue
+        plugin = load(value)
+        pm.register(plugin, name=name)
+        pm.origins.append((plugin, meta))
+
+
+def entry_points(group: str) -> Optional[List[Tuple[str, str, str]]]:
+    """(metadata directory, name, value) of each entry point of `group`, in importlib.metadata's order
+    (sys.path entries in turn; in each, the *.dist-info and *.egg-info directories grouped by
+    normalized project name in listing order), or None when importlib.metadata would also look where
+    this does not: a sys.path entry that is a file (a zip), or a meta-path finder with distributions."""
+    import importlib.machinery
+    import re
+
+    if any(hasattr(finder, "find_distributions") and finder is not importlib.machinery.PathFinder
+           for finder in sys.meta_path):
+        return None
+    found: List[Tuple[str, str, str]] = []
+    for root in sys.path:
+        if not isinstance(root, str):
+            return None
+        try:
+            children = os.listdir(root or ".")
+        except OSError:
+            if os.path.isfile(root):
+                return None
+            continue
+        projects: Dict[str, List[str]] = {}
+        eggs: List[str] = []
+        base_is_egg = os.path.basename(root).lower().endswith(".egg")
+        for child in children:
+            low = child.lower()
+            if low.endswith((".dist-info", ".egg-info")):
+                name = re.sub(r"[-_.]+", "-", low.rpartition(".")[0].partition("-")[0]).lower().replace("-", "_")
+                projects.setdefault(name, []).append(os.path.join(root, child))
+            elif base_is_egg and low == "egg-info":
+                eggs.append(os.path.join(root, child))
+        for meta in [m for paths in projects.values() for m in paths] + eggs:
+            try:
+                with open(os.path.join(meta, "entry_points.txt"), encoding="utf-8") as handle:
+                    text = handle.read()
+            except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
+                continue
+            found.extend((meta, name, value) for name, value in _section(text, group))
+    return found
+
+
+def _section(text: str, group: str) -> List[Tuple[str, str]]:
+    """The (name, value) pairs of `[group]` in an entry_points.txt, parsed as importlib.metadata does."""
+    pairs, section = [], None
+    for line in map(str.strip, text.splitlines()):
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            section = line.strip("[]")
+        elif section == group:
+            name, value = line.split("=", 1)
+            pairs.append((name.strip(), value.strip()))
+    return pairs
+
+
+def load(value: str) -> Any:
+    """The object an entry point's value ("module:attr.attr [extras]") names, as EntryPoint.load()."""
+    import importlib
+    import re
+
+    match = re.match(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$", value)
+    if match is None:
+        raise ValueError(f"entry point value {value!r} is not module:attr")
+    obj = importlib.import_module(match.group("module"))
+    for attr in filter(None, (match.group("attr") or "").split(".")):
+        obj = getattr(obj, attr)
+    return obj
 
 
 def _collect(pm: pluggy.PluginManager, hook: str) -> Dict[str, Tuple[Any, Any]]:
@@ -49,6 +152,8 @@ def default_target(pm: pluggy.PluginManager) -> Optional[str]:
 def describe(pm: pluggy.PluginManager) -> List[Dict[str, str]]:
     """One row per mode and target: kind, name, plugin, version, description."""
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}
+    for plugin, meta in getattr(pm, "origins", ()):
+        dists[id(plugin)] = _Distribution(meta)
     rows = []
     for kind, hook in (("mode", "vnetgen_modes"), ("target", "vnetgen_targets")):
         for name, (item, plugin) in sorted(_collect(pm, hook).items()):
@@ -57,3 +162,21 @@ def describe(pm: pluggy.PluginManager) -> List[Dict[str, str]]:
                          "package": dist.project_name if dist else "(registered in code)",
                          "version": dist.version if dist else "-", "description": item.description})
     return rows
+
+
+class _Distribution:
+    """project_name and version of a metadata directory, as pluggy's DistFacade gives them."""
+
+    def __init__(self, meta: str) -> None:
+        from importlib.metadata import PathDistribution
+        from pathlib import Path
+
+        self._dist = PathDistribution(Path(meta))
+
+    @property
+    def project_name(self) -> str:
+        return self._dist.metadata["name"]
+
+    @property
+    def version(self) -> str:
+        return self._dist.version
