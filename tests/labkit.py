@@ -205,3 +205,20 @@ def dhcp6(lab, vm, timeout: float = 30) -> str:
         raise AssertionError(f"vm {vm.name}: no DHCPv6 address within {timeout}s\n"
                              + (log.read_text(errors="replace")[-3000:] if log.exists() else ""))
     return global_ip6(vm)[0]
+
+
+_HTTP_GET = ("import socket, sys\n"
+             "s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n"
+             "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
+             "sys.stdout.write(s.recv(64).decode(errors='replace'))\n")
+
+
+def serve_http(lab, vm, address: str, port: int) -> None:
+    """A web server in `vm` on ADDRESS:PORT, a lab process (killed with the lab)."""
+    lab._spawn(vm._nsenter() + [sys.executable, "-m", "http.server", str(port), "--bind", address])
+
+
+def http_answers(node, address: str, port: int) -> bool:
+    """One HTTP request from `node` to ADDRESS:PORT: a web server answers (through any forward)."""
+    result = node.run([sys.executable, "-c", _HTTP_GET, address, str(port)], check=False, timeout=10)
+    return result.returncode == 0 and result.stdout.startswith("HTTP/1.0")

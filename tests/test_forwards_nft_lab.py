@@ -20,7 +20,6 @@ rollback.sh the connection is gone. Only namespaces the lab made."""
 from __future__ import annotations
 
 import re
-import sys
 
 import pytest
 
@@ -72,16 +71,9 @@ insert rule ip libvirt_network guest_nat ip saddr 192.168.100.0/24 ip daddr 255.
 insert rule ip libvirt_network guest_nat ip saddr 192.168.100.0/24 ip daddr 224.0.0.0/24 counter return
 """
 
-CONNECT = ("import socket, sys\n"
-           "s = socket.create_connection(('10.10.10.98', 2222), timeout=2)\n"
-           "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
-           "sys.stdout.write(s.recv(64).decode(errors='replace'))\n")
-
-
 def _reach(router) -> bool:
     """One connection from the router to the host's port 2222: the guest's web server answers."""
-    result = router.run([sys.executable, "-c", CONNECT], check=False, timeout=10)
-    return result.returncode == 0 and result.stdout.startswith("HTTP/1.0")
+    return kit.http_answers(router, "10.10.10.98", 2222)
 
 
 def _iptables_rules(host) -> str:
@@ -125,7 +117,7 @@ def test_a_port_forward_through_libvirts_nftables_table_reaches_the_guest(lab, t
     assert "LIBVIRT_FWI" in _iptables_rules(host) and TAG in _iptables_rules(host)
     vm = lab.vm(host, "VM1", "virbr5")
     vm.set_static("192.168.100.91/24", gw="192.168.100.1")
-    lab._spawn(vm._nsenter() + [sys.executable, "-m", "http.server", "8000", "--bind", "192.168.100.91"])
+    kit.serve_http(lab, vm, "192.168.100.91", 8000)
     assert wait_until(lambda: _reach(router), timeout=20)   # the iptables backend's forward, as proven elsewhere
 
     _flush_libvirt_iptables(host)
