@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
+from vnetgen.lab.processes import wait_until
 from vnetgen.lab.rehearse import failed_step, run_script  # noqa: F401  (re-exported for the tests)
 from vnetgen.lab.snapshots import host_state, host_state_ignoring, state_changes  # noqa: F401
 
@@ -153,3 +154,71 @@ def libvirt_default(host, tmp: Path, uuid: Optional[str] = None, transient: bool
         host.virsh("net-start", "default")
         host.virsh("net-autostart", "default")
     return host.virsh("net-uuid", "default").stdout.strip(), host.virsh("net-dumpxml", "--inactive", "default").stdout
+
+
+# dhclient's event script for lab VMs: dhclient runs it with a clean environment, so it only applies
+# the address; the harness waits for the address itself.
+_DHCLIENT6_SCRIPT = r"""#!/bin/sh
+case "$reason" in
+BOUND6|RENEW6|REBIND6|REBOOT6)
+    if [ -n "${new_ip6_address:-}" ]; then
+        ip -6 addr replace "$new_ip6_address/${new_ip6_prefixlen:-128}" dev "$interface" nodad
+    fi ;;
+EXPIRE6|RELEASE6|STOP6)
+    if [ -n "${old_ip6_address:-}" ]; then
+        ip -6 addr del "$old_ip6_address/${old_ip6_prefixlen:-128}" dev "$interface" 2>/dev/null || :
+    fi ;;
+esac
+exit 0
+"""
+
+
+def global_ip6(node, ifname: str = "eth0") -> List[str]:
+    """Global IPv6 addresses (no prefix length) of `ifname` in `node`'s netns."""
+    out = node.ip("-6", "-o", "addr", "show", "dev", ifname, "scope", "global").stdout
+    return re.findall(r"\binet6 ([0-9a-f:]+)/", out)
+
+
+def dhcp6(lab, vm, timeout: float = 30) -> str:
+    """A DHCPv6 address for `vm`'s eth0 from the network's dnsmasq, by ISC dhclient -6 with a DUID-LL
+    (00:03:00:01 + the VM's MAC: what a profile's static DHCPv6 host `id` names). dhclient stays in the
+    foreground as a lab process (the lab kills it at the end); every file it writes is in the lab's
+    workdir, none on this machine. Returns the address once eth0 holds it."""
+    vm.assert_private()
+    work = Path(lab.workdir)
+    script = work / "dhclient6.sh"
+    if not script.exists():
+        script.write_text(_DHCLIENT6_SCRIPT)
+        script.chmod(0o755)
+    # dhclient -6 binds to eth0's link-local address: it must have passed duplicate address detection
+    def link_local_ready() -> bool:
+        out = vm.ip("-6", "-o", "addr", "show", "dev", "eth0", "scope", "link").stdout
+        return "inet6 fe80:" in out and "tentative" not in out
+
+    assert wait_until(link_local_ready, timeout=10), vm.ip("-6", "addr", "show", "dev", "eth0").stdout
+    base = work / f"dhclient6-{vm.name}"
+    lab._spawn(vm._nsenter() + ["dhclient", "-6", "-d", "-v", "-D", "LL", "-cf", "/dev/null",
+                                "-lf", f"{base}.leases", "-pf", f"{base}.pid", "-sf", str(script), "eth0"],
+               log=f"{base}.log")
+    if not wait_until(lambda: bool(global_ip6(vm)), timeout=timeout):
+        log = Path(f"{base}.log")
+        raise AssertionError(f"vm {vm.name}: no DHCPv6 address within {timeout}s\n"
+                             + (log.read_text(errors="replace")[-3000:] if log.exists() else ""))
+    return global_ip6(vm)[0]
+
+
+_HTTP_GET = ("import socket, sys\n"
+             "s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=2)\n"
+             "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
+             "sys.stdout.write(s.recv(64).decode(errors='replace'))\n")
+
+
+def serve_http(lab, vm, address: str, port: int) -> None:
+    """A web server in `vm` on ADDRESS:PORT, a lab process (killed with the lab)."""
+    lab._spawn(vm._nsenter() + [sys.executable, "-m", "http.server", str(port), "--bind", address])
+
+
+def http_answers(node, address: str, port: int) -> bool:
+    """One HTTP request from `node` to ADDRESS:PORT: a web server answers (through any forward)."""
+    result = node.run([sys.executable, "-c", _HTTP_GET, address, str(port)], check=False, timeout=10)
+    return result.returncode == 0 and result.stdout.startswith("HTTP/1.0")

@@ -7,8 +7,9 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-DEBIAN_PACKAGES=(libvirt-daemon libvirt-clients dnsmasq-base iptables bridge-utils busybox iputils-ping
-  iproute2 shellcheck virtinst procps network-manager dbus netplan.io openssh-server openssh-client)
+DEBIAN_PACKAGES=(libvirt-daemon libvirt-clients dnsmasq-base iptables nftables bridge-utils busybox iputils-ping
+  iproute2 shellcheck virtinst procps network-manager dbus netplan.io openssh-server openssh-client
+  isc-dhcp-client)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()

@@ -4,8 +4,6 @@ the guest's namespace, libvirt's stop/start of the network removes and re-adds i
 audit reads it from the capture, and after rollback.sh it is gone. Only namespaces the lab made."""
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 import labkit as kit
@@ -26,16 +24,9 @@ networks:
       - {proto: tcp, port: 2222, to: 192.168.100.91:8000}
 """
 
-CONNECT = ("import socket, sys\n"
-           "s = socket.create_connection(('10.10.10.98', 2222), timeout=2)\n"
-           "s.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n')\n"
-           "sys.stdout.write(s.recv(64).decode(errors='replace'))\n")
-
-
 def _reach(router) -> bool:
     """One connection from the router to the host's port 2222: the guest's web server answers."""
-    result = router.run([sys.executable, "-c", CONNECT], check=False, timeout=10)
-    return result.returncode == 0 and result.stdout.startswith("HTTP/1.0")
+    return kit.http_answers(router, "10.10.10.98", 2222)
 
 
 def _rules(host) -> str:
@@ -60,7 +51,7 @@ def test_a_port_forward_reaches_the_guest_and_is_gone_after_rollback(lab, tmp_pa
 
     vm = lab.vm(host, "VM1", "virbr5")
     vm.set_static("192.168.100.91/24", gw="192.168.100.1")
-    lab._spawn(vm._nsenter() + [sys.executable, "-m", "http.server", "8000", "--bind", "192.168.100.91"])
+    kit.serve_http(lab, vm, "192.168.100.91", 8000)
     assert wait_until(lambda: _reach(router), timeout=20), _rules(host)
     rules = _rules(host)
     assert '--comment "vnetgen forward lab tcp/2222" -j DNAT --to-destination 192.168.100.91:8000' in rules

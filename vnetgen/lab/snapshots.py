@@ -18,7 +18,7 @@ echo '### links'; ip -j link show
 echo '### ip route'; ip route
 echo '### bridges'; ip -j -d link show type bridge
 echo '### sysctl'
-for f in /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-*; do
+for f in /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding /proc/sys/net/bridge/bridge-nf-call-*; do
   if [ -e "$f" ]; then echo "$f = $(cat "$f")"; fi
 done
 """

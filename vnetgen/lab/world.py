@@ -72,6 +72,7 @@ class Lab:
         self._procs: List[subprocess.Popen] = []
         self._closed = False
         self._lanport = 0
+        self._macvtap = 0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -417,5 +418,34 @@ class Lab:
         self.nodes[name] = vm
         host.vms.append(vm)
         # Up now, so the bridge port starts its STP listening/learning while other work goes on.
+        vm.ip("link", "set", "eth0", "up")
+        return vm
+
+    def vm_direct(self, host: LabHost, name: str, dev: str, mode: str = "bridge", mac: Optional[str] = None) -> LabVm:
+        """A guest on host NIC ``dev`` as libvirt's direct mode puts one: where libvirt's QEMU driver
+        creates a macvtap device of ``dev`` in ``mode`` for QEMU to read through its tap character
+        device, the lab's guest (a namespace, not QEMU) gets a macvlan device of ``dev`` in ``mode``
+        (macvtap is a macvlan with that character device added), moved into its namespace as eth0."""
+        self._claim_name(name, "vm")
+        check_ifname(dev)
+        if mode not in ("bridge", "vepa", "private", "passthru"):
+            raise ValueError(f"invalid macvlan mode {mode!r}")
+        host.assert_private()
+        mac = (mac or _derive_mac("vm", host.name, name)).lower()
+        if not re.match(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", mac):
+            raise ValueError(f"invalid MAC {mac!r}")
+        holder = self._sleeper(name)
+        self._macvtap += 1
+        ifname = f"macvtap{self._macvtap}"   # its name in the host only until it moves
+        try:
+            host.ip("link", "add", "link", dev, "name", ifname, "address", mac, "type", "macvlan", "mode", mode)
+            host.ip("link", "set", ifname, "netns", str(holder.pid))
+        except LabCommandError:
+            host.ip("link", "del", ifname, check=False)
+            del self.nodes[name]
+            raise
+        holder.ip("link", "set", ifname, "name", "eth0")
+        vm = LabVm(self, name, holder.pid, host, dev, mac, ifname)
+        self.nodes[name] = vm
         vm.ip("link", "set", "eth0", "up")
         return vm
