@@ -5,8 +5,10 @@ from libvirt's dnsmasq, and its IPv6 default route from dnsmasq's router adverti
 accept_ra, as a guest has it); it reaches the "internet" host behind the upstream router over IPv4
 (masqueraded by libvirt: the internet host sees the host's uplink address) and over IPv6 (libvirt does
 not NAT IPv6: the internet host sees the guest's own address; the upstream router has a route to the
-network's prefix via the host's uplink IPv6 address, as a real upstream would be told). The verify step
-and the audit are in sync; rollback.sh removes the network and puts the IPv6 forwarding sysctl back.
+network's prefix via the host's uplink IPv6 address, as a real upstream would be told). An IPv6 port
+forward (`to: "[ADDRESS]:PORT"`) takes a connection from the router to the host's uplink IPv6 address
+to the guest's web server (ip6tables DNAT, by the network hook). The verify step and the audit are in
+sync; rollback.sh removes the network, the forward and puts the IPv6 forwarding sysctl back.
 Only namespaces the lab made."""
 from __future__ import annotations
 
@@ -41,6 +43,8 @@ networks:
           start: 2001:db8:160::100
           end: 2001:db8:160::1ff
           hosts: [{{id: "{GUEST_DUID}", name: vm1, ip: "{GUEST_IP6}"}}]
+    forwards:
+      - {{proto: tcp, port: 2222, to: "[{GUEST_IP6}]:8000"}}
 """
 
 
@@ -118,6 +122,11 @@ def test_a_dual_stack_nat_guest_gets_both_addresses_and_reaches_upstream_over_bo
 
     assert vm.ping("203.0.113.10", timeout=10), vm.run("ip -4 route", check=False).stdout
     assert vm.ping(INTERNET6, timeout=10), vm.run("ip -6 route", check=False).stdout + host.run("ip6tables -S").stdout
+    # the IPv6 port forward: the router's connection to the host's uplink port 2222 reaches the guest
+    kit.serve_http(lab, vm, GUEST_IP6, 8000)
+    assert wait_until(lambda: kit.http_answers(vm, GUEST_IP6, 8000), timeout=20)   # the server listens
+    assert kit.http_answers(router, HOST_UPLINK6, 2222), host.run("ip6tables -w -t nat -S").stdout
+    assert "vnetgen forward6 dual tcp/2222" in host.run("ip6tables -w -t nat -S PREROUTING").stdout
     v4, v6 = _counts(internet, "iptables"), _counts(internet, "ip6tables")
     assert v4["10.10.10.98/32"] >= 1 and v4["192.168.160.0/24"] == 0, v4   # masqueraded behind the uplink
     assert v6[f"{GUEST_IP6}/128"] >= 1, v6                              # routed, not NATed
@@ -132,3 +141,5 @@ def test_a_dual_stack_nat_guest_gets_both_addresses_and_reaches_upstream_over_bo
     assert _forwarding6(host) == "0"
     assert PREFIX6.split("/")[0] not in host.ip("-6", "route").stdout
     assert not vm.ping(INTERNET6, timeout=2)
+    assert "vnetgen forward6" not in host.run("ip6tables -w -t nat -S; ip6tables -w -S FORWARD").stdout
+    assert not kit.http_answers(router, HOST_UPLINK6, 2222)
