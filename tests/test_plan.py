@@ -120,19 +120,3 @@ def test_an_audits_plan_says_what_a_builds_plan_says(pm):
             assert build.sysctl == audit.sysctl and build.plugin_captures == audit.plugin_captures
     assert seen_dev   # a forward dev= (tuned.yaml, modes.yaml) is among them
 
-
-def test_checks_own_init_takes_the_fields_in_order_with_their_defaults():
-    """api.Check writes its __init__ by hand (speed): it must stay the dataclass's, field for field."""
-    import dataclasses
-    import inspect
-
-    from vnetgen.api import Check
-
-    params = list(inspect.signature(Check.__init__).parameters.values())[1:]
-    fields = dataclasses.fields(Check)
-    assert [p.name for p in params] == [f.name for f in fields]
-    assert [p.default for p in params] == [inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
-                                           for f in fields]
-    check = Check("stp", "bridge/br0", True, words="stp is on")
-    assert vars(check) == {f.name: getattr(check, f.name) for f in fields} and check.severity == "error"
-    assert check == Check("stp", "bridge/br0", True, words="stp is on") and len({check, dataclasses.replace(check)}) == 1
