@@ -110,7 +110,8 @@ def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional
         hint = f"; audit the others with --host ({', '.join(captured)})" if captured and not hosts else ""
         raise AuditError(f"{root}: no capture of {', '.join(absent)} (run capture.sh {root} on it){hint}")
     registry = kinds(pm)
-    audits = [Evaluation(plan, read_capture(root, plan), registry).run() for plan in _plans(profile, pm, names)]
+    real = os.path.realpath(root)
+    audits = [Evaluation(plan, read_capture(root, plan, real), registry).run() for plan in _plans(profile, pm, names)]
     return make_report(audits, strict)
 
 
