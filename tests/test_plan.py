@@ -120,3 +120,10 @@ def test_an_audits_plan_says_what_a_builds_plan_says(pm):
             assert build.sysctl == audit.sysctl and build.plugin_captures == audit.plugin_captures
     assert seen_dev   # a forward dev= (tuned.yaml, modes.yaml) is among them
 
+
+
+def test_derived_uuid_is_uuid5_for_any_names():
+    # derived_uuid spells uuid5 out (speed): the same value for every name, non-ASCII included.
+    namespace = uuid.UUID("5b6f7a8e-2c1d-4e3f-9a0b-76e6e7a17a11")
+    for host, network in [("h", "n"), ("", ""), ("caldera-02.example", "lan_10"), ("höst", "nét/ß"), ("a" * 300, "b")]:
+        assert derived_uuid(host, network) == str(uuid.uuid5(namespace, f"{host}/{network}"))

@@ -88,11 +88,20 @@ class HostPlan:
 def derived_mac(host: str, network: str) -> str:
     """A stable MAC in libvirt's 52:54:00 range, from the host and network names."""
     digest = hashlib.sha256(f"vnetgen-mac\0{host}\0{network}".encode()).digest()
-    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+    return "52:54:00:" + digest[:3].hex(":")
+
+
+_NAMESPACE_BYTES = _UUID_NAMESPACE.bytes
 
 
 def derived_uuid(host: str, network: str) -> str:
-    return str(uuidlib.uuid5(_UUID_NAMESPACE, f"{host}/{network}"))
+    """str(uuid.uuid5(_UUID_NAMESPACE, "HOST/NETWORK")), spelled out: RFC 4122's SHA-1 name-based UUID
+    without building UUID objects (a fleet derives one for every network of every host)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{host}/{network}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50   # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80   # RFC 4122 variant
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def normal_uuid(text: str) -> str:
