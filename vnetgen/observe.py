@@ -116,10 +116,6 @@ def _is_link(path: str) -> bool:
         return True   # unknown: resolve it
 
 
-# Components of a name that pathlib drops from a path (an empty one is a leading, doubled or trailing "/").
-_PATHLIB_DROPS = ("", ".")
-
-
 class _Captures(_Source):
     """Files of DIR/<host>/; a missing required one is an AuditError naming it."""
 
@@ -147,8 +143,9 @@ class _Captures(_Source):
             self.layout = int(text)
 
     def _path(self, name: str) -> str:
-        if not name or any(part in _PATHLIB_DROPS for part in name.split("/")):
-            return str(self.root / name)   # pathlib's spelling of ".", "//", a leading or trailing "/"
+        wrapped = f"/{name}/"
+        if "//" in wrapped or "/./" in wrapped:
+            return str(self.root / name)   # pathlib drops "." and empty components ("", "//", a leading or trailing "/")
         return self.dir + os.sep + name    # the same, for the thousands of plain names
 
     def _confined(self, path: str, name: str, link: bool) -> bool:
