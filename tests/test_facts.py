@@ -311,3 +311,48 @@ def test_hostile_inputs_give_fact_error_or_a_result(kind):
         started = time.monotonic()
         _check_robust(parser, text)
         assert time.monotonic() - started < 1.0, f"{kind} is slow on {text[:30]!r}…"
+
+
+@pytest.mark.parametrize("name", ["Check", "NetworkDef", "IpDef", "DhcpHostDef"])
+def test_quick_init_takes_the_fields_in_order_with_their_defaults(name):
+    """facts.model.quick_init writes the __init__ of these frozen dataclasses (speed): it must stay the
+    dataclass's, field for field, and the objects stay frozen, equal and hashable by value."""
+    import dataclasses
+    import inspect
+
+    from vnetgen import api
+    from vnetgen.facts import model
+
+    cls = getattr(api, name, None) or getattr(model, name)
+    params = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    fields = dataclasses.fields(cls)
+    assert [p.name for p in params] == [f.name for f in fields]
+    assert [p.default for p in params] == [inspect.Parameter.empty if f.default is dataclasses.MISSING else f.default
+                                           for f in fields]
+    required = [f"v{i}" for i, f in enumerate(fields) if f.default is dataclasses.MISSING]
+    one, two = cls(*required), cls(*required)
+    assert vars(one) == {f.name: getattr(one, f.name) for f in fields}
+    assert one == two and hash(one) == hash(two) and dataclasses.replace(one) == one
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        setattr(one, fields[0].name, "other")
+
+
+def test_quick_init_refuses_what_it_cannot_copy():
+    import dataclasses
+
+    from vnetgen.facts.model import quick_init
+
+    @dataclasses.dataclass(frozen=True)
+    class WithFactory:
+        items: list = dataclasses.field(default_factory=list)
+
+    @dataclasses.dataclass(frozen=True)
+    class WithPostInit:
+        a: int
+
+        def __post_init__(self):
+            pass
+
+    for cls in (WithFactory, WithPostInit):
+        with pytest.raises(TypeError):
+            quick_init(cls)

@@ -92,3 +92,38 @@ def test_steps_follow_the_contract_order(write_profile, pm):
     assert titles == ["preflight", "firewall coexistence", "sysctl", "host bridge br0", "persist interfaces (ifcfg)", "back up networks",
                       "network lan (bridge)", "network n (nat)", "bridge ports and the network hook",
                       "virtual machine v", "verify"]
+
+
+def _all_profiles():
+    from conftest import PROFILES, ROOT
+
+    fixtures = ROOT / "tests" / "fixtures"
+    return [*PROFILES, fixtures / "modes" / "modes.yaml", *sorted((fixtures / "grow").glob("*.yaml"))]
+
+
+def test_an_audits_plan_says_what_a_builds_plan_says(pm):
+    """runbook=False (an audit) skips the runbook and the network XML, and reads <forward> off the plan
+    instead of the element: every check, setting and capture file is the same as in a build's plan."""
+    from vnetgen.profile import load_valid
+
+    seen_dev = False
+    for path in _all_profiles():
+        profile, _ = load_valid(str(path), pm)
+        for build, audit in zip(plan_profile(profile, pm), plan_profile(profile, pm, runbook=False)):
+            assert list(build.networks) == list(audit.networks)
+            for name, net in build.networks.items():
+                assert (net.forward, net.forward_dev) == (audit.networks[name].forward, audit.networks[name].forward_dev)
+                seen_dev = seen_dev or bool(net.forward_dev)
+                assert audit.networks[name].xml == "" and net.xml
+            assert [(c.kind, c.object, c.expected, c.network) for c in build.checks] == \
+                [(c.kind, c.object, c.expected, c.network) for c in audit.checks], path
+            assert build.sysctl == audit.sysctl and build.plugin_captures == audit.plugin_captures
+    assert seen_dev   # a forward dev= (tuned.yaml, modes.yaml) is among them
+
+
+
+def test_derived_uuid_is_uuid5_for_any_names():
+    # derived_uuid spells uuid5 out (speed): the same value for every name, non-ASCII included.
+    namespace = uuid.UUID("5b6f7a8e-2c1d-4e3f-9a0b-76e6e7a17a11")
+    for host, network in [("h", "n"), ("", ""), ("caldera-02.example", "lan_10"), ("höst", "nét/ß"), ("a" * 300, "b")]:
+        assert derived_uuid(host, network) == str(uuid.uuid5(namespace, f"{host}/{network}"))

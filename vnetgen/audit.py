@@ -5,7 +5,7 @@ import os
 
 import socket
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .checks import Drift, Evaluation, HostAudit, kinds
 from .gcpause import paused_gc
@@ -71,6 +71,13 @@ def _plans(profile: Any, pm: Any, hosts: Sequence[str]) -> List[Any]:
     return plan_profile(profile, pm, list(hosts), runbook=False)   # an audit needs no runbook
 
 
+def _each_plan(profile: Any, pm: Any, hosts: Sequence[str]) -> Iterator[Any]:
+    """_plans one host at a time: a host's plan and capture are let go once it is evaluated."""
+    from .plan import plan_hosts
+
+    return plan_hosts(profile, pm, list(hosts), runbook=False)
+
+
 def _check_hosts(profile: Any, hosts: Iterable[str]) -> List[str]:
     hosts = list(dict.fromkeys(hosts))
     unknown = [h for h in hosts if h not in profile.hosts]
@@ -110,7 +117,8 @@ def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional
         hint = f"; audit the others with --host ({', '.join(captured)})" if captured and not hosts else ""
         raise AuditError(f"{root}: no capture of {', '.join(absent)} (run capture.sh {root} on it){hint}")
     registry = kinds(pm)
-    audits = [Evaluation(plan, read_capture(root, plan), registry).run() for plan in _plans(profile, pm, names)]
+    real = os.path.realpath(root)
+    audits = [Evaluation(plan, read_capture(root, plan, real), registry).run() for plan in _each_plan(profile, pm, names)]
     return make_report(audits, strict)
 
 

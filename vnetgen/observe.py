@@ -109,19 +109,31 @@ class _Source(CaptureReader):
         return got
 
 
+def _is_link(path: str) -> bool:
+    try:
+        return stat.S_ISLNK(os.lstat(path).st_mode)
+    except (OSError, ValueError):
+        return True   # unknown: resolve it
+
+
 class _Captures(_Source):
     """Files of DIR/<host>/; a missing required one is an AuditError naming it."""
 
-    def __init__(self, root: Path, base: Optional[Path] = None) -> None:
+    def __init__(self, root: Path, base: Optional[Path] = None, real_base: Optional[str] = None) -> None:
         self.root = root
         self.base = base if base is not None else root  # no capture file is read from outside it
-        self.real_base = os.path.realpath(self.base)    # resolved once, not for every file
+        # resolved once, not for every file (`real_base`: by the caller, once for every host)
+        self.real_base = real_base or os.path.realpath(self.base)
         self.origin = self.dir = str(root)
         # The host directory resolved once: a file below it reached through no symbolic link is
         # inside the capture without resolving its whole path again (_confined).
-        real_root = os.path.realpath(self.dir)
-        self.root_inside = real_root == self.real_base or real_root.startswith(self.real_base.rstrip(os.sep) + os.sep)
+        if real_base and root.parent == self.base and root.name != ".." and not _is_link(self.dir):
+            self.root_inside = True   # DIR/<host>, no link: inside DIR without resolving it again
+        else:
+            real_root = os.path.realpath(self.dir)
+            self.root_inside = real_root == self.real_base or real_root.startswith(self.real_base.rstrip(os.sep) + os.sep)
         self.plain_dirs: Dict[str, bool] = {}
+        self.listings: Dict[str, Any] = {}   # directory → {name: os.DirEntry}, or None: not listable
         self.layout = 1
         got = self._read(LAYOUT_FILE)
         if got is not None:
@@ -131,15 +143,15 @@ class _Captures(_Source):
             self.layout = int(text)
 
     def _path(self, name: str) -> str:
-        if "." in name.replace(".xml", "").replace(".txt", "") or name.startswith("/") or "//" in name \
-                or name.endswith("/"):
-            return str(self.root / name)   # pathlib's spelling of ".", "..", "//" and the like
+        wrapped = f"/{name}/"
+        if "//" in wrapped or "/./" in wrapped:
+            return str(self.root / name)   # pathlib drops "." and empty components ("", "//", a leading or trailing "/")
         return self.dir + os.sep + name    # the same, for the thousands of plain names
 
-    def _confined(self, path: str, name: str, last: os.stat_result) -> bool:
-        """True when `path` (DIR/<host>/`name`, whose lstat is `last`) is known to lie in the capture
+    def _confined(self, path: str, name: str, link: bool) -> bool:
+        """True when `path` (DIR/<host>/`name`, a symbolic link if `link`) is known to lie in the capture
         without resolving it: the host directory does, and no component of `name` is a link."""
-        if not self.root_inside or stat.S_ISLNK(last.st_mode) or path != self.dir + os.sep + name:
+        if not self.root_inside or link or path != self.dir + os.sep + name:
             return False
         at = self.dir
         for part in name.split("/")[:-1]:
@@ -155,14 +167,35 @@ class _Captures(_Source):
                 return False
         return True
 
+    def _listed(self, path: str) -> Optional[Union[bool, "os.DirEntry[str]"]]:
+        """What the listing of `path`'s directory says of it: its entry, False when absent, None when
+        that directory cannot be listed. One listing a directory instead of an lstat a file: a host
+        has a dozen files and a score of optional ones it usually lacks."""
+        directory, _, base = path.rpartition(os.sep)
+        entries = self.listings.get(directory, False)
+        if entries is False:
+            try:
+                with os.scandir(directory) as found:
+                    entries = {entry.name: entry for entry in found}
+            except (OSError, ValueError):
+                entries = None
+            self.listings[directory] = entries
+        if entries is None:
+            return None
+        return entries.get(base, False)
+
     def _read(self, name: str, path: Optional[str] = None) -> Optional[bytes]:
         """The bytes of one capture file, None when absent; bounded, and never through a link out of the capture."""
         path = path or self._path(name)
+        entry = self._listed(path)
+        if entry is False:
+            return None
         try:
-            last = os.lstat(path)
+            # is_symlink: from the listing (d_type), else an lstat, as below
+            link = entry.is_symlink() if entry is not None else stat.S_ISLNK(os.lstat(path).st_mode)
         except (OSError, ValueError):
             return None   # as os.path.lexists says
-        within = None if self._confined(path, name, last) else str(self.base)
+        within = None if self._confined(path, name, link) else str(self.base)
         try:
             return read_bounded(path, CAPTURE_LIMIT, "capture file", within=within, real_within=self.real_base)
         except UnsafeInput as error:
@@ -302,8 +335,9 @@ def _command_failed(argv: Sequence[str], status: int, message: str, uri: Optiona
     return text + _hint(argv[0] == "virsh" and argv[1:2] != ["net-dumpxml"], uri, message)
 
 
-def read_capture(directory: Union[str, Path], plan: Any) -> Observed:
-    """Observed state of `plan`'s host from DIR/<host>/ as capture.sh writes it.
+def read_capture(directory: Union[str, Path], plan: Any, real_directory: Optional[str] = None) -> Observed:
+    """Observed state of `plan`'s host from DIR/<host>/ as capture.sh writes it (`real_directory`:
+    os.path.realpath(DIR), when the caller resolved it once for many hosts).
 
     Raises AuditError for a missing required file, FactError ("FILE:LINE: message") for one that
     cannot be read.
@@ -311,7 +345,7 @@ def read_capture(directory: Union[str, Path], plan: Any) -> Observed:
     root = Path(directory) / plan.name
     if not root.is_dir():
         raise AuditError(f"{root}: no capture of host {plan.name} (run its capture.sh {directory} on the host)")
-    return _observe(_Captures(root, Path(directory)), plan)
+    return _observe(_Captures(root, Path(directory), real_directory), plan)
 
 
 def read_live(plan: Any, uri: Optional[str] = None, runner: Runner = run_command,

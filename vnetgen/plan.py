@@ -88,11 +88,20 @@ class HostPlan:
 def derived_mac(host: str, network: str) -> str:
     """A stable MAC in libvirt's 52:54:00 range, from the host and network names."""
     digest = hashlib.sha256(f"vnetgen-mac\0{host}\0{network}".encode()).digest()
-    return "52:54:00:" + ":".join(f"{b:02x}" for b in digest[:3])
+    return "52:54:00:" + digest[:3].hex(":")
+
+
+_NAMESPACE_BYTES = _UUID_NAMESPACE.bytes
 
 
 def derived_uuid(host: str, network: str) -> str:
-    return str(uuidlib.uuid5(_UUID_NAMESPACE, f"{host}/{network}"))
+    """str(uuid.uuid5(_UUID_NAMESPACE, "HOST/NETWORK")), spelled out: RFC 4122's SHA-1 name-based UUID
+    without building UUID objects (a fleet derives one for every network of every host)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{host}/{network}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50   # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80   # RFC 4122 variant
+    x = digest.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
 
 
 def normal_uuid(text: str) -> str:
@@ -130,7 +139,7 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
     `xml` stay empty, and checks carry no bash (see HostPlan.runbook)."""
     from .checks import host_checks
     from .steps import core_steps, step_helpers
-    from .xml import network_element, network_xml
+    from .xml import generic_forward, network_element, network_xml
 
     modes = plugin_modes(pm)
     plan = HostPlan(host=host, target=plugin_targets(pm)[host.target], profile=profile, previous=previous,
@@ -149,15 +158,19 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
         plan.bridge_delay[bridge.name] = bridge.delay if bridge.delay is not None else (2 if bridge.stp else 0)
     for net_plan in plan.networks.values():
         element = pm.hook.vnetgen_network_xml(host=host, network=net_plan, plan=plan)
-        if element is None:
-            element = network_element(net_plan)
-        forward = element.find("forward")
-        if forward is not None:   # what net-dumpxml will say: libvirt writes the pool's first device as dev=
-            first = forward.find("interface")
-            net_plan.forward = forward.get("mode", "nat")
-            net_plan.forward_dev = forward.get("dev") or (first.get("dev") if first is not None else None)
-        if runbook:   # the bundle's file; an audit reads only what the element says
-            net_plan.xml = network_xml(net_plan, element)
+        if element is None and not runbook:
+            # An audit needs only the <forward> of the core's element: read off the plan without building it.
+            net_plan.forward, net_plan.forward_dev = generic_forward(net_plan)
+        else:
+            if element is None:
+                element = network_element(net_plan)
+            forward = element.find("forward")
+            if forward is not None:   # what net-dumpxml will say: libvirt writes the pool's first device as dev=
+                first = forward.find("interface")
+                net_plan.forward = forward.get("mode", "nat")
+                net_plan.forward_dev = forward.get("dev") or (first.get("dev") if first is not None else None)
+            if runbook:   # the bundle's file; an audit reads only what the element says
+                net_plan.xml = network_xml(net_plan, element)
         wanted = [[_IP_FORWARD]] if net_plan.mode.forwards_ipv4 and net_plan.net.state == "active" else []
         if wanted and net_plan.net.ip6 is not None:
             wanted.append([_IP6_FORWARD])

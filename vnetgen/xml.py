@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 from .netdns import add_xml as add_dns
 from .netip6 import add_xml as add_ip6
@@ -51,6 +51,14 @@ def network_element(plan: Any) -> Any:
             add_dhcp(ip, net.dhcp, "mac")
     add_ip6(root, net)
     return root
+
+
+def generic_forward(plan: Any) -> Tuple[str, Optional[str]]:
+    """The mode and dev= of network_element(plan)'s <forward> ("", None: none), without building it."""
+    mode = plan.mode.forward
+    if not mode:
+        return "", None
+    return mode, plan.net.dev or None
 
 
 def add_dhcp(ip: Any, dhcp: Any, guest_key: str) -> None:
