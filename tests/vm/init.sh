@@ -1,7 +1,7 @@
 #!/bin/busybox sh
 # PID 1 of the lab VM (tests/vmlab.py builds it into the initramfs with busybox, the modules and
 # run.sh). Mounts this machine's / read-only over virtio-9p, makes writable what the lab writes
-# (all of it in RAM), runs /run.sh chrooted into it, and powers off whatever happened.
+# (all of it in RAM), switches root into it, runs /run.sh, and powers off whatever happened.
 /bin/busybox --install -s /bin
 export PATH=/bin
 mount -t proc proc /proc
@@ -38,11 +38,15 @@ chmod 1777 $r/var/tmp
 mkdir -p $r/run/vmlab $r/run/lock
 mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000 results $r/run/vmlab || fail "9p results"
 cp /run.sh $r/run/vmlab-run.sh
+mkdir -p $r/run/vmlab-bin && cp /bin/busybox $r/run/vmlab-bin/busybox
 hostname vmlab
 ip link set lo up
 cat /proc/mounts > /dev/console
 say "running the tests"
-chroot $r /bin/sh /run/vmlab-run.sh
-say "exit $(cat $r/run/vmlab/exitcode 2>/dev/null)"
+# switch_root, not chroot: it makes this machine's / the root of the mount namespace, which is
+# where nsenter -m (the lab enters its hosts so) puts a process; after a chroot it would land in
+# this initramfs instead.
+exec switch_root $r /run/vmlab-bin/busybox sh -c '/bin/sh /run/vmlab-run.sh
+echo "vmlab: exit $(cat /run/vmlab/exitcode 2>/dev/null)" > /dev/console
 sync
-poweroff -f
+/run/vmlab-bin/busybox poweroff -f'
