@@ -184,7 +184,7 @@ def inner_script(tests: Iterable[str], results: str = "/run/vmlab") -> str:
     )
 
 
-def qemu_argv(initramfs: Path, results: Path, console: Path, memory: int = 1024, cpus: int = 2) -> List[str]:
+def qemu_argv(initramfs: Path, results: Path, console: Path, memory: int = 1024, cpus: int = 1) -> List[str]:
     image, _, why = kernel()
     if image is None:
         raise FileNotFoundError(why)
@@ -200,15 +200,25 @@ def qemu_argv(initramfs: Path, results: Path, console: Path, memory: int = 1024,
     ]
 
 
-def run(tests: Iterable[str], workdir: Path, timeout: float, memory: int = 1024,
-        cpus: int = 2) -> subprocess.CompletedProcess:
-    """Boot the VM on `tests`; returns QEMU's completed process (results in workdir/results)."""
+def start(tests: Iterable[str], workdir: Path, memory: int = 1024, cpus: int = 1) -> subprocess.Popen:
+    """Boot a VM running `tests` (results in workdir/results, the console in workdir/console.log)."""
     results = workdir / "results"
     results.mkdir(parents=True, exist_ok=True)
     initramfs = workdir / "initramfs.cpio"
     build_initramfs(initramfs, inner_script(tests))
     argv = qemu_argv(initramfs, results, workdir / "console.log", memory, cpus)
-    return subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=timeout)
+    return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def finish(vm: subprocess.Popen, timeout: float) -> Tuple[Optional[int], str]:
+    """(QEMU's exit status, its own output) once the VM powered off; None if killed at `timeout`."""
+    try:
+        out, _ = vm.communicate(timeout=timeout)
+        return vm.returncode, out
+    except subprocess.TimeoutExpired:
+        vm.kill()
+        out, _ = vm.communicate()
+        return None, out
 
 
 if __name__ == "__main__":   # python tests/vmlab.py TEST... : a manual run, results in a temp dir
@@ -217,5 +227,5 @@ if __name__ == "__main__":   # python tests/vmlab.py TEST... : a manual run, res
 
     where = Path(tempfile.mkdtemp(prefix="vmlab-"))
     t0 = time.monotonic()
-    done = run(sys.argv[1:], where, timeout=900)
-    print(f"qemu exit {done.returncode} after {time.monotonic() - t0:.1f} s; results in {where}")
+    status, _ = finish(start(sys.argv[1:], where), timeout=900)
+    print(f"qemu exit {status} after {time.monotonic() - t0:.1f} s; results in {where}")
