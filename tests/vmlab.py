@@ -4,7 +4,7 @@ The VM boots Debian's own kernel (the `linux-image-amd64` package, unpacked by t
 tests/vm/cache/, never installed) from an initramfs built here: a static busybox, the kernel modules
 the lab needs (802.1Q, macvlan/macvtap, bridge, veth, netfilter, 9p, overlay) and tests/vm/init.sh.
 The init mounts this machine's / read-only over virtio-9p, as virtme-ng does, gives the VM writable
-tmpfs and overlays where the lab writes, chroots into it and runs pytest on the given lab tests with
+tmpfs and overlays where the lab writes, switches root into it and runs pytest on the given lab tests with
 this worktree's .venv (the VM sees the same paths), writing junit.xml and the pytest log into a
 second, writable 9p share: the only thing the VM can change outside itself. It has no network
 device (`-nic none`). Under TCG (this machine's /dev/kvm does not work), so it is slow: see
@@ -140,7 +140,7 @@ def _cpio_entry(out: io.BufferedIOBase, ino: int, name: str, mode: int, data: by
 
 def build_initramfs(out: Path, run_script: str) -> List[str]:
     """Write the VM's initramfs (uncompressed newc cpio: no gunzip under emulation) to `out`;
-    returns the modules it loads, in order. `run_script` is what init runs chrooted into /."""
+    returns the modules it loads, in order. `run_script` is what init runs once switched into this machine's /."""
     image, moddir, why = kernel()
     bb = busybox()
     if image is None or moddir is None or bb is None:
@@ -167,15 +167,16 @@ def build_initramfs(out: Path, run_script: str) -> List[str]:
 # --- the run ---------------------------------------------------------------------------------------
 
 def inner_script(tests: Iterable[str], results: str = "/run/vmlab") -> str:
-    """What init runs chrooted into this machine's /: pytest on `tests` with this worktree's .venv."""
+    """What init runs once switched into this machine's /: pytest on `tests` with this worktree's .venv."""
     python = ROOT / ".venv" / "bin" / "python"
-    # Only the plugin the suite's conftest needs (syrupy): under emulation hypothesis's alone costs
-    # 17 s to import and xdist's ~5 s of assertion rewriting, which no cache can keep (/ is read-only).
+    # Only the plugin the suite's conftest needs (syrupy): under emulation hypothesis's plugin alone
+    # cost 17 s (it imports hypothesis), and every plugin's modules are assertion-rewritten anew on
+    # each run, since no cache can be written on a read-only /.
     argv = [str(python), "-m", "pytest", "-p", "syrupy", "-p", "no:cacheprovider", "-q", "-rA", "--durations=0",
             f"--junitxml={results}/junit.xml", *tests]
     return (
         "#!/bin/sh\n"
-        "# run chrooted into this machine's / (read-only, tmpfs and overlays where the lab writes)\n"
+        "# runs in this machine's / (read-only; tmpfs and overlays where the lab writes)\n"
         f"cd {shlex.quote(str(ROOT))} || exit 97\n"
         "export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root LANG=C.UTF-8\n"
         "export CI=true PYTHONDONTWRITEBYTECODE=1 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 TMPDIR=/tmp\n"
