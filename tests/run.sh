@@ -9,7 +9,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 DEBIAN_PACKAGES=(libvirt-daemon libvirt-clients dnsmasq-base iptables nftables bridge-utils busybox iputils-ping
   iproute2 shellcheck virtinst procps network-manager dbus netplan.io openssh-server openssh-client
-  isc-dhcp-client)
+  isc-dhcp-client qemu-system-x86)
 
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
   missing=()
@@ -30,6 +30,28 @@ if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     fi
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
     if [ -n "$policy_rc_d" ]; then rm -f "$policy_rc_d"; trap - EXIT; fi
+  fi
+  # The VM lab (tests/vmlab.py): Debian's kernel and a static busybox, unpacked into a cache, never
+  # installed (a kernel's install hooks would change /boot; busybox-static conflicts with busybox).
+  # Only the parts the VM uses are kept: the kernel image and the modules of net/, fs/, lib/, crypto/,
+  # drivers/net and drivers/virtio. Once fetched, nothing is done again.
+  vm_cache=tests/vm/cache
+  if [ ! -f "$vm_cache/ready" ]; then
+    kernel_package=$(apt-cache depends linux-image-amd64 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {print $2; exit}')
+    if [ -z "$kernel_package" ]; then
+      apt-get update -qq
+      kernel_package=$(apt-cache depends linux-image-amd64 | awk '$1 == "Depends:" && $2 ~ /^linux-image-[0-9]/ {print $2; exit}')
+    fi
+    echo "fetching $kernel_package and busybox-static for the VM lab into $vm_cache"
+    rm -rf "$vm_cache" && mkdir -p "$vm_cache/debs" "$vm_cache/linux" "$vm_cache/busybox"
+    (cd "$vm_cache/debs" && apt-get download -qq -o APT::Sandbox::User=root "$kernel_package" busybox-static)
+    dpkg-deb --fsys-tarfile "$vm_cache"/debs/linux-image-*.deb | tar -x -C "$vm_cache/linux" --wildcards \
+      './boot/vmlinuz-*' './lib/modules/*/modules.builtin' './lib/modules/*/kernel/net' './lib/modules/*/kernel/fs' \
+      './lib/modules/*/kernel/lib' './lib/modules/*/kernel/crypto' './lib/modules/*/kernel/drivers/net' \
+      './lib/modules/*/kernel/drivers/virtio'
+    dpkg-deb -x "$vm_cache"/debs/busybox-static_*.deb "$vm_cache/busybox"
+    rm -rf "$vm_cache/debs"
+    echo "$kernel_package" > "$vm_cache/ready"
   fi
 fi
 

@@ -75,6 +75,12 @@ def test_a_direct_network_runs_in_libvirt_and_puts_a_guest_on_the_upstream_lan(l
     assert "<plug type='direct' dev='enp0s25' mode='bridge'/>" in plug, plug
     assert "connections='1'" in host.virsh("net-dumpxml", "lan").stdout
 
+    # What libvirt's QEMU driver makes for that plug: a macvtap on the NIC in the plug's mode (made and
+    # removed here: a namespace cannot read its tap device, so the guest below uses a macvlan).
+    host.ip("link", "add", "link", "enp0s25", "name", "macvtap0", "type", "macvtap", "mode", "bridge")
+    assert "macvtap mode bridge " in host.ip("-d", "link", "show", "dev", "macvtap0").stdout
+    host.ip("link", "delete", "macvtap0")
+
     # The guest's device on that NIC in that mode (a macvlan standing in for the macvtap QEMU would read).
     vm = lab.vm_direct(host, "VM1", "enp0s25", mode="bridge", mac=GUEST_MAC)
     lease = vm.dhcp(timeout=30)

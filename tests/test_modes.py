@@ -1,7 +1,8 @@
 """The modes direct (macvtap), hostdev (SR-IOV pool) and ovs (Open vSwitch), with VLANs and portgroups
 (issue 14, deliverable 2): located validation errors, XML libvirt's schema and test driver accept, the
 runbook's tokens against libvirt's own net-dumpxml, audit drift on each part, and the preflight's
-requires. The lab has no Open vSwitch, no SR-IOV NIC and no real guest: these are the proofs."""
+requires. The lab has no Open vSwitch, no SR-IOV NIC and no real guest: these are the proofs (besides
+tests/test_direct_lab.py, a direct network in the lab's libvirtd with a stand-in guest on the upstream LAN)."""
 from __future__ import annotations
 
 import functools
