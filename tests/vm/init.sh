@@ -21,14 +21,12 @@ mount -t devtmpfs devtmpfs $r/dev
 mkdir -p $r/dev/pts $r/dev/shm
 mount -t devpts devpts $r/dev/pts
 mount -t tmpfs -o mode=1777 tmpfs $r/dev/shm
-for d in /run /tmp; do
-    mount -t tmpfs -o mode=0755 tmpfs "$r$d" || fail "tmpfs $d"
-done
-chmod 1777 $r/tmp
-# /etc, /var and /root: this machine's, with a tmpfs on top for whatever the lab writes there.
+mount -t tmpfs -o mode=0755 tmpfs $r/run || fail "tmpfs /run"
+# /etc, /var, /root and /tmp: this machine's, with a tmpfs on top for whatever the lab writes there
+# (/tmp too, not a bare tmpfs: the checkout under test may live there, as a CI clone often does).
 mkdir -p /upper
 mount -t tmpfs -o mode=0755 tmpfs /upper
-for top in etc var root; do
+for top in etc var root tmp; do
     mkdir -p "/upper/$top" "/upper/$top-work"
     mount -t overlay overlay -o "lowerdir=$r/$top,upperdir=/upper/$top,workdir=/upper/$top-work" "$r/$top" \
         || fail "overlay /$top"
