@@ -6,8 +6,9 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..factbase import bridge_ports_command, ip_addrs_command, ip_link_bridges_command, ip_links_command, ip_routes_command
-from .model import BridgeInfo, BridgePort, FactError, LinkInfo, RouteInfo, is_ifname
+from ..factbase import (bridge_ports_command, ip_addrs_command, ip_link_bridges_command, ip_links_command, ip_routes_command,
+                        is_ifname)
+from .model import BridgeInfo, BridgePort, FactError, LinkInfo, RouteInfo
 
 # iproute2 prints a bridge id as "%.2x%.2x.%x:%x:%x:%x:%x:%x": the MAC bytes are
 # NOT zero-padded ("8000.2:0:0:0:b0:2"). brctl pads them ("8000.02000000b002").

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
-from ..factbase import FactError, as_text, excerpt, is_ifname, numbered_lines, quick_init  # noqa: F401 (re-exported)
+from ..factbase import FactError, excerpt, numbered_lines, quick_init
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
 IPInterface = Union[ipaddress.IPv4Interface, ipaddress.IPv6Interface]
