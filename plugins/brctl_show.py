@@ -5,9 +5,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
-from vnetgen.api import BridgeInfo, FactError, excerpt, is_ifname, numbered_lines
+from vnetgen.api import FactError, excerpt, is_ifname, numbered_lines
+
+if TYPE_CHECKING:  # imported where a capture is parsed: a build reads only the command
+    from vnetgen.api import BridgeInfo
 
 _HEADER = ["bridge", "name", "bridge", "id", "STP", "enabled", "interfaces"]
 # NAME<tabs>PRIO.MAC<tabs>yes|no<tabs>[FIRST PORT]; brctl separates with tabs, but a
@@ -43,6 +46,8 @@ class _Bridge:
     ports_known: bool = True
 
     def freeze(self) -> BridgeInfo:
+        from vnetgen.api import BridgeInfo
+
         return BridgeInfo(name=self.name, bridge_id=self.bridge_id, stp=self.stp,
                           ports=tuple(sorted(self.ports)), ports_known=self.ports_known)
 

@@ -7,9 +7,8 @@ import dataclasses
 import ipaddress
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from vnetgen.api import (HOST_BRIDGES, Action, BridgeInfo, BridgePort, BridgePorts, CaptureFile, CaptureReader,
-                         HostNetworking, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, Step, Target,
-                         FactError, bridges_from_iproute, cmd, combine)
+from vnetgen.api import (HOST_BRIDGES, Action, CaptureFile, CaptureReader, HostNetworking, Step, Target, FactError,
+                         bridge_ports_command, cmd, ip_addrs_command, ip_links_command, ip_routes_command)
 
 IP_LINK = "ip-link.json"
 BRIDGE_LINK = "bridge-link.json"
@@ -192,13 +191,13 @@ class IpRoute2Target(Target):
         required = self.ip_required
         resolvers = self.resolver_capture()
         return (
-            CaptureFile(IP_LINK, tuple(IpLinks().command()), "every link: bridges with stp and delay, ports "
+            CaptureFile(IP_LINK, tuple(ip_links_command()), "every link: bridges with stp and delay, ports "
                         "with their master, admin state", required=required, since=2, owner="iproute2"),
-            CaptureFile(BRIDGE_LINK, tuple(BridgePorts().command()), "bridge ports", required=False,
+            CaptureFile(BRIDGE_LINK, tuple(bridge_ports_command()), "bridge ports", required=False,
                         owner="iproute2"),
-            CaptureFile(IP_ADDR, tuple(IpAddrs().command()), "every address", required=required, since=2,
+            CaptureFile(IP_ADDR, tuple(ip_addrs_command()), "every address", required=required, since=2,
                         owner="iproute2"),
-            CaptureFile(IP_ROUTE, tuple(IpRoutes().command()), "the IPv4 routes (the default route)",
+            CaptureFile(IP_ROUTE, tuple(ip_routes_command()), "the IPv4 routes (the default route)",
                         required=required, since=2, owner="iproute2"),
             *((resolvers,) if resolvers is not None else ()),
         )
@@ -252,6 +251,8 @@ def resolver_list(values: Sequence[str], where: str) -> Tuple[Tuple[str, ...], s
 def observe_iproute2(reader: CaptureReader) -> Optional[HostNetworking]:
     """Layout 2: bridges, ports, links from ip-link.json (ports from bridge-link.json too when captured),
     addresses from ip-addr.json, routes from ip-route.json. None when ip-link.json is absent."""
+    from vnetgen.api import BridgeInfo, BridgePort, BridgePorts, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, combine
+
     got = reader.read(IP_LINK)
     if got is None:
         return None
@@ -289,6 +290,8 @@ def observe_iproute2(reader: CaptureReader) -> Optional[HostNetworking]:
 
 def observe_iproute2_v1(reader: CaptureReader, required: bool) -> Optional[HostNetworking]:
     """Layout 1 on a host without brctl: ip-link-bridge.json and bridge-link.json (bridges and ports only)."""
+    from vnetgen.api import bridges_from_iproute
+
     got = reader.read(IP_LINK_BRIDGE_V1)
     if got is None:
         if not required:

@@ -213,6 +213,38 @@ def test_commands():
     assert IpRoutes().command() == ["ip", "-j", "route", "show"]
 
 
+@pytest.mark.parametrize("target", ["el7", "el9", "ubuntu"])
+def test_capture_sh_runs_the_parsers_commands(write_profile, pm, target):
+    """The capture table (capture.sh, a live audit) gives each file the argv of the parser that reads it:
+    both come from vnetgen.factbase's functions, and neither may drift from the other."""
+    from vnetgen.observe import capture_table
+    from vnetgen.plan import plan_profile
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(write_profile(f"""
+        vnetgen: 1
+        host: h
+        target: {target}
+        networks:
+          lab: {{mode: nat, ip: 192.168.150.1/24}}
+    """), pm)
+    (plan,) = plan_profile(profile, pm)
+    argv = {entry.name: list(entry.argv) for entry in capture_table(plan)}
+    assert argv["virsh-net-list.txt"] == NetList().command()
+    assert argv["net/{name}.xml"] == NetDumpXml().command("{name}")
+    assert argv["virsh-list.txt"] == VirshList().command()
+    assert argv["domiflist/{name}.txt"] == DomIfList().command("{name}")
+    assert argv["domxml/{name}.xml"] == DomDumpXml().command("{name}")
+    assert argv["sysctl.txt"] == Sysctl().command("net.ipv4.ip_forward", *(s.key for s in plan.sysctl
+                                                                           if s.key != "net.ipv4.ip_forward"))
+    if target == "el7":
+        assert argv["brctl-show.txt"] == BrctlShow().command()
+    assert argv["ip-link.json"] == IpLinks().command()
+    assert argv["bridge-link.json"] == BridgePorts().command()
+    assert argv["ip-addr.json"] == IpAddrs().command()
+    assert argv["ip-route.json"] == IpRoutes().command()
+
+
 def test_fact_error_format():
     error = FactError("caps/h1/brctl-show.txt", 7, "bad line")
     assert str(error) == "caps/h1/brctl-show.txt:7: bad line"
@@ -233,6 +265,52 @@ def test_process_file(tmp_path):
 
 def test_import_is_light():
     code = "import sys, vnetgen.facts; assert 'lxml' not in sys.modules, 'lxml imported eagerly'"
+    subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
+
+
+BUILD_WITHOUT_PARSERS = """
+import runpy, sys
+sys.argv = ["vnetgen", "build", sys.argv[1], "-o", sys.argv[2]]
+try:
+    runpy.run_module("vnetgen", run_name="__main__", alter_sys=True)
+except SystemExit as end:
+    assert not end.code, end.code
+assert "vnetgen.api" in sys.modules and "vnetgen.observe" in sys.modules   # the build ran, capture.sh too
+parsers = sorted(name for name in sys.modules if name == "vnetgen.facts" or name.startswith("vnetgen.facts."))
+assert not parsers, f"a build imported the fact parsers: {parsers}"
+"""
+
+
+@pytest.mark.parametrize("profile", ["nat-default.yaml", "bridged-el9.yaml", "bridged-ubuntu.yaml"])
+def test_build_does_not_import_the_parsers(tmp_path, profile):
+    """A build writes capture.sh from the capture commands (vnetgen.factbase) and parses nothing:
+    importing vnetgen.facts (~13 ms, its parsers and dataclasses) is left to audit and import."""
+    out = tmp_path / "out"
+    subprocess.run([sys.executable, "-c", BUILD_WITHOUT_PARSERS, str(ROOT / "profiles" / profile), str(out)],
+                   cwd=tmp_path, check=True, capture_output=True)
+    assert list(out.glob("*/capture.sh")), "no capture.sh written"
+
+
+def test_api_fact_names_are_lazy_and_importable():
+    """vnetgen.api's fact classes load vnetgen.facts on first use (PEP 562) and are the parsers' own."""
+    code = """
+import sys
+import vnetgen.api as api
+assert "vnetgen.facts" not in sys.modules, "importing vnetgen.api imported the parsers"
+from vnetgen.api import FactError, IpAddrs, BridgeInfo, combine
+import vnetgen.facts as facts
+assert (IpAddrs, BridgeInfo, combine, FactError) == (facts.IpAddrs, facts.BridgeInfo, facts.combine, facts.FactError)
+assert api.IpRoutes is facts.IpRoutes and "IpLinks" in dir(api)
+try:
+    api.NoSuchName
+except AttributeError:
+    pass
+else:
+    raise AssertionError("api.NoSuchName")
+namespace = {}
+exec("from vnetgen.api import *", namespace)
+assert all(name in namespace for name in api.__all__)
+"""
     subprocess.run([sys.executable, "-c", code], cwd=ROOT, check=True)
 
 

@@ -11,17 +11,39 @@ from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Optional, Sequen
 
 import pluggy
 
-from .facts import (BridgeInfo, BridgePort, BridgePorts, FactError, IpAddrs, IpLinkBridges, IpLinks,
-                    IpRoutes, LinkInfo, RouteInfo, as_text, bridges_from_iproute, combine)
-from .facts.model import excerpt, is_ifname, numbered_lines   # for a plugin's own fact parsers
-from .facts.model import quick_init
+from .factbase import (FactError, as_text, bridge_ports_command, excerpt, ip_addrs_command, ip_links_command,
+                       ip_routes_command, is_ifname, numbered_lines, quick_init)
 from .netfields import span   # "START-END" ranges of a profile (NAT addresses and ports)
 from .shell import Raw, cmd, here, q, under_root
 from .xml import network_element   # the core's <network> of a plan, for a mode that adds to it
 
 if TYPE_CHECKING:  # for annotations only: no import cost at run time
+    from .facts import (BridgeInfo, BridgePort, BridgePorts, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, LinkInfo,
+                        RouteInfo, bridges_from_iproute, combine)
     from .model import Host, Vm
     from .plan import HostPlan
+
+# The fact parsers and what they return, for a plugin that reads a capture: attributes of this module
+# imported from vnetgen.facts on first use (PEP 562), so that a command which parses nothing (build)
+# never imports the parsers. `from vnetgen.api import IpLinks` works as for any other name; a plugin's
+# capture table uses the *_command functions (the argv each parser's command() returns).
+_FACTS = ("BridgeInfo", "BridgePort", "BridgePorts", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo",
+          "RouteInfo", "bridges_from_iproute", "combine")
+
+
+def __getattr__(name: str) -> Any:
+    if name in _FACTS:
+        from . import facts
+
+        value = getattr(facts, name)
+        globals()[name] = value   # later lookups find it without this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> List[str]:
+    return sorted({*globals(), *_FACTS})
+
 
 hookimpl = pluggy.HookimplMarker("vnetgen")
 
@@ -30,10 +52,10 @@ PREFLIGHT, SYSCTL, HOST_BRIDGES, BACKUP, NETWORKS, PORTS, VMS, VERIFY = 10, 20, 
 
 __all__ = [
     "BACKUP", "HOST_BRIDGES", "NETWORKS", "PORTS", "PREFLIGHT", "SYSCTL", "VERIFY", "VMS",
-    "Action", "Artifact", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader",
+    "Action", "Artifact", "BridgeInfo", "BridgePort", "BridgePorts", "CaptureFile", "CaptureReader", "bridge_ports_command",
     "Check", "CheckKind", "FactError", "HookCase", "HostNetworking", "ImportedNetwork", "IpAddrs", "IpLinkBridges", "IpLinks", "IpRoutes", "LinkInfo", "Mode",
     "Raw", "RouteInfo", "Step", "Sysctl", "Target", "as_text", "bridges_from_iproute", "cmd", "combine", "excerpt",
-    "here", "hookimpl", "install_file", "is_ifname", "network_element", "numbered_lines", "q", "restore_file",
+    "here", "hookimpl", "install_file", "ip_addrs_command", "ip_links_command", "ip_routes_command", "is_ifname", "network_element", "numbered_lines", "q", "restore_file",
     "show", "span", "under_root", "virt_install",
 ]
 

@@ -127,7 +127,7 @@ def audit(profile: str = typer.Argument(..., metavar="PROFILE", help="The profil
     import os
 
     from .audit import AuditError, audit_captures, audit_live, format_text
-    from .facts import FactError
+    from .factbase import FactError
 
     if output_format not in ("text", "json"):
         typer.echo(f"vnetgen audit: --format is text or json, not {output_format!r}", err=True)
@@ -165,7 +165,7 @@ def import_(captures: Optional[str] = typer.Option(None, "--captures", metavar="
     """Write a profile of what the hosts run now (captures or this machine), such that auditing them
     against it reports in sync: exit 0 written, 2 nothing usable. Skipped files and what vnetgen does
     not model are listed on standard error."""
-    from .facts import FactError
+    from .factbase import FactError
     from .importer import ImportError_, import_captures, import_live, render_profile, self_check
     from .observe import AuditError
     from .plugins import get_plugin_manager

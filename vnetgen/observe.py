@@ -8,12 +8,15 @@ import stat
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .api import CaptureFile, CaptureReader, HostNetworking
-from .facts import (DomainEntry, DomDumpXml, DomIf, DomIfList, FactError, NetDumpXml, NetList, NetListEntry, NetworkDef,
-                    Sysctl, VirshList, as_text)
+from .factbase import (FactError, as_text, dom_dumpxml_command, domiflist_command, net_dumpxml_command, net_list_command,
+                       sysctl_command, virsh_list_command)
 from .safeio import CAPTURE_LIMIT, UnsafeInput, excerpt, read_bounded
+
+if TYPE_CHECKING:  # the parsers (vnetgen.facts) are imported where a capture is read: a build needs none
+    from .facts import DomainEntry, DomIf, NetListEntry, NetworkDef
 
 # The capture layout version capture.sh writes into LAYOUT_FILE; a capture without it is layout 1
 # (SPEC section 5 as first written: no iproute2 addresses or routes, only ip_forward in sysctl.txt).
@@ -23,16 +26,16 @@ from .safeio import CAPTURE_LIMIT, UnsafeInput, excerpt, read_bounded
 LAYOUT = 5
 LAYOUT_FILE = "capture-layout.txt"
 
-NET_LIST = CaptureFile("virsh-net-list.txt", tuple(NetList().command()), "every network, its state and autostart")
+NET_LIST = CaptureFile("virsh-net-list.txt", tuple(net_list_command()), "every network, its state and autostart")
 # --network: a name that starts with "-" stays a name.
-NET_XML = CaptureFile("net/{name}.xml", tuple(NetDumpXml().command("{name}")),
+NET_XML = CaptureFile("net/{name}.xml", tuple(net_dumpxml_command("{name}")),
                       "the live definition of each network listed", each="network")
-DOMAINS = CaptureFile("virsh-list.txt", tuple(VirshList().command()), "the domains (optional: VMs are then "
+DOMAINS = CaptureFile("virsh-list.txt", tuple(virsh_list_command()), "the domains (optional: VMs are then "
                       "not audited)", required=False)
-DOMIFLIST = CaptureFile("domiflist/{name}.txt", tuple(DomIfList().command("{name}")),
+DOMIFLIST = CaptureFile("domiflist/{name}.txt", tuple(domiflist_command("{name}")),
                         "each domain's NICs (optional: that VM's NICs are then not audited)", required=False,
                         each="vm")
-DOMXML = CaptureFile("domxml/{name}.xml", tuple(DomDumpXml().command("{name}")),
+DOMXML = CaptureFile("domxml/{name}.xml", tuple(dom_dumpxml_command("{name}")),
                      "each domain's persistent definition: memory, vCPUs, disks, NICs (optional: `vnetgen "
                      "import` then keeps that VM as a comment)", required=False, each="vm")
 OS_RELEASE = CaptureFile("os-release.txt", ("cat", "/etc/os-release"), "the host's OS (optional: `vnetgen import` "
@@ -57,7 +60,7 @@ def sysctl_file(keys: Sequence[str]) -> CaptureFile:
     """sysctl.txt: the keys a host's plan sets (a key the kernel lacks, e.g. bridge-nf-call-* without
     br_netfilter, is left out of the output and sysctl exits non-zero: the rest is still good)."""
     keys = tuple(dict.fromkeys((IP_FORWARD, *keys)))
-    return CaptureFile("sysctl.txt", tuple(Sysctl().command(*keys)), "the kernel settings the drop-in sets",
+    return CaptureFile("sysctl.txt", tuple(sysctl_command(keys)), "the kernel settings the drop-in sets",
                        status_ok=True)
 
 
@@ -364,6 +367,8 @@ def wanted(plan: Any) -> Tuple[List[str], List[str]]:
 
 
 def _observe(source: _Source, plan: Any) -> Observed:
+    from .facts import NetList, Sysctl
+
     networks, vms = wanted(plan)
     got = source.require(NET_LIST.path())
     listed = {entry.name: entry for entry in NetList().process(*got)}
@@ -385,6 +390,8 @@ def _observe(source: _Source, plan: Any) -> Observed:
 
 
 def _definition(source: _Source, name: str) -> NetworkDef:
+    from .facts import NetDumpXml
+
     got = source.require(NET_XML.path(name))
     definition = NetDumpXml().process(*got)
     if definition.name != name:
@@ -395,6 +402,8 @@ def _definition(source: _Source, name: str) -> NetworkDef:
 
 
 def _observe_vms(source: _Source, observed: Observed, vms: List[str]) -> None:
+    from .facts import DomIfList, VirshList
+
     got, why = source.get(DOMAINS.path(), required=False)
     if got is None:
         observed.not_audited.append(f"VMs: {why}")

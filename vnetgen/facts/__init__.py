@@ -5,7 +5,8 @@ Each parser is a class in the style of pyinfra facts: `command(...)` gives the
 argv that produces the capture, `process(text, source)` reads it and returns
 frozen dataclasses (see model.py), or raises FactError("SOURCE:LINE: message")
 for anything it cannot read. No other exception escapes a parser, whatever the
-input. lxml is imported only when XML is parsed.
+input. lxml is imported only when XML is parsed. The argv of each command, FactError and the text
+helpers are in vnetgen.factbase, which a build imports without this package.
 """
 
 from __future__ import annotations
@@ -13,11 +14,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Union
 
+from ..factbase import FactError, as_text
 from .dom_dumpxml import DomDumpXml
 from .domiflist import DomIfList
 from .iproute import BridgePorts, IpAddrs, IpLinkBridges, IpLinks, IpRoutes, bridges_from_iproute, combine, json_array
-from .model import (BridgeInfo, BridgePort, DhcpHostDef, DomainDef, DomainDisk, DomainEntry, DomIf, FactError, IpDef, LinkInfo,
-                    NetListEntry, RouteInfo, NetworkDef, as_text, to_jsonable)
+from .model import (BridgeInfo, BridgePort, DhcpHostDef, DomainDef, DomainDisk, DomainEntry, DomIf, IpDef, LinkInfo,
+                    NetListEntry, RouteInfo, NetworkDef, to_jsonable)
 from .net_dumpxml import NetDumpXml
 from .net_list import NetList
 from .sysctl import Sysctl

@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, List, Optional, Tuple
 
+from ..factbase import dom_dumpxml_command
 from .model import (DomainDef, DomainDisk, DomIf, FactError, check_virsh_error, numbered_lines, parse_mac,
                     parse_uint)
 from .net_dumpxml import _child, _children, _line, _parse_xml
@@ -21,8 +22,7 @@ class DomDumpXml:
     """`virsh dumpxml --inactive --domain VM` → DomainDef."""
 
     def command(self, domain: str) -> List[str]:
-        # --inactive: the persistent definition (what the next boot runs), not a running guest's extras.
-        return ["virsh", "dumpxml", "--inactive", "--domain", domain]
+        return dom_dumpxml_command(domain)
 
     def process(self, text: str, source: str) -> DomainDef:
         first = next(((n, line) for n, line in numbered_lines(text) if line.strip()), None)

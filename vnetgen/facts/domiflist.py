@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import List, Optional, Tuple
 
+from ..factbase import domiflist_command
 from .model import DomIf, FactError, excerpt, parse_mac, split_fields, virsh_table
 
 
@@ -11,7 +12,7 @@ class DomIfList:
     """`virsh domiflist VM` → tuple of DomIf, in the guest's NIC order."""
 
     def command(self, domain: str) -> List[str]:
-        return ["virsh", "domiflist", "--domain", domain]
+        return domiflist_command(domain)
 
     def process(self, text: str, source: str) -> Tuple[DomIf, ...]:
         return tuple(_parse_row(row, source, number) for number, row in virsh_table(text, source))

@@ -6,7 +6,9 @@ import json
 import re
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .model import BridgeInfo, BridgePort, FactError, LinkInfo, RouteInfo, is_ifname
+from ..factbase import (bridge_ports_command, ip_addrs_command, ip_link_bridges_command, ip_links_command, ip_routes_command,
+                        is_ifname)
+from .model import BridgeInfo, BridgePort, FactError, LinkInfo, RouteInfo
 
 # iproute2 prints a bridge id as "%.2x%.2x.%x:%x:%x:%x:%x:%x": the MAC bytes are
 # NOT zero-padded ("8000.2:0:0:0:b0:2"). brctl pads them ("8000.02000000b002").
@@ -23,7 +25,7 @@ class IpLinkBridges:
     """
 
     def command(self) -> List[str]:
-        return ["ip", "-j", "-d", "link", "show", "type", "bridge"]
+        return ip_link_bridges_command()
 
     def process(self, text: str, source: str) -> Tuple[BridgeInfo, ...]:
         bridges: Dict[str, BridgeInfo] = {}
@@ -45,9 +47,7 @@ class BridgePorts:
     """
 
     def command(self, master: Optional[str] = None) -> List[str]:
-        if master is None:
-            return ["bridge", "-j", "link"]
-        return ["ip", "-j", "link", "show", "master", master]
+        return bridge_ports_command(master)
 
     def process(self, text: str, source: str) -> Tuple[BridgePort, ...]:
         ports = set()
@@ -88,7 +88,7 @@ class IpLinks:
     """
 
     def command(self) -> List[str]:
-        return ["ip", "-j", "-d", "link", "show"]
+        return ip_links_command()
 
     def process(self, text: str, source: str) -> Tuple[LinkInfo, ...]:
         links: Dict[str, LinkInfo] = {}
@@ -125,7 +125,7 @@ class IpAddrs:
     """
 
     def command(self) -> List[str]:
-        return ["ip", "-j", "addr", "show"]
+        return ip_addrs_command()
 
     def process(self, text: str, source: str) -> Dict[str, Tuple[str, ...]]:
         import ipaddress
@@ -161,7 +161,7 @@ class IpRoutes:
         self.family = family
 
     def command(self) -> List[str]:
-        return ["ip", "-j", *(("-6",) if self.family == "ipv6" else ()), "route", "show"]
+        return ip_routes_command(self.family)
 
     def process(self, text: str, source: str) -> Tuple[RouteInfo, ...]:
         routes = []

@@ -8,6 +8,7 @@ import socket
 import uuid as uuidlib
 from typing import Any, Dict, List, Optional, Tuple
 
+from ..factbase import net_dumpxml_command
 from .model import (DhcpHostDef, DnsDef, DnsForwarderDef, DnsHostDef, DnsSrvDef, DnsTxtDef, FactError, IPAddress,
                     IpDef, NetworkDef, check_virsh_error, numbered_lines, parse_mac, parse_uint)
 
@@ -19,8 +20,7 @@ class NetDumpXml:
     """`virsh net-dumpxml [--inactive] --network NAME` → NetworkDef."""
 
     def command(self, name: str, inactive: bool = False) -> List[str]:
-        # --network: a name that starts with "-" stays a name.
-        return ["virsh", "net-dumpxml", *(["--inactive"] if inactive else []), "--network", name]
+        return net_dumpxml_command(name, inactive)
 
     def process(self, text: str, source: str) -> NetworkDef:
         start = text.lstrip()[:6]   # the first non-blank line starts there: the lines are looked at only for an error

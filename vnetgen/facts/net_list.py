@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Tuple
 
+from ..factbase import net_list_command
 from .model import FactError, NetListEntry, excerpt, split_fields, virsh_table
 
 _STATE = {"active": True, "inactive": False}
@@ -14,7 +15,7 @@ class NetList:
     """`virsh net-list --all` → tuple of NetListEntry, sorted by name."""
 
     def command(self) -> List[str]:
-        return ["virsh", "net-list", "--all"]
+        return net_list_command()
 
     def process(self, text: str, source: str) -> Tuple[NetListEntry, ...]:
         entries: Dict[str, NetListEntry] = {}

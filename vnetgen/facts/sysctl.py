@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from typing import Dict, List, Sequence
 
+from ..factbase import sysctl_command
 from .model import FactError, numbered_lines
 
 _ASSIGNMENT = re.compile(r"\s*([\w.:@+/-]+)\s*=(.*)")
@@ -29,7 +30,7 @@ class Sysctl:
         self.keys = tuple(keys)
 
     def command(self, *keys: str) -> List[str]:
-        return ["sysctl", *(keys or self.keys or DEFAULT_KEYS)]
+        return sysctl_command(keys or self.keys or DEFAULT_KEYS)
 
     def process(self, text: str, source: str) -> Dict[str, str]:
         values: Dict[str, str] = {}

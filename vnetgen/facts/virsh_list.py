@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Tuple
 
+from ..factbase import virsh_list_command
 from .model import DomainEntry, FactError, excerpt, parse_uint, split_fields, virsh_table
 
 # virsh's states of two words (virshDomainStateToString); any other state is one word.
@@ -14,7 +15,7 @@ class VirshList:
     """`virsh list --all` → tuple of DomainEntry, in virsh's order (running by id, then the rest)."""
 
     def command(self) -> List[str]:
-        return ["virsh", "list", "--all"]
+        return virsh_list_command()
 
     def process(self, text: str, source: str) -> Tuple[DomainEntry, ...]:
         seen: Dict[str, int] = {}
