@@ -54,7 +54,7 @@ CAPTURES = [
 CAPTURE6 = CaptureFile(IP6TABLES_NAT, ("ip6tables", "-w", "-t", "nat", "-S"), "the ip6tables nat table (IPv6 "
                        "port forwards of the iptables backend)", required=False, since=5, owner="forwards")
 
-FUNCTIONS = r"""
+BACKEND = r"""
 forward_backend() {  # forward_backend: nftables when libvirt's nftables backend has its table, else iptables
   if command -v nft >/dev/null 2>&1 && nft list table ip libvirt_network >/dev/null 2>&1; then
     echo nftables
@@ -62,169 +62,106 @@ forward_backend() {  # forward_backend: nftables when libvirt's nftables backend
     echo iptables
   fi
 }
+"""
 
-forward_rule() {  # forward_rule add|del|check TABLE CHAIN RULE...: one iptables rule, idempotently
+# The functions of one address family, written once: @F@ is "" or "6" (function names and the rules'
+# comment tag), @IPT@ iptables or ip6tables, @NFT@ nftables' family (ip, ip6), @HOST@ a host prefix
+# length, @DNAT@ the DNAT target (an IPv6 address in brackets), @WHAT@ what the entry point handles.
+FAMILY = r"""
+forward@F@_rule() {  # forward@F@_rule add|del|check TABLE CHAIN RULE...: one @IPT@ rule, idempotently
   local act=$1 table=$2 chain=$3
   shift 3
   case "$act" in
-    add) iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null || iptables -w -t "$table" -I "$chain" 1 "$@" ;;
-    del) while iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null; do iptables -w -t "$table" -D "$chain" "$@"; done ;;
-    *) iptables -w -t "$table" -C "$chain" "$@" 2>/dev/null ;;
+    add) @IPT@ -w -t "$table" -C "$chain" "$@" 2>/dev/null || @IPT@ -w -t "$table" -I "$chain" 1 "$@" ;;
+    del) while @IPT@ -w -t "$table" -C "$chain" "$@" 2>/dev/null; do @IPT@ -w -t "$table" -D "$chain" "$@"; done ;;
+    *) @IPT@ -w -t "$table" -C "$chain" "$@" 2>/dev/null ;;
   esac
 }
 
-forward_iptables() {  # forward_iptables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
-  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward $2 $4/$5" chain
+forward@F@_iptables() {  # forward@F@_iptables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
+  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward@F@ $2 $4/$5" chain
   for chain in PREROUTING OUTPUT; do
-    forward_rule "$act" nat "$chain" -p "$proto" -m addrtype --dst-type LOCAL -m "$proto" --dport "$port" \
-      -m comment --comment "$tag" -j DNAT --to-destination "$addr:$to" || return 1
+    forward@F@_rule "$act" nat "$chain" -p "$proto" -m addrtype --dst-type LOCAL -m "$proto" --dport "$port" \
+      -m comment --comment "$tag" -j DNAT --to-destination "@DNAT@" || return 1
   done
-  forward_rule "$act" filter FORWARD -o "$bridge" -d "$addr/32" -p "$proto" -m "$proto" --dport "$to" \
+  forward@F@_rule "$act" filter FORWARD -o "$bridge" -d "$addr/@HOST@" -p "$proto" -m "$proto" --dport "$to" \
     -m conntrack --ctstate DNAT -m comment --comment "$tag" -j ACCEPT
 }
 
-forward_nft_has() {  # forward_nft_has TABLE CHAIN TAG: a rule of `ip TABLE` CHAIN has the comment TAG
+forward@F@_nft_has() {  # forward@F@_nft_has TABLE CHAIN TAG: a rule of `@NFT@ TABLE` CHAIN has the comment TAG
   local rules
-  rules=$(nft list chain ip "$1" "$2" 2>/dev/null) || return 1
+  rules=$(nft list chain @NFT@ "$1" "$2" 2>/dev/null) || return 1
   grep -qF "comment \"$3\"" <<<"$rules"
 }
 
-forward_nft_del() {  # forward_nft_del TABLE CHAIN TAG: delete the rules of `ip TABLE` CHAIN commented TAG
+forward@F@_nft_del() {  # forward@F@_nft_del TABLE CHAIN TAG: delete the rules of `@NFT@ TABLE` CHAIN commented TAG
   local handle
-  for handle in $(nft -a list chain ip "$1" "$2" 2>/dev/null | grep -F "comment \"$3\"" \
+  for handle in $(nft -a list chain @NFT@ "$1" "$2" 2>/dev/null | grep -F "comment \"$3\"" \
       | sed -n 's/.* # handle \([0-9][0-9]*\)$/\1/p'); do
-    nft delete rule ip "$1" "$2" handle "$handle"
+    nft delete rule @NFT@ "$1" "$2" handle "$handle"
   done
 }
 
-forward_nftables() {  # forward_nftables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
-  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward $2 $4/$5" chain
+forward@F@_nftables() {  # forward@F@_nftables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
+  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward@F@ $2 $4/$5" chain
   case "$act" in
     add)
-      nft add table ip vnetgen_forwards
-      nft add chain ip vnetgen_forwards prerouting '{ type nat hook prerouting priority -100; policy accept; }'
-      nft add chain ip vnetgen_forwards output '{ type nat hook output priority -100; policy accept; }'
+      nft add table @NFT@ vnetgen_forwards
+      nft add chain @NFT@ vnetgen_forwards prerouting '{ type nat hook prerouting priority -100; policy accept; }'
+      nft add chain @NFT@ vnetgen_forwards output '{ type nat hook output priority -100; policy accept; }'
       for chain in prerouting output; do
-        forward_nft_has vnetgen_forwards "$chain" "$tag" || nft add rule ip vnetgen_forwards "$chain" \
-          fib daddr type local "$proto" dport "$port" counter dnat to "$addr:$to" comment "\"$tag\""
+        forward@F@_nft_has vnetgen_forwards "$chain" "$tag" || nft add rule @NFT@ vnetgen_forwards "$chain" \
+          fib daddr type local "$proto" dport "$port" counter dnat to "@DNAT@" comment "\"$tag\""
       done
-      forward_nft_has libvirt_network guest_input "$tag" || nft insert rule ip libvirt_network guest_input \
-        oif "$bridge" ip daddr "$addr" "$proto" dport "$to" ct status dnat counter accept comment "\"$tag\""
+      forward@F@_nft_has libvirt_network guest_input "$tag" || nft insert rule @NFT@ libvirt_network guest_input \
+        oif "$bridge" @NFT@ daddr "$addr" "$proto" dport "$to" ct status dnat counter accept comment "\"$tag\""
       ;;
     del)
-      for chain in prerouting output; do forward_nft_del vnetgen_forwards "$chain" "$tag"; done
-      forward_nft_del libvirt_network guest_input "$tag"
+      for chain in prerouting output; do forward@F@_nft_del vnetgen_forwards "$chain" "$tag"; done
+      forward@F@_nft_del libvirt_network guest_input "$tag"
       ;;
     *)
-      forward_nft_has vnetgen_forwards prerouting "$tag" && forward_nft_has vnetgen_forwards output "$tag" \
-        && forward_nft_has libvirt_network guest_input "$tag"
+      forward@F@_nft_has vnetgen_forwards prerouting "$tag" && forward@F@_nft_has vnetgen_forwards output "$tag" \
+        && forward@F@_nft_has libvirt_network guest_input "$tag"
       ;;
   esac
 }
 
-forward_gone() {  # forward_gone NETWORK PROTO PORT: no rule of either firewall carries the forward's comment
-  local tag="vnetgen forward $1 $2/$3" rules=""
+forward@F@_gone() {  # forward@F@_gone NETWORK PROTO PORT: no rule of either firewall carries the forward's comment
+  local tag="vnetgen forward@F@ $1 $2/$3" rules=""
   # read first, grep after: `grep -q` leaving a pipe early fails the writer, and pipefail the test
-  if command -v iptables >/dev/null 2>&1; then rules=$(iptables -w -t nat -S 2>/dev/null; iptables -w -S FORWARD 2>/dev/null) || :; fi
+  if command -v @IPT@ >/dev/null 2>&1; then rules=$(@IPT@ -w -t nat -S 2>/dev/null; @IPT@ -w -S FORWARD 2>/dev/null) || :; fi
   if command -v nft >/dev/null 2>&1; then rules+=$'\n'$(nft list ruleset 2>/dev/null) || :; fi
   ! grep -qF "comment \"$tag\"" <<<"$rules"
 }
 
-vnetgen_forward() {  # vnetgen_forward add|del|check|gone NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT: one port forward
+vnetgen_forward@F@() {  # vnetgen_forward@F@ add|del|check|gone NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT: @WHAT@
   if [ "$1" = gone ]; then
-    forward_gone "$2" "$4" "$5"
+    forward@F@_gone "$2" "$4" "$5"
   elif [ "$1" = del ]; then
-    if command -v iptables >/dev/null 2>&1; then forward_iptables "$@"; fi
-    if command -v nft >/dev/null 2>&1; then forward_nftables "$@"; fi
+    if command -v @IPT@ >/dev/null 2>&1; then forward@F@_iptables "$@"; fi
+    if command -v nft >/dev/null 2>&1; then forward@F@_nftables "$@"; fi
   elif [ "$(forward_backend)" = nftables ]; then
-    forward_nftables "$@"
+    forward@F@_nftables "$@"
   else
-    forward_iptables "$@"
+    forward@F@_iptables "$@"
   fi
 }
 """
 
 
-FUNCTIONS6 = r"""
-forward6_rule() {  # forward6_rule add|del|check TABLE CHAIN RULE...: one ip6tables rule, idempotently
-  local act=$1 table=$2 chain=$3
-  shift 3
-  case "$act" in
-    add) ip6tables -w -t "$table" -C "$chain" "$@" 2>/dev/null || ip6tables -w -t "$table" -I "$chain" 1 "$@" ;;
-    del) while ip6tables -w -t "$table" -C "$chain" "$@" 2>/dev/null; do ip6tables -w -t "$table" -D "$chain" "$@"; done ;;
-    *) ip6tables -w -t "$table" -C "$chain" "$@" 2>/dev/null ;;
-  esac
-}
+def _family(version: int) -> str:
+    """FAMILY for IPv4 or IPv6 (the IPv4 functions carry no suffix: hooks written before IPv6 stay as they were)."""
+    words = {4: {"@F@": "", "@IPT@": "iptables", "@NFT@": "ip", "@HOST@": "32", "@DNAT@": "$addr:$to",
+                 "@WHAT@": "one port forward"},
+             6: {"@F@": "6", "@IPT@": "ip6tables", "@NFT@": "ip6", "@HOST@": "128", "@DNAT@": "[$addr]:$to",
+                 "@WHAT@": "one IPv6 port forward"}}[version]
+    return re.sub("@[A-Z]+@", lambda m: words[m.group(0)], FAMILY)
 
-forward6_iptables() {  # forward6_iptables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
-  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward6 $2 $4/$5" chain
-  for chain in PREROUTING OUTPUT; do
-    forward6_rule "$act" nat "$chain" -p "$proto" -m addrtype --dst-type LOCAL -m "$proto" --dport "$port" \
-      -m comment --comment "$tag" -j DNAT --to-destination "[$addr]:$to" || return 1
-  done
-  forward6_rule "$act" filter FORWARD -o "$bridge" -d "$addr/128" -p "$proto" -m "$proto" --dport "$to" \
-    -m conntrack --ctstate DNAT -m comment --comment "$tag" -j ACCEPT
-}
 
-forward6_nft_has() {  # forward6_nft_has TABLE CHAIN TAG: a rule of `ip6 TABLE` CHAIN has the comment TAG
-  local rules
-  rules=$(nft list chain ip6 "$1" "$2" 2>/dev/null) || return 1
-  grep -qF "comment \"$3\"" <<<"$rules"
-}
+FUNCTIONS = BACKEND + _family(4)
+FUNCTIONS6 = _family(6)
 
-forward6_nft_del() {  # forward6_nft_del TABLE CHAIN TAG: delete the rules of `ip6 TABLE` CHAIN commented TAG
-  local handle
-  for handle in $(nft -a list chain ip6 "$1" "$2" 2>/dev/null | grep -F "comment \"$3\"" \
-      | sed -n 's/.* # handle \([0-9][0-9]*\)$/\1/p'); do
-    nft delete rule ip6 "$1" "$2" handle "$handle"
-  done
-}
-
-forward6_nftables() {  # forward6_nftables add|del|check NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT
-  local act=$1 bridge=$3 proto=$4 port=$5 addr=$6 to=$7 tag="vnetgen forward6 $2 $4/$5" chain
-  case "$act" in
-    add)
-      nft add table ip6 vnetgen_forwards
-      nft add chain ip6 vnetgen_forwards prerouting '{ type nat hook prerouting priority -100; policy accept; }'
-      nft add chain ip6 vnetgen_forwards output '{ type nat hook output priority -100; policy accept; }'
-      for chain in prerouting output; do
-        forward6_nft_has vnetgen_forwards "$chain" "$tag" || nft add rule ip6 vnetgen_forwards "$chain" \
-          fib daddr type local "$proto" dport "$port" counter dnat to "[$addr]:$to" comment "\"$tag\""
-      done
-      forward6_nft_has libvirt_network guest_input "$tag" || nft insert rule ip6 libvirt_network guest_input \
-        oif "$bridge" ip6 daddr "$addr" "$proto" dport "$to" ct status dnat counter accept comment "\"$tag\""
-      ;;
-    del)
-      for chain in prerouting output; do forward6_nft_del vnetgen_forwards "$chain" "$tag"; done
-      forward6_nft_del libvirt_network guest_input "$tag"
-      ;;
-    *)
-      forward6_nft_has vnetgen_forwards prerouting "$tag" && forward6_nft_has vnetgen_forwards output "$tag" \
-        && forward6_nft_has libvirt_network guest_input "$tag"
-      ;;
-  esac
-}
-
-forward6_gone() {  # forward6_gone NETWORK PROTO PORT: no rule of either firewall carries the IPv6 forward's comment
-  local tag="vnetgen forward6 $1 $2/$3" rules=""
-  if command -v ip6tables >/dev/null 2>&1; then rules=$(ip6tables -w -t nat -S 2>/dev/null; ip6tables -w -S FORWARD 2>/dev/null) || :; fi
-  if command -v nft >/dev/null 2>&1; then rules+=$'\n'$(nft list ruleset 2>/dev/null) || :; fi
-  ! grep -qF "comment \"$tag\"" <<<"$rules"
-}
-
-vnetgen_forward6() {  # vnetgen_forward6 add|del|check|gone NETWORK BRIDGE PROTO PORT ADDRESS TO-PORT: one IPv6 port forward
-  if [ "$1" = gone ]; then
-    forward6_gone "$2" "$4" "$5"
-  elif [ "$1" = del ]; then
-    if command -v ip6tables >/dev/null 2>&1; then forward6_iptables "$@"; fi
-    if command -v nft >/dev/null 2>&1; then forward6_nftables "$@"; fi
-  elif [ "$(forward_backend)" = nftables ]; then
-    forward6_nftables "$@"
-  else
-    forward6_iptables "$@"
-  fi
-}
-"""
 
 Address = Union[IPv4Address, IPv6Address]
 
