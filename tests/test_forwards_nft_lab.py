@@ -25,22 +25,12 @@ import pytest
 
 import labkit as kit
 from conftest import require_tool
+from test_forwards_lab import PROFILE   # the same network and forward, under the other firewall backend
 from vnetgen.lab import in_private_netns
 from vnetgen.lab.processes import wait_until
 
 pytestmark = pytest.mark.lab
 
-PROFILE = """\
-vnetgen: 1
-host: caldera02
-networks:
-  lab:
-    mode: nat
-    bridge: virbr5
-    ip: 192.168.100.1/24
-    forwards:
-      - {proto: tcp, port: 2222, to: 192.168.100.91:8000}
-"""
 
 TAG = "vnetgen forward lab tcp/2222"
 HOOK = "/etc/libvirt/hooks/network"
