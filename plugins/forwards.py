@@ -211,6 +211,8 @@ def vnetgen_validate_network(host, network, report):
         return   # the core's Mode.keys check says 'forwards' is not for this mode
     for index, fwd in enumerate(network.forwards):
         who = f"network {network.name}: forward {fwd.proto} {fwd.port}"
+        if not fwd.to:
+            continue   # not a string of the schema's shape: the schema's error says so at the key
         try:
             address, _ = parse_to(fwd.to)
         except ValueError:

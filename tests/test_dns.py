@@ -265,3 +265,88 @@ def test_import_keeps_dns_it_cannot_say_as_a_comment(tmp_path, dumped):
     text = out.read_text()
     assert "# not modelled: <dns>" in text and "# not modelled: <domain>" in text, text
     assert "domain: routed.lan" in text and "dns: false" in text
+
+
+# --- IPv6 DNS hosts (AAAA records) on a dual-stack network -------------------------------------------
+
+DUAL = """\
+vnetgen: 1
+host: kvm1
+networks:
+  dual:
+    mode: nat
+    bridge: virbr6
+    ips:
+      - address: 192.168.160.1/24
+      - address: fd00:160::1/64
+    domain: example.lan
+    dns:
+      hosts:
+        - {ip: 192.168.160.5, names: [db]}
+        - {ip: "fd00:160::5", names: [db6, db]}
+"""
+
+
+@pytest.mark.parametrize("old, new, at, message", [
+    ('ip: "fd00:160::5"', 'ip: "fd00:161::5"', "14:16",
+     "network dual: DNS host fd00:161::5 is outside the network's IPv6 subnet fd00:160::/64"),
+    ("names: [db6, db]", "names: [db6, db6]", "14:44", "network dual: DNS name db6 is given twice"),
+    ("      - address: fd00:160::1/64\n", "", "13:16",
+     "network dual: DNS host fd00:160::5 is outside the network's subnets (it has no IPv6 address)"),
+])
+def test_bad_ipv6_dns_hosts_are_located_errors(tmp_path, old, new, at, message):
+    profile = tmp_path / "dual.yaml"
+    assert old in DUAL
+    profile.write_text(DUAL.replace(old, new))
+    result = runner.invoke(app, ["validate", str(profile)])
+    assert result.exit_code == 2 and f"dual.yaml:{at}: error: {message}" in result.output, result.output
+
+
+def test_ipv6_dns_hosts_give_a_name_its_aaaa_record_and_round_trip(tmp_path):
+    """A name may have an IPv4 and an IPv6 host (an A and an AAAA record): the XML is valid and libvirt's
+    test driver keeps both; the runbook's check holds in bash on libvirt's own output and fails without
+    the IPv6 host; the audit of that output is in sync; import gives the same hosts back."""
+    from vnetgen.xml import rng_errors
+
+    profile = tmp_path / "dual.yaml"
+    profile.write_text(DUAL)
+    out = tmp_path / "build"
+    result = runner.invoke(app, ["build", str(profile), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    xml = out / "kvm1" / "networks" / "dual.xml"
+    assert rng_errors(xml.read_text()) is None
+    dumped = _virsh_session(f"net-define {xml}; net-start dual; echo {SEPARATOR}; net-dumpxml dual; "
+                            f"echo {SEPARATOR}; net-list --all").split(SEPARATOR)
+    live = dumped[1].lstrip("\n")
+    assert "<host ip='fd00:160::5'>\n      <hostname>db6</hostname>\n      <hostname>db</hostname>" in live, live
+
+    from vnetgen.plan import plan_profile
+    from vnetgen.profile import load_valid
+
+    plan = plan_profile(load_valid(str(profile), _pm())[0], _pm())[0]
+    check = next(c for c in plan.checks if c.kind == "dns-host")
+    assert _bash_match(out, check, live)
+    without = live.replace("    <host ip='fd00:160::5'>\n      <hostname>db6</hostname>\n      <hostname>db</hostname>\n"
+                           "    </host>\n", "")
+    assert without != live and not _bash_match(out, check, without)
+
+    host = tmp_path / "captures" / "kvm1"
+    (host / "net").mkdir(parents=True)
+    net_list = "".join(line + "\n" for line in dumped[2].strip("\n").splitlines() if line.split()[:1] != ["default"])
+    (host / "virsh-net-list.txt").write_text(" Name     State    Autostart   Persistent\n"
+                                             "----------------------------------------------\n" + net_list)
+    (host / "net" / "dual.xml").write_text(live)
+    (host / "brctl-show.txt").write_text("")
+    (host / "sysctl.txt").write_text("net.ipv4.ip_forward = 1\nnet.ipv6.conf.all.forwarding = 1\n")
+    assert [d for d in _drift(host.parent, profile) if d[0].startswith("dns")] == []
+    (host / "net" / "dual.xml").write_text(without)
+    assert [d[2] for d in _drift(host.parent, profile) if d[0] == "dns-host"] == [["192.168.160.5 db"]]
+    (host / "net" / "dual.xml").write_text(live)
+
+    imported = tmp_path / "imported.yaml"
+    result = runner.invoke(app, ["import", "--captures", str(host.parent), "-o", str(imported)])
+    assert result.exit_code == 0, result.output
+    text = imported.read_text()
+    assert "- {ip: 192.168.160.5, names: [db]}" in text and "- {ip: fd00:160::5, names: [db6, db]}" in text, text
+    assert not re.search(r"not modelled.*(dns|domain)", text), text
+    assert [d for d in _drift(host.parent, imported) if d[0].startswith("dns")] == []

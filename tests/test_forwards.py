@@ -54,6 +54,16 @@ def test_bad_forwards_are_located_errors(tmp_path, old, new, message):
     assert "forward" in line[where - 1] or "proto" in line[where - 1] or "to:" in line[where - 1], line[where - 1]
 
 
+@pytest.mark.parametrize("to", ["5", '"192.168.122.91"', '"fd00::5:22"'])
+def test_a_to_of_the_wrong_shape_is_one_error_at_its_key(tmp_path, to):
+    """The schema says it (with the spelling it wants); the plugin's own check does not repeat it."""
+    path = _variant(tmp_path, "to: 192.168.122.91:22}", f"to: {to}}}")
+    result = runner.invoke(app, ["validate", str(path)])
+    errors = [line for line in result.output.splitlines() if ": error: " in line]
+    assert result.exit_code == 2 and len(errors) == 1, result.output
+    assert re.search(r"profile\.yaml:18:38: error: networks\.default\.forwards\[0\]\.to: invalid value", errors[0])
+
+
 def test_same_port_other_proto_is_fine(tmp_path):
     path = _variant(tmp_path, "{proto: udp, port: 5353,", "{proto: udp, port: 2222,")
     result = runner.invoke(app, ["validate", str(path)])

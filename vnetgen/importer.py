@@ -501,17 +501,21 @@ def _vlans(net: Entry, definition: NetworkDef, mode: Any) -> List[str]:
 
 def _dns_keys(net: Entry, definition: NetworkDef) -> List[str]:
     """`domain` and `dns` (netdns.py's keys) when the profile can say all of them as libvirt has them
-    (every name a DNS name, DNS hosts IPv4 in the network's subnet); else both stay "not modelled"."""
+    (every name a DNS name, each DNS host in the network's IPv4 subnet or its imported IPv6 one); else
+    both stay "not modelled"."""
     from .netdns import SRV_ATTRS, name_problem
 
     dns = definition.dns
     ipv4 = [ip.address.network for ip in definition.ips if ip.family == "ipv4"][:1]
+    # an IPv6 DNS host needs the network's IPv6 address imported (in `ips:`, set above when the profile can say it)
+    ipv6 = [ip.address.network for ip in definition.ips if ip.family == "ipv6"][:1] if net.get("ips") else []
     if dns is None:
         return []
     names = [dns.domain] if dns.domain else []
     names += [n for h in dns.hosts for n in h.names] + [f.domain for f in dns.forwarders if f.domain]
     names += [t.name for t in dns.txts] + [getattr(s, k) for s in dns.srvs for k in ("domain", "target") if getattr(s, k)]
-    if any(name_problem(n) for n in names) or any(not ipv4 or h.ip not in ipv4[0] or not h.names for h in dns.hosts) \
+    if any(name_problem(n) for n in names) or any(not ipv4 or h.ip not in (ipv4 if h.ip.version == 4 else ipv6 or [()])[0] or not h.names
+                                              for h in dns.hosts) \
             or (dns.enable is False and dns.domain) or ((dns.domain or dns.hosts or dns.srvs or dns.txts) and not ipv4):
         return []
     if dns.domain:

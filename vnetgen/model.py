@@ -106,7 +106,7 @@ class Forward(Located):
 
 @dataclass
 class DnsHost(Located):
-    ip: Optional[IPv4Address] = None
+    ip: Optional[Union[IPv4Address, IPv6Address]] = None   # in the network's IPv4 or IPv6 subnet
     names: List[str] = field(default_factory=list)
 
 

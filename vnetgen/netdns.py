@@ -102,18 +102,21 @@ def validate(net: m.Network, mode: Any, report: Any) -> None:
     if net.ip is None and (records or domain is not None):
         report.error(dns.mark if records else domain.mark,  # type: ignore[union-attr]
                      f"{who}: DNS records and the domain need 'ip' on the network (its dnsmasq serves them)")
-    names: Dict[str, m.DnsHost] = {}
+    names: Dict[Tuple[int, str], m.DnsHost] = {}
     ips: Dict[Any, m.DnsHost] = {}
     for host in dns.hosts or ():
-        if host.ip is not None and net.ip is not None and host.ip not in net.ip.network:
-            report.error(host.at("ip"), f"{who}: DNS host {host.ip} is outside the network's subnet {net.ip.network}")
+        own = net.ip if host.ip is None or host.ip.version == 4 else (net.ip6.address if net.ip6 else None)
+        if host.ip is not None and net.ip is not None and (own is None or host.ip not in own.network):
+            subnet = f"IPv6 subnet {own.network}" if own is not None and host.ip.version == 6 else \
+                ("subnet " + str(own.network) if own is not None else "subnets (it has no IPv6 address)")
+            report.error(host.at("ip"), f"{who}: DNS host {host.ip} is outside the network's {subnet}")
         if host.ip in ips:
             report.error(host.at("ip"), f"{who}: DNS host {host.ip} is listed twice (first at line "
                                         f"{ips[host.ip].mark[0]}); give all its names in one entry")
         ips.setdefault(host.ip, host)
         for index, hostname in enumerate(host.names):
             name(host, f"names[{index}]", hostname, "DNS host name")
-            key = hostname.lower()
+            key = (host.ip.version if host.ip is not None else 4, hostname.lower())   # a name may have an A and an AAAA
             if key in names:
                 report.error(host.at(f"names[{index}]"), f"{who}: DNS name {hostname} is given twice (first at "
                                                          f"line {names[key].mark[0]}, {names[key].ip})")

@@ -28,6 +28,7 @@ IFNAME = _s(IFNAME_PATTERN, "an interface name: at most 15 bytes of letters, dig
 MAC = _s(MAC_PATTERN, "a MAC address, six hex pairs separated by ':'", 17)
 UUID = _s(UUID_PATTERN, "a UUID", 36)
 IPV4 = _s(r"^[0-9.]+$", "an IPv4 address", 15, "ipv4")
+IP_ANY = _s(r"^[0-9A-Fa-f.:]+$", "an IPv4 or IPv6 address", 45, "ip")
 IPV4_IFACE = _s(r"^[0-9.]+/[0-9.]+$", "an IPv4 address with prefix, e.g. 192.168.122.1/24", 31,
                 "ipv4-interface")
 TEXT = _s(TEXT_PATTERN, "text on one line", 1024)
@@ -99,7 +100,7 @@ DOMAIN = {"oneOf": [DNS_NAME, _obj({
 }, required=("name",))], "description": "the network's DNS domain (<domain>): a name, or {name, local_only}"}
 DNS = {"oneOf": [dict(BOOL, description="false: no DNS server on the network (<dns enable='no'/>)"), _obj({
     "hosts": {"type": "array", "description": "names dnsmasq answers (<host ip><hostname/></host>)",
-              "items": _obj({"ip": IPV4, "names": {"type": "array", "items": DNS_NAME, "minItems": 1,
+              "items": _obj({"ip": IP_ANY, "names": {"type": "array", "items": DNS_NAME, "minItems": 1,
                                                   "maxItems": 64}}, required=("ip", "names"))},
     "forwarders": {"type": "array", "description": "upstream servers (<forwarder addr domain>)",
                    "items": _obj({"addr": _s(r"^[0-9A-Fa-f.:]+$", "an IPv4 or IPv6 address", 45),
@@ -117,8 +118,7 @@ DNS = {"oneOf": [dict(BOOL, description="false: no DNS server on the network (<d
 
 DHCP_HOST = _obj({"mac": MAC, "ip": IPV4, "name": NAME}, required=("ip",))
 
-# `ips:` (vnetgen/netip6.py): IPv4 and IPv6 addresses alike, at most one of each family.
-IP_ANY = _s(r"^[0-9A-Fa-f.:]+$", "an IPv4 or IPv6 address", 45, "ip")
+# `ips:` (vnetgen/netip6.py): IPv4 and IPv6 addresses alike, at most one of each family (IP_ANY above).
 IP_ANY_IFACE = _s(r"^[0-9A-Fa-f.:]+/[0-9]+$", "an IPv4 or IPv6 address with prefix, e.g. fd00:1::1/64", 49,
                   "ip-interface")
 DUID = _s(r"^[0-9A-Fa-f]{1,2}(:[0-9A-Fa-f]{1,2}){3,129}$", "a DHCPv6 client DUID, hex pairs separated by ':'", 389)
