@@ -94,6 +94,14 @@ def finish(hosts: Sequence, bundle: Path, profile: Path, befores: Dict[str, Dict
         assert_rollback_restores(host, bundle, befores[host.name])
 
 
+def uplink(lab, host):
+    """The host's uplink as profiles/bridged.yaml knows it: NIC enp0s25 (its MAC) at 10.10.10.98/24 on
+    the lab LAN lan0, default route via 10.10.10.1 (the router's side, when the test makes one). The LAN."""
+    lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
+    lab.nic(host, "enp0s25", lan, mac="00:24:81:0d:3f:8d", ip="10.10.10.98/24", gateway="10.10.10.1")
+    return lan
+
+
 def in_range(address: str, first: str, last: str) -> bool:
     ip = ipaddress.ip_address(address)
     return ipaddress.ip_address(first) <= ip <= ipaddress.ip_address(last)

@@ -37,8 +37,7 @@ def _lab_host(lab, scenario, host_name):
     host = lab.host(host_name)
     assert in_private_netns(host.pid)
     if scenario == "bridged":
-        lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
-        lab.nic(host, "enp0s25", lan, mac="00:24:81:0d:3f:8d", ip="10.10.10.98/24", gateway="10.10.10.1")
+        kit.uplink(lab, host)
     elif scenario == "two-hosts":
         trunk = lab.lan("trunk", "198.51.100.0/24", dhcp=False)
         lab.nic(host, "ens2", trunk)

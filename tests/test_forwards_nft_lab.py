@@ -95,8 +95,7 @@ def test_a_port_forward_through_libvirts_nftables_table_reaches_the_guest(lab, t
     host = lab.host("caldera02")
     assert in_private_netns(host.pid)
     host.assert_private()
-    lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
-    lab.nic(host, "enp0s25", lan, mac="00:24:81:0d:3f:8d", ip="10.10.10.98/24", gateway="10.10.10.1")
+    kit.uplink(lab, host)
     router = lab.router()
     profile = tmp_path / "profile.yaml"
     profile.write_text(PROFILE)

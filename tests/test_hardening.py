@@ -117,8 +117,7 @@ def _scenario(lab, tmp_path, name):
         # caldera02 alone: its trunk NIC only has to exist.
         lab.nic(host, "ens2", lab.lan("trunk0", "198.18.0.0/24", dhcp=False))
     else:
-        lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
-        lab.nic(host, "enp0s25", lan, mac="00:24:81:0d:3f:8d", ip="10.10.10.98/24", gateway="10.10.10.1")
+        kit.uplink(lab, host)
     return profile, bundle, host
 
 

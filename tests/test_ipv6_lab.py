@@ -52,8 +52,7 @@ def _upstream(lab, host):
     """The host's uplink on lan0 (IPv4 and IPv6, static, default routes to the router), the router's
     IPv6 on both sides with forwarding on and a route to the network's prefix via the host, the
     internet host's IPv6 — all before the runbook, as a host's existing network is."""
-    lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
-    lab.nic(host, "enp0s25", lan, mac="00:24:81:0d:3f:8d", ip="10.10.10.98/24", gateway="10.10.10.1")
+    kit.uplink(lab, host)
     router = lab.router()
     internet = router.internet
     # nodad: no duplicate address detection wait on a segment the lab alone owns

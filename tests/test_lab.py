@@ -9,6 +9,7 @@ import subprocess
 
 import pytest
 
+import labkit as kit
 from vnetgen import lab as labmod
 from vnetgen.lab import namespaces
 from vnetgen.lab.processes import alive
@@ -224,8 +225,7 @@ def test_nat_to_internet_is_masqueraded(lab, xml_dir):
     host = lab.host("caldera02")
     _start_nat_default(host, xml_dir)
     router = lab.router()
-    lan = lab.lan("lan0", "10.10.10.0/24", dhcp=False, gateway_ip="10.10.10.1")
-    lab.nic(host, "enp0s25", lan, mac="00:24:81:0d:3f:8d", ip="10.10.10.98/24", gateway="10.10.10.1")
+    kit.uplink(lab, host)
     internet = router.internet
     # Count ICMP by source where it arrives: translated (the host's uplink) vs. raw guest addresses.
     internet.run("iptables -A INPUT -p icmp -s 10.10.10.98 && iptables -A INPUT -p icmp -s 192.168.122.0/24")
