@@ -4,6 +4,7 @@ what diff says and what the runbook does agree, proven on libvirt's test driver 
 runbook runs; the runbook's definition tokens hold on what libvirt prints of a dual-stack network."""
 from __future__ import annotations
 
+import re
 import shlex
 import subprocess
 from pathlib import Path
@@ -84,13 +85,13 @@ def test_diff_says_which_ipv6_changes_apply_live(tmp_path, pm, case):
 def _live_commands(plan) -> list:
     """The runbook's live updates of network dual: (helper, argv) of each action, as the runbook runs them."""
     step = next(s for s in plan.steps if s.title.startswith("network dual"))
-    return [shlex.split(c) for a in step.actions for c in a.commands if c.startswith(("net_update ", "net_update_at "))]
+    return [shlex.split(c) for a in step.actions for c in a.commands if c.startswith("net_update ")]
 
 
 def _as_virsh(words: list) -> str:
-    """What the runbook's net_update/net_update_at helpers run for one call, on a running persistent network."""
+    """What the runbook's net_update helper runs for one call, on a running persistent network."""
     helper, name, verb, section, xml, *index = words
-    flags = (["--config", "--parent-index", index[0]] if helper == "net_update_at" else ["--config"]) + ["--live"]
+    flags = ["--config"] + (["--parent-index", index[0]] if index else []) + ["--live"]
     return " ".join(shlex.quote(w) for w in ["net-update", name, verb, section, xml, *flags])
 
 
@@ -141,7 +142,7 @@ def test_the_runbook_does_what_diff_says_on_libvirts_test_driver(tmp_path, pm, c
                               f"echo {SEPARATOR}", *(_as_virsh(c) for c in commands), f"echo {SEPARATOR}",
                               "net-dumpxml dual"])[1::2]
     assert not _matches(before, tokens) and _matches(after, tokens), after
-    assert any(c[0] == "net_update_at" and c[-1] == "1" for c in commands)   # the IPv6 <ip> is the second
+    assert any(c[3] == "ip-dhcp-host" and len(c) == 6 and c[-1] == "1" for c in commands)   # the IPv6 <ip>: the second
 
 
 @pytest.mark.realtool
@@ -164,15 +165,25 @@ def test_runbook_tokens_hold_on_a_dual_stack_network(tmp_path, pm):
     assert not _matches(dual.replace("<host name='vm2' ip='fd00:160::51'/>", ""), definition_tokens(plan.checks, "dual"))
 
 
-def test_runbook_carries_net_update_at_only_when_it_calls_it(tmp_path, pm):
+def test_runbook_updates_dhcpv6_hosts_in_the_ipv6_ip_and_reads_the_network_again(tmp_path, pm):
+    """The runbook's one net_update helper, with the IPv6 <ip>'s index: it passes --parent-index to virsh,
+    and after it the cached state of the network is stale (net_effect), so what follows reads libvirt again."""
     from vnetgen.bundle import build
 
     new = _variant(tmp_path, CASES["host-swapped"][0])
     against = build(_load(new, pm), pm, "new.yaml", against=_load(IPV6, pm)).files["kvm1/runbook.sh"].text
-    assert ("run net_update_at dual add ip-dhcp-host \"<host id='00:03:00:01:52:54:00:16:00:07' name='vm3' "
-            "ip='fd00:160::52'/>\" 1") in against
-    assert "run net_update_at dual delete ip-dhcp-host \"<host name='vm2' ip='fd00:160::51'/>\" 1" in against
-    assert against.count("\nnet_update_at() {") == 1
+    add = ("net_update dual add ip-dhcp-host \"<host id='00:03:00:01:52:54:00:16:00:07' name='vm3' "
+           "ip='fd00:160::52'/>\" 1")
+    assert "run " + add in against
+    assert "run net_update dual delete ip-dhcp-host \"<host name='vm2' ip='fd00:160::51'/>\" 1" in against
     assert subprocess.run(["bash", "-n"], input=against, text=True).returncode == 0
-    plain = build(_load(new, pm), pm, "new.yaml").files["kvm1/runbook.sh"].text
-    assert "net_update_at" not in plain
+    # the two helpers alone (never the runbook itself: it would run), virsh and net-info stood in for
+    helpers = "".join(re.search(rf"^{name}\(\) \{{.*?^\}}\n", against, re.S | re.M).group(0)
+                      for name in ("net_update", "net_effect"))
+    script = ("set -euo pipefail\ndeclare -A NET_INFO=() NET_STALE=()\n" + helpers +
+              "virsh() { printf 'virsh'; printf ' %s' \"$@\"; printf '\\n'; }\nnet_info_is() { return 0; }\n"
+              "NET_CACHED=1; NET_INFO[dual]=x\n" + add + "\nnet_effect " + add + "\necho stale=${NET_STALE[dual]:-no}\n")
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, timeout=30)
+    assert ("virsh net-update dual add ip-dhcp-host <host id='00:03:00:01:52:54:00:16:00:07' name='vm3' "
+            "ip='fd00:160::52'/> --config --parent-index 1 --live") in out.stdout, out.stdout + out.stderr
+    assert "stale=1" in out.stdout, out.stdout + out.stderr

@@ -138,7 +138,7 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
     runbook's steps, bash helpers and host files: `steps`, `helpers`, `artifacts` and each network's
     `xml` stay empty, and checks carry no bash (see HostPlan.runbook)."""
     from .checks import host_checks
-    from .steps import core_steps, step_helpers
+    from .steps import core_steps
     from .xml import generic_forward, network_element, network_xml
 
     modes = plugin_modes(pm)
@@ -194,7 +194,6 @@ def plan_host(profile: m.Profile, host: m.Host, pm: Any, previous: Optional[Host
     for result in pm.hook.vnetgen_steps(host=host, plan=plan):
         steps.extend(result)
     plan.steps = sorted(steps, key=lambda s: s.order)
-    plan.helpers += step_helpers(plan.steps)
     return plan
 
 

@@ -14,24 +14,6 @@ from .shell import cmd, here, under_root
 
 HOOK_PATH = "/etc/libvirt/hooks/network"
 
-# The runbook's net_update for an element of one `<ip>` of several (a DHCPv6 host): carried by a bundle
-# only when one of its steps calls it, so that every other runbook stays as it was.
-NET_UPDATE_AT = """
-net_update_at() {  # net_update_at NAME add|delete SECTION XML PARENT-INDEX: net_update in the NTH <ip> (0-based)
-  local flags=(--config --parent-index "$5")
-  if net_info_is "$1" Active yes; then flags+=(--live); fi
-  virsh net-update "$1" "$2" "$3" "$4" "${flags[@]}"
-}
-"""
-
-
-def step_helpers(steps: Iterable[Step]) -> str:
-    """Bash helpers of the core the steps call beyond the runbook's own (NET_UPDATE_AT)."""
-    calls = any(command.startswith("net_update_at ") for step in steps for action in step.actions
-                for command in action.commands)
-    return NET_UPDATE_AT if calls else ""
-
-
 def core_steps(plan: Any, pm: Any) -> Iterable[Step]:
     yield _preflight(plan)
     if plan.sysctl:
@@ -224,7 +206,7 @@ def _live_dhcp_actions(old: Any, new: Any) -> List[Action]:
     changes6 += [("add", line) for line in after6 if line not in before6]
     for verb, line in changes6:
         test = cmd("net_xml_match", name, f"has:{line}")
-        actions.append(Action(commands=(cmd("net_update_at", name, verb, "ip-dhcp-host", line, index),),
+        actions.append(Action(commands=(cmd("net_update", name, verb, "ip-dhcp-host", line, index),),
                               check=absent + (test if verb == "add" else "! " + test),
                               done=f"DHCPv6 host {line} is " + ("in place" if verb == "add" else "gone")))
     for verb, section, xml, token in live_updates(old, new):   # DNS hosts, TXT and SRV records
