@@ -219,15 +219,12 @@ def vnetgen_validate_network(host, network, report):
             report.error(fwd.at("to"), f"{who}: to {fwd.to!r} is not ADDRESS:PORT (an IPv4 address, or an IPv6 "
                                        "address in brackets as in [2001:db8::5]:22; a port 1-65535)")
             continue
-        if address.version == 6:
-            own = network.ip6.address if network.ip6 is not None else None
-            if own is None:
-                report.error(fwd.at("to"), f"{who}: {address} is IPv6 and the network has no IPv6 address; give "
-                                           "it one in 'ips' (libvirt routes its prefix; the DNAT goes to a guest's "
-                                           "address in it)")
-                continue
-        else:
-            own = network.ip
+        own = network.interface(address.version)
+        if address.version == 6 and own is None:
+            report.error(fwd.at("to"), f"{who}: {address} is IPv6 and the network has no IPv6 address; give "
+                                       "it one in 'ips' (libvirt routes its prefix; the DNAT goes to a guest's "
+                                       "address in it)")
+            continue
         subnet = own.network if own is not None else None
         edges = (subnet.network_address,) if address.version == 6 or subnet is None else \
             (subnet.network_address, subnet.broadcast_address)

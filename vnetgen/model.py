@@ -187,6 +187,12 @@ class Network(Located):
     autostart: bool = True
     state: str = "active"
 
+    def interface(self, version: int) -> Optional[Union[IPv4Interface, IPv6Interface]]:
+        """The network's own address of IP version 4 (`ip`) or 6 (the IPv6 entry of `ips:`), if it has one."""
+        if version == 4:
+            return self.ip
+        return self.ip6.address if self.ip6 is not None else None
+
 
 @dataclass
 class VmNic(Located):

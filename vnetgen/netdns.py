@@ -105,10 +105,10 @@ def validate(net: m.Network, mode: Any, report: Any) -> None:
     names: Dict[Tuple[int, str], m.DnsHost] = {}
     ips: Dict[Any, m.DnsHost] = {}
     for host in dns.hosts or ():
-        own = net.ip if host.ip is None or host.ip.version == 4 else (net.ip6.address if net.ip6 else None)
+        own = net.interface(host.ip.version) if host.ip is not None else None
         if host.ip is not None and net.ip is not None and (own is None or host.ip not in own.network):
-            subnet = f"IPv6 subnet {own.network}" if own is not None and host.ip.version == 6 else \
-                ("subnet " + str(own.network) if own is not None else "subnets (it has no IPv6 address)")
+            subnet = "subnets (it has no IPv6 address)" if own is None else \
+                f"{'IPv6 ' if own.version == 6 else ''}subnet {own.network}"
             report.error(host.at("ip"), f"{who}: DNS host {host.ip} is outside the network's {subnet}")
         if host.ip in ips:
             report.error(host.at("ip"), f"{who}: DNS host {host.ip} is listed twice (first at line "

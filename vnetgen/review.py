@@ -40,7 +40,7 @@ def _network_label(net: Any) -> str:
     """A network's node text: name, mode, addresses of both families and VLAN ids (the settings that
     say what a guest lands on; the others are in the host section's network line)."""
     words = [f"network {net.name} ({net.mode})"]
-    words += [str(ip) for ip in (net.ip, net.ip6.address if net.ip6 else None) if ip]
+    words += [str(ip) for ip in (net.interface(4), net.interface(6)) if ip]
     if net.vlan:
         words.append("VLAN " + ",".join(str(v) for v in net.vlan))
     return " ".join(words)
