@@ -507,15 +507,17 @@ def _dns_keys(net: Entry, definition: NetworkDef) -> List[str]:
 
     dns = definition.dns
     ipv4 = [ip.address.network for ip in definition.ips if ip.family == "ipv4"][:1]
-    # an IPv6 DNS host needs the network's IPv6 address imported (in `ips:`, set above when the profile can say it)
-    ipv6 = [ip.address.network for ip in definition.ips if ip.family == "ipv6"][:1] if net.get("ips") else []
+    # a DNS host's subnet, by family: an IPv6 one only when the network's IPv6 address was imported
+    # (in `ips:`, set above when the profile can say it)
+    subnets = {4: ipv4, 6: [ip.address.network for ip in definition.ips if ip.family == "ipv6"][:1]
+               if net.get("ips") else []}
     if dns is None:
         return []
     names = [dns.domain] if dns.domain else []
     names += [n for h in dns.hosts for n in h.names] + [f.domain for f in dns.forwarders if f.domain]
     names += [t.name for t in dns.txts] + [getattr(s, k) for s in dns.srvs for k in ("domain", "target") if getattr(s, k)]
-    if any(name_problem(n) for n in names) or any(not ipv4 or h.ip not in (ipv4 if h.ip.version == 4 else ipv6 or [()])[0] or not h.names
-                                              for h in dns.hosts) \
+    if any(name_problem(n) for n in names) or any(not ipv4 or not any(h.ip in subnet for subnet in subnets[h.ip.version])
+                                              or not h.names for h in dns.hosts) \
             or (dns.enable is False and dns.domain) or ((dns.domain or dns.hosts or dns.srvs or dns.txts) and not ipv4):
         return []
     if dns.domain:
