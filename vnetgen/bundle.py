@@ -16,6 +16,8 @@ MANIFEST = ".vnetgen-manifest"
 ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA256SUMS, which they carry  # lists the files vnetgen wrote, so a rebuild may replace exactly those
 # Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
 # no host may take one. Documented in docs/profile.md.
+# A build plans and renders hosts in worker processes from this many hosts on (vnetgen.workers).
+PARALLEL_FROM = 32
 TOP_LEVEL = ("REVIEW.md", "SHA256SUMS", ARCHIVES, "ansible", MANIFEST)
 
 
@@ -59,12 +61,13 @@ class Stream:
     plans with keep_plans (and the REVIEW.md data otherwise)."""
 
     def __init__(self, profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] = None,
-                 against: Optional[Any] = None, keep_plans: bool = False) -> None:
+                 against: Optional[Any] = None, keep_plans: bool = False, jobs: Optional[int] = None) -> None:
         from .render import one_line
 
         self.profile, self.pm, self.only, self.against = profile, pm, hosts, against
         self.profile_file = one_line(profile_file)
         self.keep_plans = keep_plans or against is not None   # the Changes section diffs whole plans
+        self.jobs = jobs
         self.plans: List[Any] = []
         self.hosts = 0
 
@@ -73,11 +76,10 @@ class Stream:
             yield from self._artifacts()
 
     def _artifacts(self) -> Iterator[Artifact]:
-        from .fleet import ansible_files, host_tar
+        from .fleet import ansible_files
         from .plan import plan_hosts, plan_profile
-        from .render import host_artifacts, render, sha256_line
+        from .render import render, sha256_line
         from .review import for_review, run_waves
-        from .xml import rng_errors
 
         profile, pm = self.profile, self.pm
         previous = plan_profile(self.against, pm, self.only) if self.against is not None else None
@@ -87,19 +89,18 @@ class Stream:
             sums[artifact.path] = sha256_line(artifact.path, artifact.content())
             return artifact
 
-        for plan in plan_hosts(profile, pm, self.only, previous):
-            members = []
-            for artifact in host_artifacts(plan, self.profile_file):
-                if artifact.path.endswith(".xml") and artifact.path.startswith("networks/"):
-                    problem = rng_errors(artifact.text)
-                    if problem:
-                        raise BundleError(f"{plan.name}/{artifact.path} is not valid against libvirt's "
-                                          f"network.rng: {problem}")
-                path = f"{plan.name}/{artifact.path}"
-                members.append((path, listed(Artifact(path, artifact.text, artifact.mode))))
-                yield members[-1][1]
-            yield host_tar(plan.name, members, "".join(sums[path] for path in sorted(p for p, _ in members)))
-            self.plans.append(plan if self.keep_plans else for_review(plan))
+        names = [name for name in profile.hosts if not self.only or name in self.only]
+        jobs = self._jobs(len(names))
+        if jobs > 1:
+            done = _in_workers(self._host_in_worker, names, jobs, _shared(profile, pm))
+        else:
+            done = ((*self._host(plan), plan if self.keep_plans else for_review(plan))
+                    for plan in plan_hosts(profile, pm, self.only, previous))
+        for files, host_sums, tar, plan in done:
+            sums.update(host_sums)
+            yield from files
+            yield tar
+            self.plans.append(plan)
             self.hosts += 1
         plans = self.plans
         waves = run_waves(profile, plans)   # the run order, for REVIEW.md and the inventory alike
@@ -108,6 +109,73 @@ class Stream:
         for artifact in ansible_files(waves, profile.rollout, self.profile_file).values():
             yield listed(artifact)
         yield Artifact("SHA256SUMS", "".join(sums[path] for path in sorted(sums)))
+
+    def _host(self, plan: Any) -> Tuple[List[Artifact], Dict[str, str], Artifact]:
+        """A host's files (paths from the bundle's root), their SHA256SUMS lines and its
+        ansible/bundles tar; BundleError when a network's XML is not valid against libvirt's schema."""
+        from .fleet import host_tar
+        from .render import host_artifacts, sha256_line
+        from .xml import rng_errors
+
+        files: List[Artifact] = []
+        sums: Dict[str, str] = {}
+        for artifact in host_artifacts(plan, self.profile_file):
+            if artifact.path.endswith(".xml") and artifact.path.startswith("networks/"):
+                problem = rng_errors(artifact.text)
+                if problem:
+                    raise BundleError(f"{plan.name}/{artifact.path} is not valid against libvirt's "
+                                      f"network.rng: {problem}")
+            path = f"{plan.name}/{artifact.path}"
+            files.append(Artifact(path, artifact.text, artifact.mode))
+            sums[path] = sha256_line(path, files[-1].content())
+        tar = host_tar(plan.name, [(a.path, a) for a in files], "".join(sums[path] for path in sorted(sums)))
+        return files, sums, tar
+
+    def _host_in_worker(self, name: str) -> Tuple[List[Artifact], Dict[str, str], Artifact, Any]:
+        """_host of one host in a worker process, with its tar packed there and what REVIEW.md needs."""
+        from .plan import plan_host
+        from .review import for_review
+
+        plan = plan_host(self.profile, self.profile.hosts[name], self.pm)
+        files, sums, tar = self._host(plan)
+        return files, sums, Artifact(tar.path, "", tar.mode, data=tar.content()), for_review(plan)
+
+    def _jobs(self, hosts: int) -> int:
+        """Worker processes for `hosts` hosts: `jobs` when given; by default one per usable CPU for a
+        fleet of PARALLEL_FROM hosts or more (forking costs more than it saves below). Plans the
+        caller keeps (build --against, Bundle) stay in this process."""
+        if self.keep_plans:
+            return 1
+        if self.jobs is not None:
+            return self.jobs
+        if hosts < PARALLEL_FROM:
+            return 1
+        from .workers import usable_cpus
+
+        return usable_cpus()
+
+
+def _in_workers(func: Any, names: List[str], jobs: int, shared: List[Any]) -> Iterator[Any]:
+    """vnetgen.workers.ordered_map, a worker that died reported as a BundleError (nothing is written)."""
+    from .workers import WorkerError, ordered_map
+
+    try:
+        yield from ordered_map(func, names, jobs, shared)
+    except WorkerError as exc:
+        raise BundleError(str(exc)) from None
+
+
+def _shared(profile: Any, pm: Any) -> List[Any]:
+    """What a worker's results may refer to without copying it back: the profile, its hosts and their
+    networks, bridges and VMs, the plugin manager and its modes and targets (vnetgen.workers)."""
+    from .plan import plugin_modes, plugin_targets
+
+    shared: List[Any] = [profile, pm, *plugin_modes(pm).values(), *plugin_targets(pm).values()]
+    for host in profile.hosts.values():
+        shared.append(host)
+        for group in (host.networks, host.bridges, host.vms):
+            shared.extend(group.values())
+    return shared
 
 
 def archives(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifact]:

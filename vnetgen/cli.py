@@ -71,7 +71,11 @@ def build(profile: str = typer.Argument(..., metavar="PROFILE", help="The profil
                                        "DIR/archives/hosts/HOST.tar.gz and DIR/archives/fleet.tar.gz."),
           against: Optional[str] = typer.Option(None, "--against", metavar="OLD",
                                                 help="The profile the hosts run now: REVIEW.md gets a Changes "
-                                                     "section and runbooks apply DHCP changes live.")) -> None:
+                                                     "section and runbooks apply DHCP changes live."),
+          jobs: Optional[int] = typer.Option(None, "-j", "--jobs", metavar="N", min=1,
+                                             help="Worker processes that plan and render hosts (default: "
+                                                  "one per CPU from 32 hosts on; 1: none). The bundle is the "
+                                                  "same whatever N.")) -> None:
     """Compile PROFILE into a bundle: network XML, ifcfg, sysctl, runbook.sh, rollback.sh, capture.sh."""
     from .bundle import BundleError, Stream, build_archived, compare, write
 
@@ -83,7 +87,7 @@ def build(profile: str = typer.Argument(..., metavar="PROFILE", help="The profil
         raise typer.Exit(EXIT_INVALID)
     # Rendered as it is written or compared: a fleet's bundle is never held whole (--archive packs
     # the whole bundle, so it builds it in memory first).
-    stream = Stream(loaded, pm, profile_file=_display_name(profile), hosts=host or None, against=old)
+    stream = Stream(loaded, pm, profile_file=_display_name(profile), hosts=host or None, against=old, jobs=jobs)
     try:
         bundle = build_archived(stream) if archive else stream
         if check:

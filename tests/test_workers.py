@@ -1,0 +1,216 @@
+"""A fleet's hosts planned and rendered in forked workers (vnetgen.workers): the same bundle, byte for
+byte and mode for mode, whatever the number of workers; errors and dead workers end the build cleanly."""
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+import bench  # noqa: E402  (the bench's fleet generator)
+
+HOSTS = 40   # above bundle.PARALLEL_FROM: the default build forks
+
+
+def _tree(directory: Path) -> dict:
+    return {str(p.relative_to(directory)): (p.read_bytes(), p.stat().st_mode & 0o777)
+            for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def _children() -> set:
+    """Process ids whose parent is this process (workers not yet reaped show here, zombies too)."""
+    me, found = str(os.getpid()), set()
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as handle:
+                    fields = handle.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if fields[1] == me:
+                found.add(int(entry))
+    return found
+
+
+# --- ordered_map --------------------------------------------------------------------------------
+
+
+class Thing:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+
+def test_results_come_in_order_and_refer_to_the_parents_objects():
+    from vnetgen.workers import ordered_map
+
+    things = [Thing(f"t{i}") for i in range(11)]
+    before = _children()
+    out = list(ordered_map(lambda t: (t, t.name.upper(), os.getpid()), things, 3, shared=things))
+    assert [name for _, name, _ in out] == [t.name.upper() for t in things]
+    assert all(got is thing for (got, _, _), thing in zip(out, things))   # not copies
+    pids = {pid for _, _, pid in out}
+    assert len(pids) == 3 and os.getpid() not in pids   # really three other processes
+    assert _children() == before   # every worker reaped
+
+
+def test_an_object_not_shared_comes_back_as_an_equal_copy():
+    from vnetgen.workers import ordered_map
+
+    things = [Thing("a"), Thing("b")]
+    out = list(ordered_map(lambda t: t, things, 2))
+    assert [t.name for t in out] == ["a", "b"] and out[0] is not things[0]
+
+
+def test_one_job_runs_in_this_process():
+    from vnetgen.workers import ordered_map
+
+    assert list(ordered_map(lambda i: os.getpid(), range(5), 1)) == [os.getpid()] * 5
+
+
+def test_the_first_failing_item_in_order_raises_after_the_results_before_it():
+    from vnetgen.workers import ordered_map
+
+    def work(i):
+        if i in (5, 6):
+            raise ValueError(f"item {i}")
+        return i
+
+    got = []
+    before = _children()
+    with pytest.raises(ValueError, match="item 5"):
+        for value in ordered_map(work, list(range(10)), 2):
+            got.append(value)
+    assert got == [0, 1, 2, 3, 4]
+    assert _children() == before
+
+
+def test_a_worker_that_dies_is_an_error_not_a_short_result():
+    from vnetgen.workers import WorkerError, ordered_map
+
+    def work(i):
+        if i == 3:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return i
+
+    got = []
+    with pytest.raises(WorkerError, match="killed by signal 9"):
+        for value in ordered_map(work, list(range(8)), 2):
+            got.append(value)
+    assert got == [0, 1, 2]
+
+
+def test_a_caller_that_stops_early_leaves_no_worker_behind():
+    from vnetgen.workers import ordered_map
+
+    before = _children()
+    results = ordered_map(lambda i: "x" * 100_000, list(range(200)), 2)
+    assert next(results) == "x" * 100_000
+    results.close()   # the workers are blocked writing: they are killed and reaped
+    assert _children() == before
+
+
+# --- the build ----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet_profile(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("fleet") / "fleet.yaml"
+    path.write_text(bench.fleet(HOSTS, vms=2))
+    return path
+
+
+def _build(profile: Path, out: Path, *options: str):
+    from vnetgen.cli import app
+
+    return CliRunner().invoke(app, ["build", str(profile), "-o", str(out), *options])
+
+
+def test_the_bundle_is_the_same_whatever_the_number_of_workers(fleet_profile, tmp_path):
+    from vnetgen.bundle import PARALLEL_FROM
+
+    assert HOSTS >= PARALLEL_FROM
+    trees = {}
+    for jobs in ("1", "2", "3"):
+        out = tmp_path / f"out-{jobs}"
+        result = _build(fleet_profile, out, "-j", jobs)
+        assert result.exit_code == 0, result.output
+        assert f"for {HOSTS} host(s)" in result.output
+        trees[jobs] = _tree(out)
+    assert len(trees["1"]) > HOSTS * 10
+    for jobs in ("2", "3"):
+        assert trees[jobs] == trees["1"], jobs
+    # --check compares with workers too, and finds the serial build up to date
+    result = _build(fleet_profile, tmp_path / "out-1", "--check", "-j", "2")
+    assert result.exit_code == 0 and "is up to date" in result.output, result.output
+
+
+def test_workers_are_used_by_default_only_for_a_fleet(pm, fleet_profile, tmp_path, monkeypatch):
+    """Below PARALLEL_FROM hosts, and for plans the caller keeps, everything stays in this process."""
+    from vnetgen import bundle
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(fleet_profile), pm)
+    monkeypatch.setattr("vnetgen.workers.usable_cpus", lambda: 4)
+    assert bundle.Stream(profile, pm, "f.yaml")._jobs(HOSTS) == 4
+    assert bundle.Stream(profile, pm, "f.yaml")._jobs(bundle.PARALLEL_FROM - 1) == 1
+    assert bundle.Stream(profile, pm, "f.yaml", jobs=3)._jobs(2) == 3
+    assert bundle.Stream(profile, pm, "f.yaml", keep_plans=True)._jobs(HOSTS) == 1
+
+
+def test_a_host_whose_xml_is_invalid_fails_the_build_from_a_worker(pm, fleet_profile, tmp_path, monkeypatch):
+    """A worker's BundleError is the build's error, for the first bad host in order; nothing is written."""
+    from vnetgen import bundle, xml
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(fleet_profile), pm)
+    bad = {"h00017", "h00030"}
+    original = xml.rng_errors
+    monkeypatch.setattr(xml, "rng_errors", lambda text: "planted" if any(f"<name>net3</name>" in text and
+                        h in os.environ.get("VNETGEN_TEST_HOST", "") for h in bad) else original(text))
+
+    def plan_host(profile, host, pm, *args, **kwargs):   # tells the planted check which host it renders
+        os.environ["VNETGEN_TEST_HOST"] = host.name
+        return real_plan_host(profile, host, pm, *args, **kwargs)
+
+    from vnetgen import plan as plan_module
+
+    real_plan_host = plan_module.plan_host
+    monkeypatch.setattr(plan_module, "plan_host", plan_host)
+    monkeypatch.delenv("VNETGEN_TEST_HOST", raising=False)
+    out = tmp_path / "out"
+    with pytest.raises(bundle.BundleError, match=r"^h00017/networks/net3.xml is not valid .*: planted$"):
+        bundle.write(bundle.Stream(profile, pm, "f.yaml", jobs=2), str(out))
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_a_killed_worker_fails_the_build_and_writes_nothing(pm, fleet_profile, tmp_path, monkeypatch):
+    from vnetgen import bundle
+    from vnetgen import plan as plan_module
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(fleet_profile), pm)
+    real_plan_host = plan_module.plan_host
+
+    def plan_host(profile, host, pm, *args, **kwargs):
+        if host.name == "h00021":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real_plan_host(profile, host, pm, *args, **kwargs)
+
+    monkeypatch.setattr(plan_module, "plan_host", plan_host)
+    out = tmp_path / "out"
+    before = _children()
+    with pytest.raises(bundle.BundleError, match=r"a build worker \(pid \d+\) ended before its work was done "
+                                                 r"\(killed by signal 9\)"):
+        bundle.write(bundle.Stream(profile, pm, "f.yaml", jobs=2), str(out))
+    assert not out.exists() and os.listdir(tmp_path) == []
+    assert _children() == before
+
+
+def test_jobs_must_be_positive(fleet_profile, tmp_path):
+    result = _build(fleet_profile, tmp_path / "out", "-j", "0")
+    assert result.exit_code == 2 and not (tmp_path / "out").exists()

@@ -1,0 +1,158 @@
+"""An ordered map over forked worker processes, for the per-host work of a large fleet's build.
+
+A 1,000-host build spends most of its time planning and rendering hosts, one independent of another.
+`ordered_map` forks `jobs` workers after the profile is loaded (each inherits it, nothing is sent to
+them), gives item i to worker i % jobs and yields the results in the items' order, so what comes out
+is exactly what a loop in this process would give, whatever the number of workers.
+
+Results come back pickled through a pipe. An object that existed before the fork (the profile, its
+hosts and networks, the plugins) is not copied: `shared` lists them, a worker pickles such an object
+as its index in that list and the parent puts its own, identical object back (a `persistent_id`), so
+what the parent gets refers to its own profile as if it had made it itself.
+
+A worker that raises sends the exception in place of its result, and the parent raises it when that
+item's turn comes: the first failing item in order wins, as in a loop. A worker that dies or is killed
+is an error too, and the parent stops every worker before it returns or raises. Workers write nothing
+but their pipe and leave with os._exit (no atexit handler, no buffered output of the parent's).
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import signal
+from typing import Any, Callable, Iterator, List, Sequence, Tuple
+
+_PIPE_SIZE = 1 << 20   # room for a few hosts' results ahead of the parent (Linux caps it at pipe-max-size)
+
+
+class WorkerError(Exception):
+    """A worker ended without its results (killed, or it died)."""
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask where the OS says, else the machine's count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+class _Pickler(pickle.Pickler):
+    def __init__(self, file: Any, index: dict) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self._index = index
+
+    def persistent_id(self, obj: Any) -> Any:
+        found = self._index.get(id(obj))
+        return found[0] if found is not None and found[1] is obj else None
+
+
+class _Unpickler(pickle.Unpickler):
+    def __init__(self, file: Any, shared: Sequence[Any]) -> None:
+        super().__init__(file)
+        self._shared = shared
+
+    def persistent_load(self, pid: Any) -> Any:
+        return self._shared[pid]
+
+
+def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
+                shared: Sequence[Any] = ()) -> Iterator[Any]:
+    """func(item) for every item, in order, computed by `jobs` forked workers (jobs < 2, or no fork
+    on this OS: in this process). `shared`: objects made before the call that results may refer to."""
+    if jobs < 2 or len(items) < 2 or not hasattr(os, "fork"):
+        for item in items:
+            yield func(item)
+        return
+    jobs = min(jobs, len(items))
+    index = {id(obj): (number, obj) for number, obj in enumerate(shared)}
+    workers: List[Tuple[int, Any]] = []   # (pid, read end)
+    done = False
+    try:
+        for number in range(jobs):
+            read, write = os.pipe()
+            try:
+                pid = os.fork()
+            except BaseException:
+                os.close(read)
+                os.close(write)
+                raise
+            if pid == 0:   # the worker: never returns
+                os.close(read)
+                for _, other in workers:
+                    other.close()
+                _work(func, items[number::jobs], write, index)
+            os.close(write)
+            workers.append((pid, os.fdopen(read, "rb", buffering=_PIPE_SIZE)))
+        for position in range(len(items)):
+            pid, pipe = workers[position % jobs]
+            try:
+                ok, value = _Unpickler(pipe, shared).load()
+            except EOFError:
+                raise WorkerError(f"a build worker (pid {pid}) ended before its work was done "
+                                  f"({_status(pid)})") from None
+            if not ok:
+                raise value
+            yield value
+        done = True
+    finally:
+        for pid, pipe in workers:
+            pipe.close()   # a worker still writing gets EPIPE and leaves
+        for pid, _ in workers:
+            _reap(pid, kill=not done)
+
+
+def _work(func: Callable[[Any], Any], items: Sequence[Any], fd: int, index: dict) -> None:
+    code = 1
+    try:
+        try:
+            import fcntl
+
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), _PIPE_SIZE)
+        except (ImportError, OSError):
+            pass   # the default pipe size: the worker waits for the parent a little more often
+        signal.signal(signal.SIGINT, signal.SIG_DFL)   # Ctrl-C: the parent cleans up, the worker just ends
+        with os.fdopen(fd, "wb", buffering=_PIPE_SIZE) as out:
+            for item in items:
+                try:
+                    message = (True, func(item))
+                except Exception as exc:   # sent, raised by the parent in this item's turn
+                    message = (False, _picklable(exc))
+                _Pickler(out, index).dump(message)
+                out.flush()   # the parent may be waiting for exactly this
+                if not message[0]:
+                    break
+        code = 0
+    except BaseException:
+        code = 1
+    finally:
+        os._exit(code)
+
+
+def _picklable(exc: Exception) -> Exception:
+    try:
+        pickle.loads(pickle.dumps(exc))
+        return exc
+    except Exception:
+        return WorkerError(f"{type(exc).__name__}: {exc}")
+
+
+def _status(pid: int) -> str:
+    try:
+        done, status = os.waitpid(pid, 0)
+    except ChildProcessError:
+        return "already reaped"
+    if os.WIFSIGNALED(status):
+        return f"killed by signal {os.WTERMSIG(status)}"
+    return f"exit status {os.waitstatus_to_exitcode(status)}"
+
+
+def _reap(pid: int, kill: bool) -> None:
+    """Wait for a worker; with `kill` (the parent stops early: an error, or its reader went away) one
+    still running is killed first."""
+    try:
+        if kill and os.waitpid(pid, os.WNOHANG)[0] == 0:
+            os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+    except (ChildProcessError, ProcessLookupError):
+        pass
