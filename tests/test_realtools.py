@@ -88,6 +88,57 @@ def test_relaxng_rejects_what_libvirt_rejects():
     assert rng_errors("<network><name>x</name><forward mode='teleport'/></network>") is not None
 
 
+_VALID_NETWORK = """<network>
+  <name>net1</name>
+  <uuid>51a9b432-9c5c-54f6-9690-9d914b7f9dbc</uuid>
+  <forward mode="nat"/>
+  <bridge name="virbr2" stp="on" delay="0"/>
+  <mac address="52:54:00:ae:b3:b7"/>
+  <ip address="172.17.0.1" netmask="255.255.255.0">
+    <dhcp>
+      <range start="172.17.0.10" end="172.17.0.200"/>
+      <host mac="52:54:01:00:01:01" ip="172.17.0.201"/>
+    </dhcp>
+  </ip>
+</network>
+"""
+
+
+@pytest.mark.parametrize("old, new", [
+    ("51a9b432-9c5c-54f6-9690-9d914b7f9dbc", ""),                       # an empty UUID
+    ("51a9b432-9c5c-54f6-9690-9d914b7f9dbc", "51a9b432-9c5c-54f6-9690"),  # a short one
+    ("51a9b432-9c5c-54f6-9690-9d914b7f9dbc", "51a9b432-9c5c-54f6-9690-9d914b7f9dbz"),
+    ('<mac address="52:54:00:ae:b3:b7"/>', '<mac address="01:00:5e:00:00:01"/>'),   # multicast
+    ('<mac address="52:54:00:ae:b3:b7"/>', '<mac address=""/>'),
+    ('<host mac="52:54:01:00:01:01"', '<host mac="53:54:01:00:01:01"'),   # multicast
+    ('<host mac="52:54:01:00:01:01"', '<host mac="52:54:01:00:01"'),
+    ("<uuid>", "<uuid>\0"),   # what stands for a replaced value cannot stand in a document
+])
+def test_relaxng_results_reused_for_another_uuid_or_mac_only_when_both_are_valid(old, new):
+    """rng_errors takes a document that differs from one found valid only in its UUID or unicast
+    MACs as valid without validating it again (a fleet's networks are mostly such copies); any
+    other difference, even at those places, is validated."""
+    from vnetgen.xml import _VALID, rng_errors, rng_path
+
+    if rng_path() is None:
+        pytest.skip("no network.rng")
+    _VALID.clear()
+    assert rng_errors(_VALID_NETWORK) is None
+    assert len(_VALID) == 1
+    other = (_VALID_NETWORK.replace("51a9b432-9c5c-54f6-9690-9d914b7f9dbc", "0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0")
+             .replace("52:54:00:ae:b3:b7", "fe:00:00:00:00:02").replace("52:54:01:00:01:01", "00:11:22:33:44:55"))
+    assert rng_errors(other) is None and len(_VALID) == 1   # reused: nothing new was validated
+    from lxml import etree
+
+    bad = _VALID_NETWORK.replace(old, new)
+    assert bad != _VALID_NETWORK
+    try:
+        problem = rng_errors(bad)
+    except etree.XMLSyntaxError as exc:   # the NUL: not even XML
+        problem = str(exc)
+    assert problem is not None
+
+
 def test_virsh_test_driver_defines_every_network(bundles, tmp_path):
     require_tool("virsh")
     for name, path, artifact in _files(bundles, lambda p: "/networks/" in p):

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import functools
 import os
-from typing import Any, Optional, Tuple
+import re
+from typing import Any, Dict, Optional, Tuple
 
 from .netdns import add_xml as add_dns
 from .netip6 import add_xml as add_ip6
@@ -109,14 +110,35 @@ def rng_path() -> Optional[str]:
     return next((p for p in RNG_PATHS if os.path.exists(p)), None)
 
 
+# The values a fleet's network definitions differ in most, written as vnetgen writes them: a UUID in
+# <uuid>, a unicast MAC in <mac address> and in a DHCP <host mac>. In network.rng each of these
+# positions takes every value of its kind (basictypes.rng's UUID, uniMacAddr, macAddr), so two
+# documents that differ only there are both valid or both not: rng_errors validates one of them.
+_INTERCHANGEABLE = re.compile(
+    r"(?<=<uuid>)[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}(?=</uuid>)"
+    r'|(?<=<mac address=")[0-9a-f][02468ace](?::[0-9a-f]{2}){5}(?=")'
+    r'|(?<=<host mac=")[0-9a-f][02468ace](?::[0-9a-f]{2}){5}(?=")')
+_VALID: Dict[Tuple[str, str], bool] = {}   # (schema, text with those values replaced) known valid
+
+
 def rng_errors(text: str, path: Optional[str] = None) -> Optional[str]:
-    """None when `text` is valid against libvirt's network.rng (or no schema is installed)."""
+    """None when `text` is valid against libvirt's network.rng (or no schema is installed).
+
+    A fleet's networks are mostly the same definition under another UUID and MAC: a document whose
+    only differences from one already found valid are such values (_INTERCHANGEABLE) is valid without
+    validating it again. Errors are always those of `text` itself."""
     from lxml import etree
 
     path = path or rng_path()
     if path is None:
         return None
+    # NUL stands for a replaced value: no XML document holds one, so no other text gets the same key.
+    key = (path, _INTERCHANGEABLE.sub("\0", text)) if "\0" not in text else None
+    if key in _VALID:
+        return None
     schema = _schema(path)
     if schema.validate(etree.fromstring(text.encode())):
+        if key is not None:
+            _VALID[key] = True
         return None
     return "; ".join(f"line {e.line}: {e.message}" for e in schema.error_log)
