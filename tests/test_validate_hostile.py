@@ -127,3 +127,43 @@ def test_report_still_removes_duplicates():
         report.error((1, 2), "same")
     report.warning((1, 2), "same")
     assert [str(d) for d in report.items] == ["f:1:2: error: same", "f:1:2: warning: same"]
+
+
+@pytest.mark.parametrize("extra, refused", [(0, False), (1, True)])
+def test_aliases_may_repeat_ten_times_the_documents_nodes(tmp_path, extra, refused):
+    """The bound on what aliases repeat is max(10,000, 10 × the nodes written), exactly; the nodes are
+    counted only once the first 10,000 repeats are used up (a fleet without aliases never counts)."""
+    from vnetgen import yamlload
+    from vnetgen.diagnostics import Report
+
+    k = 1493   # nodes: the root, 3 keys, 3 sequences and the k scalars of `a` = 1,500
+    path = tmp_path / "doc.yaml"
+    # 10 aliases of `a` repeat 10 × 1,494 nodes; 60 aliases of its first item 1 each: 15,000 = 10 × 1,500
+    path.write_text("a: [&s v0, " + ", ".join(f"v{i}" for i in range(1, k)) + "]\n"
+                    "b: [" + ", ".join(["*a"] * 10) + "]\n"
+                    "c: [" + ", ".join(["*s"] * (60 + extra)) + "]\n")
+    path.write_text(path.read_text().replace("a: [", "a: &a [", 1))
+    strings = {"type": "array", "items": {"type": "string"}}
+    schema = {"type": "object", "properties": {"a": strings, "b": {"type": "array", "items": strings}, "c": strings}}
+    report = Report(str(path))
+    doc = yamlload.load_document(str(path), schema, report)
+    assert yamlload._count_nodes(yamlload.compose(path.read_text(), Report("x"))) == 1500
+    messages = [d.message for d in report.errors]
+    if refused:
+        assert any("aliases repeat too many values" in m for m in messages), messages
+    else:
+        assert messages == [] and len(doc["b"]) == 10 and len(doc["c"]) == 60
+
+
+def test_a_profile_whose_aliases_repeat_little_is_never_counted(monkeypatch, write_profile):
+    from vnetgen import yamlload
+
+    def counted(node):
+        raise AssertionError("counted")
+
+    monkeypatch.setattr(yamlload, "_count_nodes", counted)
+    lines = ["vnetgen: 1", "hosts:"]
+    lines.append("  h0: {networks: {n: &n {mode: nat, ip: 10.0.0.1/24}}}")
+    lines += [f"  h{h}: {{networks: {{n: *n}}}}" for h in range(1, 50)]
+    code, out = validate(write_profile("\n".join(lines) + "\n"))
+    assert code == 0, out

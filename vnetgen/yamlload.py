@@ -93,10 +93,14 @@ class Walker:
     """Converts nodes according to the schema, reporting every problem with its mark."""
 
     def __init__(self, report: Report, budget: int, repeats: int = -1,
-                 constructor: Optional[yaml.SafeLoader] = None):
+                 constructor: Optional[yaml.SafeLoader] = None, more_repeats: Optional[List[Any]] = None):
         self.report = report
         self.budget = budget
         self.repeats = repeats if repeats >= 0 else budget  # visits of a node already visited (aliases)
+        # [a function giving how many more repeats the document is allowed, or None once asked]: shared
+        # with the probes of `oneOf`, asked when `repeats` runs out (load_document: counting the
+        # document's nodes costs a fleet a tenth of its load, and only aliases ever need it).
+        self._more = more_repeats if more_repeats is not None else [None]
         self._visited: set = set()
         self._exhausted = False
         # Only for its scalar constructors and merge keys; one per document, shared with the probes of
@@ -107,6 +111,9 @@ class Walker:
         self.budget -= 1
         if id(node) in self._visited:
             self.repeats -= 1
+            if self.repeats < 0 and self._more[0] is not None:
+                self.repeats += self._more[0]()
+                self._more[0] = None
         else:
             self._visited.add(id(node))
         if self.budget < 0 or self.repeats < 0:
@@ -133,7 +140,7 @@ class Walker:
 
     def _one_of(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         for option in schema["oneOf"]:
-            probe = Walker(Report(self.report.file), self.budget, self.repeats, self._constructor)
+            probe = Walker(Report(self.report.file), self.budget, self.repeats, self._constructor, self._more)
             probe._visited = self._visited
             value = probe.convert(node, option, where)
             # A failed option's visits count too: or each alternative would get the whole budget again.
@@ -313,8 +320,10 @@ def load_document(path: str, schema: Dict[str, Any], report: Report) -> Optional
         if not report.errors:
             report.error((1, 1), "profile is empty")
         return None
-    walker = Walker(report, budget=max(10000, _MAX_NODES_PER_BYTE * len(text)),
-                    repeats=max(_MIN_REPEATS, _REPEATS_PER_NODE * _count_nodes(node)))
+    # Aliases may repeat max(_MIN_REPEATS, _REPEATS_PER_NODE × the document's nodes) nodes; the nodes
+    # are counted only when the first _MIN_REPEATS are used up.
+    walker = Walker(report, budget=max(10000, _MAX_NODES_PER_BYTE * len(text)), repeats=_MIN_REPEATS,
+                    more_repeats=[lambda: max(0, _REPEATS_PER_NODE * _count_nodes(node) - _MIN_REPEATS)])
     value = walker.convert(node, schema, "")
     return value if isinstance(value, LMap) else None
 
