@@ -214,3 +214,27 @@ def test_a_killed_worker_fails_the_build_and_writes_nothing(pm, fleet_profile, t
 def test_jobs_must_be_positive(fleet_profile, tmp_path):
     result = _build(fleet_profile, tmp_path / "out", "-j", "0")
     assert result.exit_code == 2 and not (tmp_path / "out").exists()
+
+
+def test_a_worker_that_cannot_write_fails_the_build_and_leaves_nothing(pm, fleet_profile, tmp_path, monkeypatch):
+    """Workers write their hosts' files into the staging directory themselves: a write that fails there
+    (a full disk) is the build's error, and the staging directory goes."""
+    import errno
+
+    from vnetgen import bundle
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(fleet_profile), pm)
+    real_write_file = bundle._write_file
+    parent = os.getpid()
+
+    def write_file(path, data, mode):
+        if os.getpid() != parent and path.endswith("/h00025/runbook.sh"):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_write_file(path, data, mode)
+
+    monkeypatch.setattr(bundle, "_write_file", write_file)
+    out = tmp_path / "out"
+    with pytest.raises(bundle.BundleError, match="No space left on device"):
+        bundle.write(bundle.Stream(profile, pm, "f.yaml", jobs=2), str(out))
+    assert os.listdir(tmp_path) == []

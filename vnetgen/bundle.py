@@ -1,13 +1,14 @@
 """Build a whole bundle in memory, then write it atomically or compare it with a directory."""
 from __future__ import annotations
 
+import functools
 import os
 import re
 import shutil
 import stat
 import tempfile
 from dataclasses import dataclass
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .api import Artifact
 from .gcpause import paused_gc
@@ -52,6 +53,14 @@ def build_archived(stream: "Stream") -> Bundle:
     return Bundle(files=files, plans=stream.plans)
 
 
+@dataclass(frozen=True)
+class Placed(Artifact):
+    """A file a worker has already written into the staging directory: its path and mode only."""
+
+    def content(self) -> bytes:
+        raise BundleError(f"{self.path} was written by a build worker; its content is not here")
+
+
 class Stream:
     """The bundle as a stream of artifacts, for write() and compare() to consume one at a time: each
     host's files, then its ansible/bundles tar; after the last host REVIEW.md, ansible/ and
@@ -75,7 +84,13 @@ class Stream:
         with paused_gc():
             yield from self._artifacts()
 
-    def _artifacts(self) -> Iterator[Artifact]:
+    def placed(self, put: Callable[[str, bytes, int], None]) -> Iterator[Artifact]:
+        """The stream for write(): where workers render hosts, each writes its hosts' files itself with
+        `put(path, data, mode)` and the stream yields a `Placed` for each (the rest as artifacts)."""
+        with paused_gc():
+            yield from self._artifacts(put)
+
+    def _artifacts(self, put: Optional[Callable[[str, bytes, int], None]] = None) -> Iterator[Artifact]:
         from .fleet import ansible_files
         from .plan import plan_hosts, plan_profile
         from .render import render, sha256_line
@@ -92,7 +107,8 @@ class Stream:
         names = [name for name in profile.hosts if not self.only or name in self.only]
         jobs = self._jobs(len(names))
         if jobs > 1:
-            done = _in_workers(self._host_in_worker, names, jobs, _shared(profile, pm))
+            work = functools.partial(self._host_in_worker, put=put)
+            done = _in_workers(work, names, jobs, _shared(profile, pm))
         else:
             done = ((*self._host(plan), plan if self.keep_plans else for_review(plan))
                     for plan in plan_hosts(profile, pm, self.only, previous))
@@ -131,14 +147,21 @@ class Stream:
         tar = host_tar(plan.name, [(a.path, a) for a in files], "".join(sums[path] for path in sorted(sums)))
         return files, sums, tar
 
-    def _host_in_worker(self, name: str) -> Tuple[List[Artifact], Dict[str, str], Artifact, Any]:
-        """_host of one host in a worker process, with its tar packed there and what REVIEW.md needs."""
+    def _host_in_worker(self, name: str, put: Optional[Callable[[str, bytes, int], None]] = None
+                        ) -> Tuple[List[Artifact], Dict[str, str], Artifact, Any]:
+        """_host of one host in a worker process, with its tar packed there and what REVIEW.md needs;
+        with `put`, its files (tar included) are written here and stand as `Placed` in the result."""
         from .plan import plan_host
         from .review import for_review
 
         plan = plan_host(self.profile, self.profile.hosts[name], self.pm)
         files, sums, tar = self._host(plan)
-        return files, sums, Artifact(tar.path, "", tar.mode, data=tar.content()), for_review(plan)
+        tar = Artifact(tar.path, "", tar.mode, data=tar.content())
+        if put is not None:
+            for artifact in (*files, tar):
+                put(artifact.path, artifact.content(), artifact.mode)
+            files, tar = [Placed(a.path, "", a.mode) for a in files], Placed(tar.path, "", tar.mode)
+        return files, sums, tar, for_review(plan)
 
     def _jobs(self, hosts: int) -> int:
         """Worker processes for `hosts` hosts: `jobs` when given; by default one per usable CPU for a
@@ -402,16 +425,12 @@ def _write_locked(bundle: Iterable[Artifact], directory: str, force: bool) -> Li
     staging = tempfile.mkdtemp(prefix=f".vnetgen-{_me()}-", dir=parent)
     written: List[str] = []
     try:
-        made = {staging}
-        for artifact in bundle:
-            path = artifact.path
-            written.append(path)
-            target = os.path.join(staging, path)
-            parent_dir = os.path.dirname(target)
-            if parent_dir not in made:  # one mkdir per directory, not one per file
-                os.makedirs(parent_dir, exist_ok=True)
-                made.add(parent_dir)
-            _write_file(target, artifact.content(), artifact.mode)
+        put = _Placer(staging)
+        # A Stream's workers write their hosts' files into the staging directory themselves.
+        for artifact in bundle.placed(put) if isinstance(bundle, Stream) else bundle:
+            written.append(artifact.path)
+            if not isinstance(artifact, Placed):
+                put(artifact.path, artifact.content(), artifact.mode)
         written.sort()
         with open(os.path.join(staging, MANIFEST), "w", encoding="utf-8") as handle:
             handle.write("".join(f"{p}\n" for p in written))
@@ -429,6 +448,23 @@ def _write_locked(bundle: Iterable[Artifact], directory: str, force: bool) -> Li
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return written
+
+
+class _Placer:
+    """Writes a file of the bundle under the staging directory, making its directory first (once per
+    directory in each process: a worker has its own copy)."""
+
+    def __init__(self, staging: str) -> None:
+        self.staging = staging
+        self.made = {staging}
+
+    def __call__(self, path: str, data: bytes, mode: int) -> None:
+        target = os.path.join(self.staging, path)
+        parent_dir = os.path.dirname(target)
+        if parent_dir not in self.made:  # one mkdir per directory, not one per file
+            os.makedirs(parent_dir, exist_ok=True)
+            self.made.add(parent_dir)
+        _write_file(target, data, mode)
 
 
 def _write_file(path: str, data: bytes, mode: int) -> None:
