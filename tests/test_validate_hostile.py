@@ -167,3 +167,23 @@ def test_a_profile_whose_aliases_repeat_little_is_never_counted(monkeypatch, wri
     lines += [f"  h{h}: {{networks: {{n: *n}}}}" for h in range(1, 50)]
     code, out = validate(write_profile("\n".join(lines) + "\n"))
     assert code == 0, out
+
+
+def test_repeats_within_ten_times_the_nodes_visited_need_no_count(tmp_path, monkeypatch):
+    """A fleet's oneOf values are visited again by each option tried (repeats without any alias): while
+    the repeats stay within 10 × the nodes visited so far, the bound holds whatever the document's
+    size, and the document is never counted."""
+    from vnetgen import yamlload
+    from vnetgen.diagnostics import Report
+
+    def counted(node):
+        raise AssertionError("counted")
+
+    monkeypatch.setattr(yamlload, "_count_nodes", counted)
+    path = tmp_path / "doc.yaml"
+    path.write_text("a:\n" + "".join(f"  - v{i}\n" for i in range(20000)))
+    schema = {"type": "object", "properties": {"a": {"type": "array", "items": {
+        "oneOf": [{"type": "integer"}, {"type": "string"}]}}}}
+    report = Report(str(path))
+    doc = yamlload.load_document(str(path), schema, report)
+    assert report.errors == [] and len(doc["a"]) == 20000   # 20,000 repeats: past the first 10,000

@@ -4,7 +4,7 @@ from __future__ import annotations
 import difflib
 import ipaddress
 import re
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -97,9 +97,8 @@ class Walker:
         self.report = report
         self.budget = budget
         self.repeats = repeats if repeats >= 0 else budget  # visits of a node already visited (aliases)
-        # [a function giving how many more repeats the document is allowed, or None once asked]: shared
-        # with the probes of `oneOf`, asked when `repeats` runs out (load_document: counting the
-        # document's nodes costs a fleet a tenth of its load, and only aliases ever need it).
+        # [more(visited) → (further repeats allowed, whether that is all), or None once it is all]:
+        # shared with the probes of `oneOf`, asked when `repeats` runs out (see load_document).
         self._more = more_repeats if more_repeats is not None else [None]
         self._visited: set = set()
         self._exhausted = False
@@ -112,8 +111,10 @@ class Walker:
         if id(node) in self._visited:
             self.repeats -= 1
             if self.repeats < 0 and self._more[0] is not None:
-                self.repeats += self._more[0]()
-                self._more[0] = None
+                granted, final = self._more[0](len(self._visited))
+                self.repeats += granted
+                if final:
+                    self._more[0] = None
         else:
             self._visited.add(id(node))
         if self.budget < 0 or self.repeats < 0:
@@ -320,10 +321,22 @@ def load_document(path: str, schema: Dict[str, Any], report: Report) -> Optional
         if not report.errors:
             report.error((1, 1), "profile is empty")
         return None
-    # Aliases may repeat max(_MIN_REPEATS, _REPEATS_PER_NODE × the document's nodes) nodes; the nodes
-    # are counted only when the first _MIN_REPEATS are used up.
+    # Aliases (and the failed options of a oneOf) may repeat max(_MIN_REPEATS, _REPEATS_PER_NODE × the
+    # document's nodes) nodes. The nodes visited so far are a lower bound of the document's: while the
+    # repeats stay within _REPEATS_PER_NODE × those, the document is not counted (a walk of every node,
+    # a tenth of a fleet's load).
+    allowed = [_MIN_REPEATS]
+
+    def more(visited: int) -> Tuple[int, bool]:
+        bound, final = _REPEATS_PER_NODE * visited, False
+        if bound <= allowed[0]:
+            bound, final = _REPEATS_PER_NODE * _count_nodes(node), True
+        granted = max(0, bound - allowed[0])
+        allowed[0] += granted
+        return granted, final
+
     walker = Walker(report, budget=max(10000, _MAX_NODES_PER_BYTE * len(text)), repeats=_MIN_REPEATS,
-                    more_repeats=[lambda: max(0, _REPEATS_PER_NODE * _count_nodes(node) - _MIN_REPEATS)])
+                    more_repeats=[more])
     value = walker.convert(node, schema, "")
     return value if isinstance(value, LMap) else None
 
