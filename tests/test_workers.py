@@ -155,8 +155,11 @@ def test_workers_are_used_by_default_only_for_a_fleet(pm, fleet_profile, tmp_pat
     from vnetgen.profile import load_valid
 
     profile, _ = load_valid(str(fleet_profile), pm)
-    monkeypatch.setattr("vnetgen.workers.usable_cpus", lambda: 4)
-    assert bundle.Stream(profile, pm, "f.yaml")._jobs(HOSTS) == 4
+    monkeypatch.setattr("vnetgen.workers.usable_cpus", lambda: 3)
+    assert bundle.Stream(profile, pm, "f.yaml")._jobs(HOSTS) == 3
+    monkeypatch.setattr("vnetgen.workers.usable_cpus", lambda: 64)
+    assert bundle.Stream(profile, pm, "f.yaml")._jobs(HOSTS) == bundle.MAX_JOBS == 4
+    assert bundle.Stream(profile, pm, "f.yaml", jobs=9)._jobs(HOSTS) == 9
     assert bundle.Stream(profile, pm, "f.yaml")._jobs(bundle.PARALLEL_FROM - 1) == 1
     assert bundle.Stream(profile, pm, "f.yaml", jobs=3)._jobs(2) == 3
     assert bundle.Stream(profile, pm, "f.yaml", keep_plans=True)._jobs(HOSTS) == 1

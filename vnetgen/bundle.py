@@ -19,6 +19,7 @@ ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA25
 # no host may take one. Documented in docs/profile.md.
 # A build plans and renders hosts in worker processes from this many hosts on (vnetgen.workers).
 PARALLEL_FROM = 32
+MAX_JOBS = 4   # the default's cap: `build -j N` asks for more
 TOP_LEVEL = ("REVIEW.md", "SHA256SUMS", ARCHIVES, "ansible", MANIFEST)
 
 
@@ -108,7 +109,9 @@ class Stream:
         jobs = self._jobs(len(names))
         if jobs > 1:
             work = functools.partial(self._host_in_worker, put=put)
-            done = _in_workers(work, names, jobs, _shared(profile, pm))
+            # Written by the workers, a host's result is small (~14 kB): runs of hosts, so each worker
+            # touches its own part of the profile's memory; whole files (--check) go one by one.
+            done = _in_workers(work, names, jobs, _shared(profile, pm), 16 if put is not None else 1)
         else:
             done = ((*self._host(plan), plan if self.keep_plans else for_review(plan))
                     for plan in plan_hosts(profile, pm, self.only, previous))
@@ -164,9 +167,10 @@ class Stream:
         return files, sums, tar, for_review(plan)
 
     def _jobs(self, hosts: int) -> int:
-        """Worker processes for `hosts` hosts: `jobs` when given; by default one per usable CPU for a
-        fleet of PARALLEL_FROM hosts or more (forking costs more than it saves below). Plans the
-        caller keeps (build --against, Bundle) stay in this process."""
+        """Worker processes for `hosts` hosts: `jobs` when given; by default one per usable CPU, at
+        most MAX_JOBS (each worker adds ~100 MiB at 1,000 hosts), for a fleet of PARALLEL_FROM hosts or
+        more (forking costs more than it saves below). Plans the caller keeps (build --against,
+        Bundle) stay in this process."""
         if self.keep_plans:
             return 1
         if self.jobs is not None:
@@ -175,15 +179,15 @@ class Stream:
             return 1
         from .workers import usable_cpus
 
-        return usable_cpus()
+        return min(usable_cpus(), MAX_JOBS)
 
 
-def _in_workers(func: Any, names: List[str], jobs: int, shared: List[Any]) -> Iterator[Any]:
+def _in_workers(func: Any, names: List[str], jobs: int, shared: List[Any], block: int) -> Iterator[Any]:
     """vnetgen.workers.ordered_map, a worker that died reported as a BundleError (nothing is written)."""
     from .workers import WorkerError, ordered_map
 
     try:
-        yield from ordered_map(func, names, jobs, shared)
+        yield from ordered_map(func, names, jobs, shared, block)
     except WorkerError as exc:
         raise BundleError(str(exc)) from None
 

