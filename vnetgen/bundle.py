@@ -113,7 +113,7 @@ class Stream:
             # touches its own part of the profile's memory; whole files (--check) go one by one.
             done = _in_workers(work, names, jobs, _shared(profile, pm), 16 if put is not None else 1)
         else:
-            done = ((*self._host(plan), plan if self.keep_plans else for_review(plan))
+            done = ((*self._host(plan)[:3], plan if self.keep_plans else for_review(plan))
                     for plan in plan_hosts(profile, pm, self.only, previous))
         for files, host_sums, tar, plan in done:
             sums.update(host_sums)
@@ -129,14 +129,16 @@ class Stream:
             yield listed(artifact)
         yield Artifact("SHA256SUMS", "".join(sums[path] for path in sorted(sums)))
 
-    def _host(self, plan: Any) -> Tuple[List[Artifact], Dict[str, str], Artifact]:
-        """A host's files (paths from the bundle's root), their SHA256SUMS lines and its
-        ansible/bundles tar; BundleError when a network's XML is not valid against libvirt's schema."""
+    def _host(self, plan: Any) -> Tuple[List[Artifact], Dict[str, str], Artifact, List[bytes]]:
+        """A host's files (paths from the bundle's root), their SHA256SUMS lines, its ansible/bundles
+        tar and the files' bytes (each text encoded once); BundleError when a network's XML is not
+        valid against libvirt's schema."""
         from .fleet import host_tar
         from .render import host_artifacts, sha256_line
         from .xml import rng_errors
 
         files: List[Artifact] = []
+        encoded: List[bytes] = []
         sums: Dict[str, str] = {}
         for artifact in host_artifacts(plan, self.profile_file):
             if artifact.path.endswith(".xml") and artifact.path.startswith("networks/"):
@@ -146,9 +148,11 @@ class Stream:
                                       f"network.rng: {problem}")
             path = f"{plan.name}/{artifact.path}"
             files.append(Artifact(path, artifact.text, artifact.mode))
-            sums[path] = sha256_line(path, files[-1].content())
-        tar = host_tar(plan.name, [(a.path, a) for a in files], "".join(sums[path] for path in sorted(sums)))
-        return files, sums, tar
+            encoded.append(files[-1].content())
+            sums[path] = sha256_line(path, encoded[-1])
+        members = [(a.path, Artifact(a.path, "", a.mode, data=data)) for a, data in zip(files, encoded)]
+        tar = host_tar(plan.name, members, "".join(sums[path] for path in sorted(sums)))
+        return files, sums, tar, encoded
 
     def _host_in_worker(self, name: str, put: Optional[Callable[[str, bytes, int], None]] = None
                         ) -> Tuple[List[Artifact], Dict[str, str], Artifact, Any]:
@@ -158,11 +162,11 @@ class Stream:
         from .review import for_review
 
         plan = plan_host(self.profile, self.profile.hosts[name], self.pm)
-        files, sums, tar = self._host(plan)
+        files, sums, tar, encoded = self._host(plan)
         tar = Artifact(tar.path, "", tar.mode, data=tar.content())
         if put is not None:
-            for artifact in (*files, tar):
-                put(artifact.path, artifact.content(), artifact.mode)
+            for artifact, data in zip((*files, tar), (*encoded, tar.data)):
+                put(artifact.path, data, artifact.mode)
             files, tar = [Placed(a.path, "", a.mode) for a in files], Placed(tar.path, "", tar.mode)
         return files, sums, tar, for_review(plan)
 
