@@ -95,7 +95,7 @@ class Stream:
         from .fleet import ansible_files
         from .plan import plan_hosts, plan_profile
         from .render import render, sha256_line
-        from .review import for_review, run_waves
+        from .review import for_review, host_parts, run_waves
 
         profile, pm = self.profile, self.pm
         previous = plan_profile(self.against, pm, self.only) if self.against is not None else None
@@ -113,18 +113,20 @@ class Stream:
             # touches its own part of the profile's memory; whole files (--check) go one by one.
             done = _in_workers(work, names, jobs, _shared(profile, pm), 16 if put is not None else 1)
         else:
-            done = ((*self._host(plan)[:3], plan if self.keep_plans else for_review(plan))
+            done = ((*self._host(plan)[:3], plan if self.keep_plans else for_review(plan), host_parts(plan))
                     for plan in plan_hosts(profile, pm, self.only, previous))
-        for files, host_sums, tar, plan in done:
+        parts = []   # each host's section and subgraph of REVIEW.md
+        for files, host_sums, tar, plan, part in done:
             sums.update(host_sums)
             yield from files
             yield tar
             self.plans.append(plan)
+            parts.append(part)
             self.hosts += 1
         plans = self.plans
         waves = run_waves(profile, plans)   # the run order, for REVIEW.md and the inventory alike
         yield listed(Artifact("REVIEW.md", render("REVIEW.md.j2", **review_context(
-            profile, plans, self.profile_file, waves, self.against, previous))))
+            profile, plans, self.profile_file, waves, self.against, previous, parts))))
         for artifact in ansible_files(waves, profile.rollout, self.profile_file).values():
             yield listed(artifact)
         yield Artifact("SHA256SUMS", "".join(sums[path] for path in sorted(sums)))
@@ -155,11 +157,12 @@ class Stream:
         return files, sums, tar, encoded
 
     def _host_in_worker(self, name: str, put: Optional[Callable[[str, bytes, int], None]] = None
-                        ) -> Tuple[List[Artifact], Dict[str, str], Artifact, Any]:
-        """_host of one host in a worker process, with its tar packed there and what REVIEW.md needs;
+                        ) -> Tuple[List[Artifact], Dict[str, str], Artifact, Any, Any]:
+        """_host of one host in a worker process, with its tar packed there and what REVIEW.md needs
+        (its part of the plan, its section and subgraph);
         with `put`, its files (tar included) are written here and stand as `Placed` in the result."""
         from .plan import plan_host
-        from .review import for_review
+        from .review import for_review, host_parts
 
         plan = plan_host(self.profile, self.profile.hosts[name], self.pm)
         files, sums, tar, encoded = self._host(plan)
@@ -168,7 +171,7 @@ class Stream:
             for artifact, data in zip((*files, tar), (*encoded, tar.data)):
                 put(artifact.path, data, artifact.mode)
             files, tar = [Placed(a.path, "", a.mode) for a in files], Placed(tar.path, "", tar.mode)
-        return files, sums, tar, for_review(plan)
+        return files, sums, tar, for_review(plan), host_parts(plan)
 
     def _jobs(self, hosts: int) -> int:
         """Worker processes for `hosts` hosts: `jobs` when given; by default one per usable CPU, at
@@ -226,10 +229,11 @@ def archives(files: Dict[str, Artifact], hosts: List[str]) -> Dict[str, Artifact
 
 
 def review_context(profile: Any, plans: List[Any], profile_file: str, waves: List[List[Tuple[str, str]]],
-                   against: Optional[Any] = None, previous: Optional[List[Any]] = None) -> Dict[str, Any]:
+                   against: Optional[Any] = None, previous: Optional[List[Any]] = None,
+                   parts: Optional[List[Any]] = None) -> Dict[str, Any]:
     from .review import context
 
-    return context(profile, plans, profile_file, waves, against, previous)
+    return context(profile, plans, profile_file, waves, against, previous, parts)
 
 
 def _owned(directory: str) -> Optional[List[str]]:

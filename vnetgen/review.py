@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 
 def run_order(profile: Any, plans: List[Any]) -> List[Tuple[str, str]]:
@@ -52,40 +52,12 @@ def _uplinks(net: Any) -> List[str]:
     return list(dict.fromkeys([*net.devs, *(d for d in (net.dev, net.pf) if d)]))
 
 
-def mermaid(profile: Any, plans: List[Any]) -> List[str]:
-    """Lines of a Mermaid flowchart: hosts as subgraphs; NICs, bridges, networks, VMs; links."""
+def mermaid(profile: Any, plans: List[Any], subgraphs: List[List[str]]) -> List[str]:
+    """Lines of a Mermaid flowchart: hosts as subgraphs (each plan's mermaid_host); NICs, bridges,
+    networks, VMs; links."""
     lines = ["flowchart LR"]
-    for plan in plans:
-        host = plan.name
-        lines.append(f'  subgraph {_mermaid_id("h", host)}["host {host}"]')
-        for bridge in plan.host.bridges.values():
-            lines.append(f'    {_mermaid_id(host, "br", bridge.name)}["bridge {bridge.name}'
-                         f'{" " + str(bridge.ip) if bridge.ip else ""}"]')
-            for port in bridge.ports:
-                lines.append(f'    {_mermaid_id(host, "nic", port)}(["NIC {port}"]) --- '
-                             f'{_mermaid_id(host, "br", bridge.name)}')
-        for net in plan.networks.values():
-            if net.net.state == "absent":
-                continue
-            node = _mermaid_id(host, "net", net.name)
-            lines.append(f'    {node}{{{{"{_network_label(net.net)}"}}}}')
-            for nic in _uplinks(net.net):
-                lines.append(f'    {_mermaid_id(host, "nic", nic)}(["NIC {nic}"]) -.-|"uplink"| {node}')
-            for fwd in net.net.forwards:
-                fwd_node = _mermaid_id(host, "fwd", net.name, fwd.proto, str(fwd.port), fwd.to)
-                lines.append(f'    {fwd_node}>"{fwd.proto} port {fwd.port} to {fwd.to}"] --> {node}')
-            if net.bridge:
-                bridge_node = _mermaid_id(host, "br", net.bridge)
-                if net.bridge not in plan.host.bridges:
-                    lines.append(f'    {bridge_node}["bridge {net.bridge}"]')
-                lines.append(f"    {node} --- {bridge_node}")
-                for port in net.net.ports:
-                    lines.append(f'    {_mermaid_id(host, "nic", port)}(["NIC {port}"]) --- {bridge_node}')
-        for vm in plan.host.vms.values():
-            for nic in vm.networks:
-                lines.append(f'    {_mermaid_id(host, "vm", vm.name)}["VM {vm.name}"] --> '
-                             f'{_mermaid_id(host, "net", nic.network)}')
-        lines.append("  end")
+    for subgraph in subgraphs:
+        lines.extend(subgraph)
     planned = {p.name for p in plans}
     for link in profile.links:
         a, b = link.ends
@@ -94,18 +66,68 @@ def mermaid(profile: Any, plans: List[Any]) -> List[str]:
     return lines
 
 
+def mermaid_host(plan: Any) -> List[str]:
+    """One host's subgraph of the flowchart."""
+    lines: List[str] = []
+    host = plan.name
+    lines.append(f'  subgraph {_mermaid_id("h", host)}["host {host}"]')
+    for bridge in plan.host.bridges.values():
+        lines.append(f'    {_mermaid_id(host, "br", bridge.name)}["bridge {bridge.name}'
+                     f'{" " + str(bridge.ip) if bridge.ip else ""}"]')
+        for port in bridge.ports:
+            lines.append(f'    {_mermaid_id(host, "nic", port)}(["NIC {port}"]) --- '
+                         f'{_mermaid_id(host, "br", bridge.name)}')
+    for net in plan.networks.values():
+        if net.net.state == "absent":
+            continue
+        node = _mermaid_id(host, "net", net.name)
+        lines.append(f'    {node}{{{{"{_network_label(net.net)}"}}}}')
+        for nic in _uplinks(net.net):
+            lines.append(f'    {_mermaid_id(host, "nic", nic)}(["NIC {nic}"]) -.-|"uplink"| {node}')
+        for fwd in net.net.forwards:
+            fwd_node = _mermaid_id(host, "fwd", net.name, fwd.proto, str(fwd.port), fwd.to)
+            lines.append(f'    {fwd_node}>"{fwd.proto} port {fwd.port} to {fwd.to}"] --> {node}')
+        if net.bridge:
+            bridge_node = _mermaid_id(host, "br", net.bridge)
+            if net.bridge not in plan.host.bridges:
+                lines.append(f'    {bridge_node}["bridge {net.bridge}"]')
+            lines.append(f"    {node} --- {bridge_node}")
+            for port in net.net.ports:
+                lines.append(f'    {_mermaid_id(host, "nic", port)}(["NIC {port}"]) --- {bridge_node}')
+    for vm in plan.host.vms.values():
+        for nic in vm.networks:
+            lines.append(f'    {_mermaid_id(host, "vm", vm.name)}["VM {vm.name}"] --> '
+                         f'{_mermaid_id(host, "net", nic.network)}')
+    lines.append("  end")
+    return lines
+
+
+def host_parts(plan: Any) -> Tuple[str, List[str]]:
+    """What REVIEW.md says of one host alone: its section and its subgraph of the diagram (a build's
+    workers make them for their hosts)."""
+    from .render import render
+
+    section = render("_host_review.md.j2", plan=plan, host_paths={plan.name: host_paths(plan)})
+    return section, mermaid_host(plan)
+
+
 def context(profile: Any, plans: List[Any], profile_file: str, waves: List[List[Tuple[str, str]]],
-            against: Any = None, previous: Any = None) -> Dict[str, Any]:
-    """What REVIEW.md.j2 formats; `waves` is run_waves(profile, plans)."""
+            against: Any = None, previous: Any = None,
+            parts: Optional[List[Tuple[str, List[str]]]] = None) -> Dict[str, Any]:
+    """What REVIEW.md.j2 formats; `waves` is run_waves(profile, plans); `parts`: each plan's
+    host_parts when made already."""
     from .diff import IMPACT_WORDS, diff_links, diff_plans
     from .render import one_line
 
     changes = None
     if against is not None:
         changes = diff_links(against, profile) + diff_plans(previous or [], plans)
-    return dict(profile_file=profile_file, profile_name=profile.name or "", plans=plans,
-                host_paths={plan.name: host_paths(plan) for plan in plans},
-                order=[entry for wave in waves for entry in wave], mermaid=mermaid(profile, plans),
+    if parts is None:
+        parts = [host_parts(plan) for plan in plans]
+    return dict(profile_file=profile_file, profile_name=profile.name or "",
+                host_sections=[section for section, _ in parts],
+                order=[entry for wave in waves for entry in wave],
+                mermaid=mermaid(profile, plans, [subgraph for _, subgraph in parts]),
                 warnings=profile.warnings, changes=changes,
                 against_file=one_line(os.path.basename(getattr(against, "path", ""))), impact_words=IMPACT_WORDS)
 
