@@ -142,9 +142,7 @@ class Walker:
             for key in schema.get("required", ()):
                 self.report.error(empty.mark, f"{where or 'profile'}: missing required key '{key}'")
             return empty
-        handler = {"object": self._object, "array": self._array, "string": self._string,
-                   "integer": self._integer, "boolean": self._boolean}[kind]
-        return handler(node, schema, where)
+        return _HANDLERS[kind](self, node, schema, where)
 
     def _one_of(self, node: yaml.Node, schema: Dict[str, Any], where: str) -> Any:
         for option in schema["oneOf"]:
@@ -316,6 +314,12 @@ class Walker:
             self.report.error(mark_of(node), f"{where}: expected true or false, got '{_show(text)}'")
             return INVALID
         return self._constructor.construct_yaml_bool(node)
+
+
+# The converter of each schema type (looked up for every node: one table, not a dict of bound methods
+# made per node).
+_HANDLERS = {"object": Walker._object, "array": Walker._array, "string": Walker._string,
+             "integer": Walker._integer, "boolean": Walker._boolean}
 
 
 def load_document(path: str, schema: Dict[str, Any], report: Report) -> Optional[LMap]:
