@@ -13,6 +13,7 @@ VLAN_MIN, VLAN_MAX = 1, 4094   # 0 (priority tags) and 4095 are reserved by 802.
 
 @dataclass(frozen=True)
 class Vlan:
+    """A VLAN sub-interface PARENT.ID a host needs, and the bridge it is a port of."""
     name: str          # the sub-interface, PARENT.ID
     parent: str        # the NIC that carries the tagged frames
     id: int

@@ -38,6 +38,7 @@ _DIAGNOSTICS = (
 
 @dataclass
 class _Bridge:
+    """One bridge of `brctl show` while it is read."""
     name: str
     line: int
     bridge_id: Optional[str] = None

@@ -25,6 +25,7 @@ class BundleError(Exception):
 
 @dataclass
 class Bundle:
+    """A bundle held whole in memory: its files by path, and the host plans they were made from."""
     files: Dict[str, Artifact]   # path relative to the bundle root → artifact
     plans: List[Any]
 

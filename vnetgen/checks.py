@@ -45,6 +45,7 @@ class Drift:
 
 @dataclass
 class HostAudit:
+    """The audit of one host: its drift, and what could not be audited."""
     host: str
     drift: List[Drift] = field(default_factory=list)
     not_audited: List[str] = field(default_factory=list)

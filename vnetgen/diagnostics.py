@@ -9,6 +9,7 @@ Mark = Tuple[int, int]  # 1-based (line, column)
 
 @dataclass(frozen=True, order=True)
 class Diagnostic:
+    """One located problem: FILE:LINE:COL, its severity and message; sorts by place."""
     file: str
     line: int
     col: int

@@ -31,6 +31,7 @@ _RESTART_FIELDS = (("mode", "mode"), ("bridge", "bridge"), ("stp", "stp"), ("del
 
 @dataclass(frozen=True)
 class Change:
+    """One change between two profiles on a host, in a reviewer's words, and its impact."""
     host: str
     object: str      # "network default", "bridge mybridge0", "vm VM1", "host", "sysctl"
     what: str        # in words a reviewer understands

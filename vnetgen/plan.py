@@ -29,6 +29,7 @@ _IP6_FORWARD = Sysctl("net.ipv6.conf.all.forwarding", "1",
 
 @dataclass
 class NetworkPlan:
+    """A network of a host with every libvirt default resolved (bridge, MAC, UUID, STP), and its XML."""
     net: m.Network
     mode: Mode
     bridge: Optional[str]
@@ -54,6 +55,7 @@ class NetworkPlan:
 
 @dataclass
 class HostPlan:
+    """Everything a host's bundle is made from: its network plans, sysctl, checks, steps and files."""
     host: m.Host
     target: Target
     profile: m.Profile
