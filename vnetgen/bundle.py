@@ -6,10 +6,10 @@ import re
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .api import Artifact
+from .dataclassc import dataclass
 from .gcpause import paused_gc
 
 MANIFEST = ".vnetgen-manifest"

@@ -1,8 +1,10 @@
 """Located problems (FILE:LINE:COL: severity: message) collected during load and validation."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import List, Optional, Set, Tuple
+
+from .dataclassc import dataclass
 
 Mark = Tuple[int, int]  # 1-based (line, column)
 

@@ -1,10 +1,10 @@
 """What changes between two profiles, host by host, and what each change costs on a running host."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import netip6
+from .dataclassc import dataclass
 from .netfields import FIELDS
 
 # Impact of a change, in the words REVIEW.md and `vnetgen diff` use.

@@ -1,10 +1,11 @@
 """The typed profile: hosts, bridges, networks and VMs, each remembering where it was written."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Dict, List, Optional, Tuple, Union
 
+from .dataclassc import dataclass
 from .diagnostics import Mark
 
 

@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, Iterator, List, Optional
 
 from . import model as m
 from .api import Artifact, CaptureFile, Check, Mode, Step, Sysctl, Target
+from .dataclassc import dataclass
 from .plugins import modes as plugin_modes
 from .plugins import targets as plugin_targets
 
