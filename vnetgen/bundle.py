@@ -211,9 +211,13 @@ _LEFTOVER = re.compile(r"\.vnetgen-(?:old-)?(?:(?P<pid>[0-9]+)@(?P<host>[A-Za-z0
 
 def _me() -> str:
     """pid@host: names our staging directories, so a later build knows whether we still run."""
-    import socket
+    if hasattr(os, "uname"):   # the node name, which socket.gethostname() returns: without importing socket
+        node = os.uname().nodename
+    else:
+        import socket
 
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64]
+        node = socket.gethostname()
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", node)[:64]
     return f"{os.getpid()}@{host}"
 
 
