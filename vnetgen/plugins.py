@@ -18,6 +18,9 @@ import pluggy
 
 ENTRY_POINT_GROUP = "vnetgen.plugins"
 _HOOKABLE = (FunctionType, MethodType, classmethod, staticmethod)
+# A module's attributes that its type's data descriptors give, whatever its namespace binds (__dict__…).
+_SHADOWED = frozenset(name for klass in ModuleType.__mro__ for name, value in vars(klass).items()
+                      if hasattr(type(value), "__set__") or hasattr(type(value), "__delete__"))
 
 
 class PluginManager(pluggy.PluginManager):
@@ -29,11 +32,16 @@ class PluginManager(pluggy.PluginManager):
         self.origins: List[Tuple[Any, str]] = []
 
     def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
-        # pluggy looks up every name of a plugin with inspect.getattr_static (~4 µs each, ~540 names
-        # in a build's plugins). A name of a module bound to anything but a function, classmethod,
-        # staticmethod or method is never a hook implementation, whatever its type's descriptors.
-        if type(plugin) is ModuleType:
+        # pluggy looks up every name of a plugin with inspect.getattr_static (~5 µs each, ~540 names
+        # in a build's plugins). In a module, a name that ModuleType's own data descriptors do not
+        # shadow is what the namespace binds: a function is a hook implementation when it carries the
+        # marker's options; what pluggy cannot hook (a class, a constant, a module) never is.
+        # Anything else is pluggy's to judge.
+        if type(plugin) is ModuleType and name not in _SHADOWED:
             value = plugin.__dict__.get(name)
+            if isinstance(value, FunctionType) and not hasattr(value, "__func__"):
+                options = getattr(value, self.project_name + "_impl", None)
+                return options if isinstance(options, dict) else None
             if value is not None and not isinstance(value, _HOOKABLE):
                 return None
         return super().parse_hookimpl_opts(plugin, name)
