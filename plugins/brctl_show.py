@@ -1,10 +1,12 @@
 """Parse `brctl show` (bridge-utils): host bridges, their bridge id, STP and ports. The el7 target's
-parser (RHEL 7 has brctl; later releases do not), written against `vnetgen.api` like any plugin's."""
+parser (RHEL 7 has brctl; later releases do not), written against `vnetgen.api` like any plugin's.
+
+A build imports it for the capture command only: its patterns are compiled where a capture is parsed
+(re caches them), and it makes no dataclass."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Dict, List, Optional, Tuple
 
 from vnetgen.api import FactError, excerpt, is_ifname, numbered_lines
@@ -15,13 +17,13 @@ if TYPE_CHECKING:  # imported where a capture is parsed: a build reads only the 
 _HEADER = ["bridge", "name", "bridge", "id", "STP", "enabled", "interfaces"]
 # NAME<tabs>PRIO.MAC<tabs>yes|no<tabs>[FIRST PORT]; brctl separates with tabs, but a
 # capture pasted from a terminal has spaces: any blanks will do.
-_BRIDGE = re.compile(r"(\S+)\s+([0-9A-Fa-f]{4}\.[0-9A-Fa-f]{12})\s+(yes|no)(?:\s+(\S+))?\s*")
+_BRIDGE = r"(\S+)\s+([0-9A-Fa-f]{4}\.[0-9A-Fa-f]{12})\s+(yes|no)(?:\s+(\S+))?\s*"
 # brctl prints "NAME\t\t" and flushes before it reads the bridge's info: when the
 # read fails (old bridge-utils, RHEL 7: "can't get info ...") nothing more goes to
 # stdout, so the next bridge's line, or the end of the capture, follows on the same line.
-_UNREADABLE = re.compile(r"(\S+)\t\t")
-_NO_INFO = re.compile(r"can't get info\b.*")
-_BLANK = re.compile(r"\s*")
+_UNREADABLE = r"(\S+)\t\t"
+_NO_INFO = r"can't get info\b.*"
+_BLANK = r"\s*"
 # Printed on stdout after the STP column when the port list cannot be read.
 _NO_PORT_INFO = " can't get port info"
 # brctl's stderr, which a capture with 2>&1 holds. Each says that a bridge is absent
@@ -29,21 +31,21 @@ _NO_PORT_INFO = " can't get port info"
 # they are skipped. Into a file stdout is flushed late and these lines come first,
 # above the header; only "can't get info" follows its "NAME\t\t" (brctl flushes that).
 _DIAGNOSTICS = (
-    re.compile(r"bridge \S+ does not exist!"),
-    re.compile(r"device \S+ is not a bridge!"),
-    re.compile(r"(?:\S+: )?can't get info\b.*"),
-    re.compile(r"/sys/\S+: .*"),  # 1.7: a sysfs attribute it could not read
+    r"bridge \S+ does not exist!",
+    r"device \S+ is not a bridge!",
+    r"(?:\S+: )?can't get info\b.*",
+    r"/sys/\S+: .*",  # 1.7: a sysfs attribute it could not read
 )
 
 
-@dataclass
 class _Bridge:
-    name: str
-    line: int
-    bridge_id: Optional[str] = None
-    stp: Optional[bool] = None
-    ports: List[str] = field(default_factory=list)
-    ports_known: bool = True
+    """One bridge of `brctl show` while it is read."""
+
+    def __init__(self, name: str, line: int, bridge_id: Optional[str] = None, stp: Optional[bool] = None,
+                 ports: Optional[List[str]] = None, ports_known: bool = True) -> None:
+        self.name, self.line, self.bridge_id, self.stp = name, line, bridge_id, stp
+        self.ports: List[str] = [] if ports is None else ports
+        self.ports_known = ports_known
 
     def freeze(self) -> BridgeInfo:
         from vnetgen.api import BridgeInfo
@@ -70,7 +72,7 @@ class BrctlShow:
             if not line.strip():
                 continue
             if _is_diagnostic(line):
-                if failure is None and not _ABSENT.fullmatch(line.strip()):
+                if failure is None and not re.fullmatch(_ABSENT, line.strip()):
                     failure = (number, line.strip())
                 continue
             if line[0] in " \t":
@@ -89,12 +91,12 @@ class BrctlShow:
 
 
 # What `brctl show NAME` says of a NAME that is no bridge: with nothing else, an honest empty answer.
-_ABSENT = re.compile(r"bridge \S+ does not exist!|device \S+ is not a bridge!")
+_ABSENT = r"bridge \S+ does not exist!|device \S+ is not a bridge!"
 
 
 def _is_diagnostic(line: str) -> bool:
     stripped = line.strip()
-    return any(pattern.fullmatch(stripped) for pattern in _DIAGNOSTICS)
+    return any(re.fullmatch(pattern, stripped) for pattern in _DIAGNOSTICS)
 
 
 def _add_port(current: Optional[_Bridge], line: str, source: str, number: int) -> None:
@@ -114,16 +116,16 @@ def _parse_bridge_line(line: str, source: str, number: int) -> List[_Bridge]:
     found = []
     pos = 0  # positions, not slices: a long line of "NAME\t\t" must stay linear
     while True:
-        match = _BRIDGE.fullmatch(body, pos)
+        match = re.compile(_BRIDGE).fullmatch(body, pos)
         if match:
             found.append(_readable_bridge(match, number, ports_known=cut < 0))
             break
-        unreadable = _UNREADABLE.match(body, pos)
+        unreadable = re.compile(_UNREADABLE).match(body, pos)
         if unreadable is None:
             raise FactError(source, number, f"expected 'NAME BRIDGE-ID yes|no [PORT]', got {line.strip()[:80]!r}")
         found.append(_Bridge(name=unreadable.group(1), line=number, ports_known=False))
         pos = unreadable.end()
-        if _BLANK.fullmatch(body, pos) or _NO_INFO.fullmatch(body, pos):
+        if re.compile(_BLANK).fullmatch(body, pos) or re.compile(_NO_INFO).fullmatch(body, pos):
             break
     for bridge in found:
         _check_names(bridge, source, number)

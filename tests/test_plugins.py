@@ -161,3 +161,28 @@ def test_a_zip_on_sys_path_is_left_to_importlib_metadata(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(archive))
     assert entry_points(ENTRY_POINT_GROUP) is None
     assert "latemode" in modes(get_plugin_manager())
+
+
+def test_hook_implementations_are_found_as_pluggy_finds_them():
+    """The manager skips a module's names bound to what cannot be a hook without asking pluggy:
+    every name of every plugin module (and of a class-based plugin) gets pluggy's own answer."""
+    import types
+
+    import pluggy
+
+    from vnetgen.plugins import PluginManager, entry_points, load
+
+    ours, pluggys = PluginManager(), pluggy.PluginManager("vnetgen")
+    plugins = [load(value) for _, _, value in entry_points(ENTRY_POINT_GROUP)]
+    odd = types.ModuleType("odd")   # a module holding a staticmethod and a classmethod object, a bound method
+    odd.vnetgen_modes = staticmethod(hookimpl(lambda: []))
+    odd.vnetgen_targets = classmethod(hookimpl(lambda cls: []))
+    odd.bound = ToyvtapPlugin().vnetgen_modes
+    odd.data = 3
+    found = 0
+    for plugin in [*plugins, odd, ToyvtapPlugin(), ToyvtapPlugin]:
+        for name in dir(plugin):
+            mine = ours.parse_hookimpl_opts(plugin, name)
+            assert mine == pluggys.parse_hookimpl_opts(plugin, name), (plugin, name)
+            found += mine is not None
+    assert found > 30

@@ -6,11 +6,12 @@ target returns, and the one quoting function (`cmd`, `q`) every shell word from 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import TYPE_CHECKING, AbstractSet, Any, Dict, List, Optional, Sequence, Tuple
 
 import pluggy
 
+from .dataclassc import dataclass
 from .factbase import (FactError, as_text, bridge_ports_command, excerpt, ip_addrs_command, ip_links_command,
                        ip_routes_command, is_ifname, numbered_lines, quick_init)
 from .netfields import span   # "START-END" ranges of a profile (NAT addresses and ports)

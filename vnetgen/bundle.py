@@ -7,19 +7,19 @@ import re
 import shutil
 import stat
 import tempfile
-from dataclasses import dataclass
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from .api import Artifact
+from .dataclassc import dataclass
 from .gcpause import paused_gc
 
 MANIFEST = ".vnetgen-manifest"
 ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA256SUMS, which they carry  # lists the files vnetgen wrote, so a rebuild may replace exactly those
-# Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
-# no host may take one. Documented in docs/profile.md.
 # A build plans and renders hosts in worker processes from this many hosts on (vnetgen.workers).
 PARALLEL_FROM = 32
 MAX_JOBS = 4   # the default's cap: `build -j N` asks for more
+# Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
+# no host may take one. Documented in docs/profile.md.
 TOP_LEVEL = ("REVIEW.md", "SHA256SUMS", ARCHIVES, "ansible", MANIFEST)
 
 
@@ -29,6 +29,7 @@ class BundleError(Exception):
 
 @dataclass
 class Bundle:
+    """A bundle held whole in memory: its files by path, and the host plans they were made from."""
     files: Dict[str, Artifact]   # path relative to the bundle root → artifact
     plans: List[Any]
 
@@ -313,9 +314,13 @@ _LEFTOVER = re.compile(r"\.vnetgen-(?:old-)?(?:(?P<pid>[0-9]+)@(?P<host>[A-Za-z0
 
 def _me() -> str:
     """pid@host: names our staging directories, so a later build knows whether we still run."""
-    import socket
+    if hasattr(os, "uname"):   # the node name, which socket.gethostname() returns: without importing socket
+        node = os.uname().nodename
+    else:
+        import socket
 
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", socket.gethostname())[:64]
+        node = socket.gethostname()
+    host = re.sub(r"[^A-Za-z0-9._-]", "_", node)[:64]
     return f"{os.getpid()}@{host}"
 
 

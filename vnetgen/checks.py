@@ -8,10 +8,11 @@ the registry below (`kinds()`); a plugin adds kinds with `vnetgen_check_kinds` a
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .api import Check, CheckKind
+from .dataclassc import dataclass
 from .netfields import FIELDS, NetField, set_fields
 from .netip6 import named_first
 from .shell import cmd
@@ -45,6 +46,7 @@ class Drift:
 
 @dataclass
 class HostAudit:
+    """The audit of one host: its drift, and what could not be audited."""
     host: str
     drift: List[Drift] = field(default_factory=list)
     not_audited: List[str] = field(default_factory=list)

@@ -1,5 +1,6 @@
 """The `vnetgen` command: parses arguments, calls the library, maps results to exit codes."""
-from __future__ import annotations
+# No `from __future__ import annotations` here: typer reads every command's annotations at start-up,
+# and as strings it evaluates each twice (inspect, then typing.get_type_hints): ~0.8 ms of a build.
 
 import os
 import sys

@@ -1,14 +1,17 @@
 """Located problems (FILE:LINE:COL: severity: message) collected during load and validation."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import List, Optional, Set, Tuple
+
+from .dataclassc import dataclass
 
 Mark = Tuple[int, int]  # 1-based (line, column)
 
 
 @dataclass(frozen=True, order=True)
 class Diagnostic:
+    """One located problem: FILE:LINE:COL, its severity and message; sorts by place."""
     file: str
     line: int
     col: int

@@ -1,10 +1,10 @@
 """What changes between two profiles, host by host, and what each change costs on a running host."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Dict, List, Optional, Tuple
 
 from . import netip6
+from .dataclassc import dataclass
 from .netfields import FIELDS
 
 # Impact of a change, in the words REVIEW.md and `vnetgen diff` use.
@@ -31,6 +31,7 @@ _RESTART_FIELDS = (("mode", "mode"), ("bridge", "bridge"), ("stp", "stp"), ("del
 
 @dataclass(frozen=True)
 class Change:
+    """One change between two profiles on a host, in a reviewer's words, and its impact."""
     host: str
     object: str      # "network default", "bridge mybridge0", "vm VM1", "host", "sysctl"
     what: str        # in words a reviewer understands

@@ -8,10 +8,10 @@ built here byte-reproducibly. Pure: nothing here touches a file but the package'
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any, Dict, List, Tuple
 
 from .api import Artifact
+from .dataclassc import dataclass
 
 ANSIBLE = "ansible"
 BUNDLES = f"{ANSIBLE}/bundles"   # the per-host tars: they carry SHA256SUMS, so it cannot list them

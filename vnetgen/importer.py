@@ -18,11 +18,12 @@ import os
 import re
 import socket
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Set, Tuple, Union
 
 from .checks import AUTOMATIC_PORT_PREFIXES
+from .dataclassc import dataclass
 from .facts import DomDumpXml, DomIfList, FactError, NetList, NetListEntry, NetworkDef, VirshList
 from .observe import (DOMAINS, DOMIFLIST, DOMXML, NET_LIST, NET_XML, OS_RELEASE, TIMEOUT, AuditError, Runner,
                       _Captures, _Live, run_command, sysctl_file)

@@ -1,15 +1,17 @@
 """The typed profile: hosts, bridges, networks and VMs, each remembering where it was written."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import Dict, List, Optional, Tuple, Union
 
+from .dataclassc import dataclass
 from .diagnostics import Mark
 
 
 @dataclass
 class Located:
+    """Where an object of the profile was written (`mark`), and where each of its keys was (`marks`)."""
     mark: Mark = (1, 1)
     marks: Dict[str, Mark] = field(default_factory=dict, repr=False, compare=False)
 
@@ -20,6 +22,7 @@ class Located:
 
 @dataclass
 class Nic(Located):
+    """A physical NIC of a host's `nics:`: the MAC, UUID and address its persisted configuration gets."""
     name: str = ""
     hwaddr: Optional[str] = None
     uuid: Optional[str] = None
@@ -28,6 +31,7 @@ class Nic(Located):
 
 @dataclass
 class Bridge(Located):
+    """A host bridge of `bridges:`, its ports, address, gateway and resolvers."""
     name: str = ""
     ports: List[str] = field(default_factory=list)
     ip: Optional[IPv4Interface] = None
@@ -42,6 +46,7 @@ class Bridge(Located):
 
 @dataclass
 class DhcpHost(Located):
+    """A static DHCP lease of a network's `dhcp: hosts:` (IPv4): by MAC or by name."""
     ip: Optional[IPv4Address] = None
     mac: Optional[str] = None
     name: Optional[str] = None
@@ -49,6 +54,7 @@ class DhcpHost(Located):
 
 @dataclass
 class Dhcp(Located):
+    """A network's IPv4 `dhcp:`: the range and the static leases."""
     start: Optional[IPv4Address] = None
     end: Optional[IPv4Address] = None
     hosts: List[DhcpHost] = field(default_factory=list)
@@ -66,6 +72,7 @@ class IpHost(Located):
 
 @dataclass
 class IpDhcp(Located):
+    """The `dhcp:` of an `ips:` entry: range and static hosts, of the entry's family."""
     start: Optional[Union[IPv4Address, IPv6Address]] = None
     end: Optional[Union[IPv4Address, IPv6Address]] = None
     hosts: List[IpHost] = field(default_factory=list)
@@ -80,6 +87,7 @@ class IpEntry(Located):
 
 @dataclass
 class Rate(Located):
+    """One direction of a network's `bandwidth:`."""
     average: Optional[int] = None  # kilobytes per second
     peak: Optional[int] = None     # kilobytes per second
     burst: Optional[int] = None    # kilobytes
@@ -87,18 +95,21 @@ class Rate(Located):
 
 @dataclass
 class Bandwidth(Located):
+    """A network's `bandwidth:` (libvirt QoS): inbound and outbound rates."""
     inbound: Optional[Rate] = None
     outbound: Optional[Rate] = None
 
 
 @dataclass
 class Nat(Located):
+    """A nat network's `nat:`: the host's outside addresses and the source ports masquerade uses."""
     addresses: Optional[str] = None   # "START-END" or one address, as written (validation parses it)
     ports: Optional[str] = None       # "START-END" or one port
 
 
 @dataclass
 class Forward(Located):
+    """A port forward of a network's `forwards:`, to ADDRESS:PORT of a guest."""
     proto: str = "tcp"
     port: int = 0
     to: str = ""   # "ADDRESS:PORT" as written (validation parses it)
@@ -106,18 +117,21 @@ class Forward(Located):
 
 @dataclass
 class DnsHost(Located):
+    """A host entry of a network's `dns: hosts:`: an address and its names."""
     ip: Optional[Union[IPv4Address, IPv6Address]] = None   # in the network's IPv4 or IPv6 subnet
     names: List[str] = field(default_factory=list)
 
 
 @dataclass
 class DnsForwarder(Located):
+    """A forwarder of a network's `dns: forwarders:`."""
     addr: Optional[str] = None     # an IPv4/IPv6 address; none: `domain` is answered locally only
     domain: Optional[str] = None   # only queries for this domain go to `addr`
 
 
 @dataclass
 class DnsSrv(Located):
+    """An SRV record of a network's `dns: srv:`."""
     service: str = ""
     protocol: str = ""
     domain: Optional[str] = None
@@ -129,6 +143,7 @@ class DnsSrv(Located):
 
 @dataclass
 class DnsTxt(Located):
+    """A TXT record of a network's `dns: txt:`."""
     name: str = ""
     value: str = ""
 
@@ -146,12 +161,14 @@ class Dns(Located):
 
 @dataclass
 class Domain(Located):
+    """A network's `domain:` (<domain>): its DNS domain, and whether only the network answers it."""
     name: str = ""
     local_only: Optional[bool] = None
 
 
 @dataclass
 class Portgroup(Located):
+    """A portgroup of a network's `portgroups:`, with its VLAN tags."""
     name: str = ""
     default: bool = False
     vlan: Optional[List[int]] = None   # VLAN ids; one: access, two or more: trunk
@@ -159,6 +176,7 @@ class Portgroup(Located):
 
 @dataclass
 class Network(Located):
+    """A libvirt network of a host's `networks:`, as written; the planner resolves what it leaves out."""
     name: str = ""
     mode: str = ""
     bridge: Optional[str] = None   # resolved by the planner when absent
@@ -196,12 +214,14 @@ class Network(Located):
 
 @dataclass
 class VmNic(Located):
+    """One NIC of a VM: the network it is on, its MAC if pinned."""
     network: str = ""
     mac: Optional[str] = None
 
 
 @dataclass
 class Vm(Located):
+    """A VM of a host's `vms:`: what virt-install is given."""
     name: str = ""
     memory: int = 0
     vcpus: int = 0
@@ -217,6 +237,7 @@ class Vm(Located):
 
 @dataclass
 class Host(Located):
+    """A host of the profile: its NICs, host bridges, libvirt networks and VMs."""
     name: str = ""
     target: Optional[str] = None   # None: the default target's (validation fills it in)
     nics: Dict[str, Nic] = field(default_factory=dict)
@@ -227,23 +248,27 @@ class Host(Located):
 
 @dataclass
 class LinkEnd:
+    """One end of a link: HOST:NIC."""
     host: str
     nic: str
 
 
 @dataclass
 class Link(Located):
+    """A cable (or trunk) of `links:` between two hosts' NICs."""
     ends: Tuple[LinkEnd, LinkEnd] = (LinkEnd("", ""), LinkEnd("", ""))
 
 
 @dataclass
 class Rollout(Located):
+    """The profile's `rollout:`: how the fleet playbooks batch hosts."""
     serial: Union[int, str] = 1            # hosts per batch, or "N%" of the wave
     max_fail_percentage: int = 0
 
 
 @dataclass
 class Profile(Located):
+    """A whole profile: its hosts, links, rollout and the warnings validation found."""
     path: str = ""
     name: Optional[str] = None
     hosts: Dict[str, Host] = field(default_factory=dict)

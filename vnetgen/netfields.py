@@ -3,10 +3,10 @@ its expected value, what `net-dumpxml` shows of it, the runbook's tokens and the
 `vnetgen diff` use. A setting the profile leaves out is libvirt's to choose, never drift."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from ipaddress import IPv4Address
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from .dataclassc import dataclass
 from .netdns import DNS_ROWS
 from .netip6 import ROW as IP6_ROW
 

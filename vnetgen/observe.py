@@ -6,11 +6,12 @@ import os
 import re
 import stat
 import subprocess
-from dataclasses import dataclass, field
+from dataclasses import field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .api import CaptureFile, CaptureReader, HostNetworking
+from .dataclassc import dataclass
 from .factbase import (FactError, as_text, dom_dumpxml_command, domiflist_command, net_dumpxml_command, net_list_command,
                        sysctl_command, virsh_list_command)
 from .safeio import CAPTURE_LIMIT, UnsafeInput, excerpt, read_bounded

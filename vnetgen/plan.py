@@ -3,11 +3,12 @@ from __future__ import annotations
 
 import hashlib
 import uuid as uuidlib
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Dict, Iterator, List, Optional
 
 from . import model as m
 from .api import Artifact, CaptureFile, Check, Mode, Step, Sysctl, Target
+from .dataclassc import dataclass
 from .plugins import modes as plugin_modes
 from .plugins import targets as plugin_targets
 
@@ -29,6 +30,7 @@ _IP6_FORWARD = Sysctl("net.ipv6.conf.all.forwarding", "1",
 
 @dataclass
 class NetworkPlan:
+    """A network of a host with every libvirt default resolved (bridge, MAC, UUID, STP), and its XML."""
     net: m.Network
     mode: Mode
     bridge: Optional[str]
@@ -54,6 +56,7 @@ class NetworkPlan:
 
 @dataclass
 class HostPlan:
+    """Everything a host's bundle is made from: its network plans, sysctl, checks, steps and files."""
     host: m.Host
     target: Target
     profile: m.Profile

@@ -11,11 +11,16 @@ from __future__ import annotations
 
 import os
 import sys
+from types import FunctionType, MethodType, ModuleType
 from typing import Any, Dict, List, Optional, Tuple
 
 import pluggy
 
 ENTRY_POINT_GROUP = "vnetgen.plugins"
+_HOOKABLE = (FunctionType, MethodType, classmethod, staticmethod)
+# A module's attributes that its type's data descriptors give, whatever its namespace binds (__dict__…).
+_SHADOWED = frozenset(name for klass in ModuleType.__mro__ for name, value in vars(klass).items()
+                      if hasattr(type(value), "__set__") or hasattr(type(value), "__delete__"))
 
 
 class PluginManager(pluggy.PluginManager):
@@ -25,6 +30,21 @@ class PluginManager(pluggy.PluginManager):
     def __init__(self) -> None:
         super().__init__("vnetgen")
         self.origins: List[Tuple[Any, str]] = []
+
+    def parse_hookimpl_opts(self, plugin: Any, name: str) -> Any:
+        # pluggy looks up every name of a plugin with inspect.getattr_static (~5 µs each, ~540 names
+        # in a build's plugins). In a module, a name that ModuleType's own data descriptors do not
+        # shadow is what the namespace binds: a function is a hook implementation when it carries the
+        # marker's options; what pluggy cannot hook (a class, a constant, a module) never is.
+        # Anything else is pluggy's to judge.
+        if type(plugin) is ModuleType and name not in _SHADOWED:
+            value = plugin.__dict__.get(name)
+            if isinstance(value, FunctionType) and not hasattr(value, "__func__"):
+                options = getattr(value, self.project_name + "_impl", None)
+                return options if isinstance(options, dict) else None
+            if value is not None and not isinstance(value, _HOOKABLE):
+                return None
+        return super().parse_hookimpl_opts(plugin, name)
 
 
 def get_plugin_manager(extra: Optional[List[Any]] = None, entry_points: bool = True) -> PluginManager:

@@ -1,7 +1,6 @@
 """Profile v1 as one JSON Schema: it drives structural validation and `vnetgen schema`."""
 from __future__ import annotations
 
-import copy
 from typing import Any, Dict, Iterable
 
 # Names end up in file names, XML and shell words: keep them to a safe alphabet.
@@ -222,11 +221,23 @@ ROLLOUT = _obj({
 
 def profile_schema(modes: Iterable[str] = ()) -> Dict[str, Any]:
     """The JSON Schema of profile v1; `modes` (from the plugins) become the mode enum."""
+    host_properties, host = HOST_PROPERTIES, HOST
+    modes = sorted(set(modes))
+    if modes:
+        # One map of networks serves hosts, defaults and the one-host shorthand: the dicts on the
+        # way to its `mode` are copied with the enum, the rest of the schema is shared.
+        networks = host_properties["networks"]
+        network = networks["additionalProperties"]
+        mode = {**network["properties"]["mode"], "enum": modes}
+        networks = {**networks, "additionalProperties": {**network, "properties": {**network["properties"],
+                                                                                     "mode": mode}}}
+        host_properties = {**host_properties, "networks": networks}
+        host = {**host, "properties": host_properties}
     top: Dict[str, Any] = {
         "vnetgen": {"type": "integer", "const": 1, "description": "format version"},
         "name": TEXT,
-        "defaults": HOST,
-        "hosts": _map(HOST, NAME_PATTERN, "hosts by name"),
+        "defaults": host,
+        "hosts": _map(host, NAME_PATTERN, "hosts by name"),
         "links": {"type": "array", "description": "cables between hosts",
                   "items": {"type": "array", "minItems": 2, "maxItems": 2,
                             "items": _s(LINK_END_PATTERN, "HOST:NIC", 80)}},
@@ -234,14 +245,8 @@ def profile_schema(modes: Iterable[str] = ()) -> Dict[str, Any]:
         # one-host shorthand
         "host": NAME,
     }
-    top.update(HOST_PROPERTIES)
+    top.update(host_properties)
     schema = _obj(top, required=("vnetgen",))
     schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
     schema["title"] = "vnetgen profile v1"
-    modes = sorted(set(modes))
-    if modes:
-        schema = copy.deepcopy(schema)
-        for holder in (schema["properties"]["hosts"]["additionalProperties"], schema["properties"]["defaults"],
-                       schema):
-            holder["properties"]["networks"]["additionalProperties"]["properties"]["mode"]["enum"] = modes
     return schema

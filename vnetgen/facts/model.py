@@ -6,9 +6,9 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import re
-from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple, Union
 
+from ..dataclassc import dataclass
 from ..factbase import FactError, excerpt, numbered_lines, quick_init
 
 IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]

@@ -1,0 +1,1 @@
+"""vnetgen's dataclasses' methods, compiled ahead of time: see vnetgen.dataclassc."""
