@@ -241,3 +241,13 @@ def test_a_worker_that_cannot_write_fails_the_build_and_leaves_nothing(pm, fleet
     with pytest.raises(bundle.BundleError, match="No space left on device"):
         bundle.write(bundle.Stream(profile, pm, "f.yaml", jobs=2), str(out))
     assert os.listdir(tmp_path) == []
+
+
+def test_a_result_that_cannot_be_sent_back_fails_its_item_cleanly():
+    from vnetgen.workers import WorkerError, ordered_map
+
+    got = []
+    with pytest.raises(WorkerError, match="the result for 3 cannot be sent back"):
+        for value in ordered_map(lambda i: (lambda: i) if i == 3 else i, list(range(6)), 2):
+            got.append(value)
+    assert got == [0, 1, 2]

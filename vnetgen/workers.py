@@ -96,6 +96,8 @@ def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
             except EOFError:
                 raise WorkerError(f"a build worker (pid {pid}) ended before its work was done "
                                   f"({_status(pid)})") from None
+            except Exception as exc:   # not a whole result: never expected, but never a traceback either
+                raise WorkerError(f"a build worker (pid {pid}) sent what cannot be read back: {exc}") from None
             if not ok:
                 raise value
             yield value
@@ -123,7 +125,11 @@ def _work(func: Callable[[Any], Any], items: Sequence[Any], fd: int, index: dict
                     message = (True, func(item))
                 except Exception as exc:   # sent, raised by the parent in this item's turn
                     message = (False, _picklable(exc))
-                _Pickler(out, index).dump(message)
+                data = _dumps(message, index)
+                if data is None:   # a result that cannot be pickled: the item fails
+                    message = (False, WorkerError(f"the result for {item!r} cannot be sent back"))
+                    data = _dumps(message, index) or b""
+                out.write(data)    # whole, or the parent would read half a result
                 out.flush()   # the parent may be waiting for exactly this
                 if not message[0]:
                     break
@@ -140,6 +146,18 @@ def _work(func: Callable[[Any], Any], items: Sequence[Any], fd: int, index: dict
             pass
     finally:
         os._exit(code)
+
+
+def _dumps(message: Any, index: dict) -> Any:
+    """`message` pickled (bytes), or None when it cannot be."""
+    import io
+
+    buffer = io.BytesIO()
+    try:
+        _Pickler(buffer, index).dump(message)
+    except Exception:
+        return None
+    return buffer.getvalue()
 
 
 def _picklable(exc: Exception) -> Exception:
