@@ -68,8 +68,11 @@ class Stream:
     host's files, then its ansible/bundles tar; after the last host REVIEW.md, ansible/ and
     SHA256SUMS. Of a host whose files are out it keeps only their digests and what REVIEW.md says of
     it (review.for_review), so a fleet's build no longer holds every host's text and plan. Pure: plans
-    and renders, touches no file. `hosts` counts the hosts planned so far; `plans` holds their full
-    plans with keep_plans (and the REVIEW.md data otherwise)."""
+    and renders, touches no file (write() hands `placed` the function that writes into its staging
+    directory, for the workers). A fleet's hosts are planned and rendered by forked workers
+    (vnetgen.workers, `jobs`; see _jobs), in host order whatever their number. `hosts` counts the
+    hosts planned so far; `plans` holds their full plans with keep_plans (and the REVIEW.md data
+    otherwise)."""
 
     def __init__(self, profile: Any, pm: Any, profile_file: str, hosts: Optional[List[str]] = None,
                  against: Optional[Any] = None, keep_plans: bool = False, jobs: Optional[int] = None) -> None:
