@@ -27,8 +27,8 @@ def run_waves(profile: Any, plans: List[Any]) -> List[List[Tuple[str, str]]]:
                 servers.setdefault(host.name, []).extend(h for h in hosts if h != host.name)
     first = [(h, f"serves DHCP to {', '.join(sorted(set(servers[h])))} over a link: its network must be up "
                  "before theirs") for h in (p.name for p in plans) if h in servers]
-    rest = [(p.name, "depends on " + ", ".join(h for h, _ in first) if first else "independent")
-            for p in plans if p.name not in servers]
+    reason = "depends on " + ", ".join(h for h, _ in first) if first else "independent"   # once: not per host
+    rest = [(p.name, reason) for p in plans if p.name not in servers]
     return [wave for wave in (first, rest) if wave]
 
 
