@@ -112,6 +112,9 @@ class Stream:
         names = [name for name in profile.hosts if not self.only or name in self.only]
         jobs = self._jobs(len(names))
         if jobs > 1:
+            from .render import environment
+
+            environment()   # jinja2 imported once, here, rather than by every worker
             work = functools.partial(self._host_in_worker, put=put)
             # Written by the workers, a host's result is small (~14 kB): runs of hosts, so each worker
             # touches its own part of the profile's memory; whole files (--check) go one by one.
