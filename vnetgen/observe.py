@@ -314,20 +314,21 @@ def _first_error(err: bytes) -> str:
     return "; ".join(lines[:3])[:400]
 
 
-_PERMISSION = re.compile(r"permission denied|authentication (?:unavailable|failed)|access denied|"
-                         r"not authorized|polkit", re.I)
-_UNREACHABLE = re.compile(r"failed to connect|cannot recv data|no connection driver|"
-                          r"connection refused|no such file or directory", re.I)
+# Searched case-blind in virsh's error (compiled when one is: a build never does).
+_PERMISSION = (r"permission denied|authentication (?:unavailable|failed)|access denied|"
+               r"not authorized|polkit")
+_UNREACHABLE = (r"failed to connect|cannot recv data|no connection driver|"
+                r"connection refused|no such file or directory")
 
 
 def _hint(virsh: bool, uri: Optional[str], message: str) -> str:
     if not virsh:
         return ""
     where = uri or os.environ.get("LIBVIRT_DEFAULT_URI") or "libvirt's default URI"
-    if _PERMISSION.search(message):
+    if re.search(_PERMISSION, message, re.I):
         return (f"; permission denied by libvirtd ({where}): run as root or as a member of the libvirt "
                 f"group")
-    if _UNREACHABLE.search(message) or not message:
+    if re.search(_UNREACHABLE, message, re.I) or not message:
         return f"; libvirtd is not reachable ({where}): is it running? (systemctl status libvirtd)"
     return ""
 

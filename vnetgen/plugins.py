@@ -103,7 +103,9 @@ def entry_points(group: str) -> Optional[List[Tuple[str, str, str]]]:
         for child in children:
             low = child.lower()
             if low.endswith((".dist-info", ".egg-info")):
-                name = re.sub(r"[-_.]+", "-", low.rpartition(".")[0].partition("-")[0]).lower().replace("-", "_")
+                name = low.rpartition(".")[0].partition("-")[0]
+                if "." in name or "__" in name:   # (else this re.sub leaves it as it is)
+                    name = re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
                 projects.setdefault(name, []).append(os.path.join(root, child))
             elif base_is_egg and low == "egg-info":
                 eggs.append(os.path.join(root, child))
@@ -136,11 +138,15 @@ def load(value: str) -> Any:
     import importlib
     import re
 
-    match = re.match(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$", value)
-    if match is None:
-        raise ValueError(f"entry point value {value!r} is not module:attr")
-    obj = importlib.import_module(match.group("module"))
-    for attr in filter(None, (match.group("attr") or "").split(".")):
+    if value.isascii() and value.replace(".", "_").isidentifier():   # a module's dotted name: what the
+        module, attrs = value, ""                                     # pattern makes of it, without it
+    else:
+        match = re.match(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$", value)
+        if match is None:
+            raise ValueError(f"entry point value {value!r} is not module:attr")
+        module, attrs = match.group("module"), match.group("attr") or ""
+    obj = importlib.import_module(module)
+    for attr in filter(None, attrs.split(".")):
         obj = getattr(obj, attr)
     return obj
 

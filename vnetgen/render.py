@@ -44,7 +44,7 @@ def _environment(loader: Any) -> Any:
 def one_line(text: str) -> str:
     """A file name made safe for a comment line of a script or a line of REVIEW.md: a newline in a
     profile's file name must not end the comment and start a command."""
-    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+    return text if text.isprintable() else re.sub(r"[\x00-\x1f\x7f]", "?", text)
 
 
 def hook_context(cases: List[Any]) -> Dict[str, Any]:

@@ -32,8 +32,11 @@ def run_waves(profile: Any, plans: List[Any]) -> List[List[Tuple[str, str]]]:
     return [wave for wave in (first, rest) if wave]
 
 
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 def _mermaid_id(*parts: str) -> str:
-    return "_".join(re.sub(r"[^A-Za-z0-9_]", "_", p) for p in parts)
+    return "_".join(p if _ID_CHARS.issuperset(p) else re.sub(r"[^A-Za-z0-9_]", "_", p) for p in parts)
 
 
 def _network_label(net: Any) -> str:

@@ -38,7 +38,7 @@ def core_steps(plan: Any, pm: Any) -> Iterable[Step]:
                (require("verify_all"),))
 
 
-_VLAN_PORT = re.compile(r"(?<=.)\.[0-9]+$")
+_VLAN_PORT = r"(?<=.)\.[0-9]+$"   # compiled when a port has a dot (most have none)
 
 
 def require(check: str) -> Action:
@@ -50,7 +50,7 @@ def _preflight(plan: Any) -> Step:
     ports = {p for b in plan.host.bridges.values() for p in b.ports} | {p for n in plan.host.networks.values()
                                                                           for p in n.ports}
     # a VLAN port PARENT.ID is made by the runbook (plugin vlan): its parent NIC must exist
-    nics = sorted({_VLAN_PORT.sub("", p) for p in ports} | set(plan.host.nics))
+    nics = sorted({re.sub(_VLAN_PORT, "", p) if "." in p else p for p in ports} | set(plan.host.nics))
     actions = [require(cmd("require_host", plan.host.name)), require("require_root"),
                require(cmd("require_tools", *sorted(set(tools)))),
                require("require_libvirtd"), require(cmd("require_checksums", plan.host.name))]
