@@ -119,11 +119,12 @@ def context(profile: Any, plans: List[Any], profile_file: str, waves: List[List[
             parts: Optional[List[Tuple[str, List[str]]]] = None) -> Dict[str, Any]:
     """What REVIEW.md.j2 formats; `waves` is run_waves(profile, plans); `parts`: each plan's
     host_parts when made already."""
-    from .diff import IMPACT_WORDS, diff_links, diff_plans
     from .render import one_line
 
     changes = None
-    if against is not None:
+    if against is not None:   # only then is vnetgen.diff imported
+        from .diff import diff_links, diff_plans
+
         changes = diff_links(against, profile) + diff_plans(previous or [], plans)
     if parts is None:
         parts = [host_parts(plan) for plan in plans]
@@ -132,7 +133,7 @@ def context(profile: Any, plans: List[Any], profile_file: str, waves: List[List[
                 order=[entry for wave in waves for entry in wave],
                 mermaid=mermaid(profile, plans, [subgraph for _, subgraph in parts]),
                 warnings=profile.warnings, changes=changes,
-                against_file=one_line(os.path.basename(getattr(against, "path", ""))), impact_words=IMPACT_WORDS)
+                against_file=one_line(os.path.basename(getattr(against, "path", ""))))
 
 
 def host_paths(plan: Any) -> Dict[str, List[str]]:
