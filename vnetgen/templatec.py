@@ -13,7 +13,7 @@ time: the modules are package files, made by this script.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
+import importlib.machinery
 import os
 import sys
 from typing import Any, Dict, List, MutableMapping, Optional
@@ -57,12 +57,16 @@ class Loader(jinja2.FileSystemLoader):
 
 def _namespace(name: str) -> Optional[Dict[str, Any]]:
     """The precompiled module of template `name` run in a namespace of its own (not imported: the
-    template's functions find their `environment` among their globals, one per environment), or None."""
-    spec = importlib.util.find_spec(f"vnetgen.{PACKAGE}.{module_name(name)}")
-    if spec is None or spec.loader is None or spec.origin is None:
+    template's functions find their `environment` among their globals, one per environment), or None.
+    Read from its file beside the templates' (OUT) by the loader the import system would give it,
+    without looking for it on the import path (~25 µs a template)."""
+    fullname, path = f"vnetgen.{PACKAGE}.{module_name(name)}", os.path.join(OUT, f"{module_name(name)}.py")
+    try:
+        code = importlib.machinery.SourceFileLoader(fullname, path).get_code(fullname)   # the .pyc when current
+    except OSError:   # no such module
         return None
-    namespace: Dict[str, Any] = {"__name__": spec.name, "__file__": spec.origin}
-    exec(spec.loader.get_code(spec.name), namespace)  # type: ignore[attr-defined]  # the .pyc when current
+    namespace: Dict[str, Any] = {"__name__": fullname, "__file__": path}
+    exec(code, namespace)
     return namespace
 
 
