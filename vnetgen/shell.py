@@ -4,7 +4,9 @@ from __future__ import annotations
 import re
 from typing import Dict, Iterable
 
-_SAFE = re.compile(r"^[A-Za-z0-9_@%+=:,./-]+$")
+# shlex.quote's safe characters: a word of them alone needs no quotes. (A set, not the pattern
+# ^[A-Za-z0-9_@%+=:,./-]+$ it was, whose $ also matched before a final newline and left it unquoted.)
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_@%+=:,./-")
 _DOUBLE_OK = r'^[^$`"\\!\x00-\x1f\x7f]*$'   # compiled when a word holds a ' (rare)
 
 
@@ -44,7 +46,7 @@ def q(word: object) -> str:
 
 
 def _quote(text: str) -> str:
-    if text and _SAFE.match(text):
+    if text and _SAFE.issuperset(text):
         return text
     if "'" in text and re.match(_DOUBLE_OK, text):
         return f'"{text}"'
