@@ -313,6 +313,9 @@ LEFTOVER_AGE = 3600.0
 _LEFTOVER = r"\.vnetgen-(?:old-)?(?:(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-)?[a-z0-9_]{8}"
 
 
+_NODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
+
+
 def _me() -> str:
     """pid@host: names our staging directories, so a later build knows whether we still run."""
     if hasattr(os, "uname"):   # the node name, which socket.gethostname() returns: without importing socket
@@ -321,7 +324,7 @@ def _me() -> str:
         import socket
 
         node = socket.gethostname()
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", node)[:64]
+    host = (node if _NODE_CHARS.issuperset(node) else re.sub(r"[^A-Za-z0-9._-]", "_", node))[:64]
     return f"{os.getpid()}@{host}"
 
 

@@ -103,7 +103,7 @@ def network_xml(plan: Any, element: Optional[Any] = None) -> str:
 def _schema(path: str) -> Any:
     from lxml import etree
 
-    return etree.RelaxNG(etree.parse(path))
+    return etree.RelaxNG(file=path)   # libxml2 reads it: no Python tree of the schema (~0.1 ms)
 
 
 def rng_path() -> Optional[str]:
