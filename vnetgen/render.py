@@ -94,8 +94,8 @@ _LEGACY_CAPTURE_FILES = ("ip-link-bridge.json",)
 
 
 def capture_context(plan: Any) -> Dict[str, Any]:
-    """capture.sh's rows, one per file of the capture table (vnetgen.observe.capture_table)."""
-    from .observe import DOMAINS, LAYOUT, LAYOUT_FILE, capture_table
+    """capture.sh's rows, one per file of the capture table (vnetgen.capture.capture_table)."""
+    from .capture import DOMAINS, LAYOUT, LAYOUT_FILE, capture_table
 
     rows, stale = [], []
     for entry in capture_table(plan):
