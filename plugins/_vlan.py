@@ -6,7 +6,7 @@ from __future__ import annotations
 import re
 from typing import Any, Dict, NamedTuple, Optional, Tuple
 
-_NAME = re.compile(r"(?P<parent>.+)\.(?P<id>[0-9]+)")
+_NAME = r"(?P<parent>.+)\.(?P<id>[0-9]+)"   # compiled when a name has a dot (most ports have none)
 VLAN_MIN, VLAN_MAX = 1, 4094   # 0 (priority tags) and 4095 are reserved by 802.1Q
 
 
@@ -21,7 +21,7 @@ class Vlan(NamedTuple):   # not a dataclass: Python 3.11 compiles a dataclass's 
 
 def split(name: str) -> Optional[Tuple[str, str]]:
     """(PARENT, ID as written) of a port name PARENT.ID, else None (a plain NIC)."""
-    match = _NAME.fullmatch(name)
+    match = re.fullmatch(_NAME, name) if "." in name else None
     return (match["parent"], match["id"]) if match else None
 
 

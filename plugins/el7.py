@@ -18,7 +18,7 @@ IFCFG_DNS = "ifcfg-dns.txt"
 # "FILE:KEY=VALUE" of every ifcfg file: its device (TYPE too, so that a file without DNS is listed)
 # and its DNS1..DNSn, which initscripts writes to resolv.conf when the device comes up.
 IFCFG_GREP = ("grep", "-r", "-H", "--include=ifcfg-*", "-E", "^(DEVICE|TYPE|DNS[0-9]+)=", IFCFG_DIR)
-_IFCFG_LINE = re.compile(r"(?P<path>.*?/ifcfg-(?P<file>[^/]+)):(?P<key>DEVICE|TYPE|DNS(?P<n>[0-9]+))=(?P<value>.*)")
+_IFCFG_LINE = (r"(?P<path>.*?/ifcfg-(?P<file>[^/]+)):(?P<key>DEVICE|TYPE|DNS(?P<n>[0-9]+))=(?P<value>.*)")   # audits only: compiled there
 
 
 class El7(IpRoute2Target):
@@ -123,7 +123,7 @@ def parse_ifcfg_dns(text: str, where: str) -> Tuple[Dict[str, Tuple[str, ...]], 
     named by DEVICE=, else by its file name (ifcfg-NAME)."""
     per_file: Dict[str, Dict[str, object]] = {}
     for number, line in enumerate(text.splitlines(), 1):
-        match = _IFCFG_LINE.fullmatch(line.rstrip("\r"))
+        match = re.fullmatch(_IFCFG_LINE, line.rstrip("\r"))
         if match is None or match["file"].endswith(_IGNORED):
             continue
         entry = per_file.setdefault(match["path"], {"device": match["file"], "dns": {}, "line": number})

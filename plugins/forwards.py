@@ -156,7 +156,10 @@ def _family(version: int) -> str:
                  "@WHAT@": "one port forward"},
              6: {"@F@": "6", "@IPT@": "ip6tables", "@NFT@": "ip6", "@HOST@": "128", "@DNAT@": "[$addr]:$to",
                  "@WHAT@": "one IPv6 port forward"}}[version]
-    return re.sub("@[A-Z]+@", lambda m: words[m.group(0)], FAMILY)
+    text = FAMILY   # each @WORD@ replaced (tests/test_forwards.py: as re.sub("@[A-Z]+@", ...) does)
+    for token, word in words.items():
+        text = text.replace(token, word)
+    return text
 
 
 FUNCTIONS = BACKEND + _family(4)

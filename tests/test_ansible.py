@@ -146,6 +146,14 @@ def test_tar_is_the_bytes_tarfile_writes():
     assert tar("vnetgen-h", {}) == _tarfile_reference("vnetgen-h", {})
 
 
+def test_tar_constants_are_tarfiles():
+    """vnetgen.archive spells tarfile's constants itself (a build need not import tarfile)."""
+    from vnetgen import archive
+
+    assert (archive.DIRTYPE, archive.REGTYPE, archive.BLOCKSIZE, archive.RECORDSIZE) == \
+        (tarfile.DIRTYPE, tarfile.REGTYPE, tarfile.BLOCKSIZE, tarfile.RECORDSIZE)
+
+
 def test_host_tars_are_byte_identical_across_builds(tmp_path):
     a = _write(tmp_path, TWO, "one")
     b = _write(tmp_path, TWO, "two")

@@ -32,6 +32,33 @@ def test_version_and_help():
     assert code == 0 and all(c in out for c in ("build", "validate", "plugins", "schema"))
 
 
+COMMANDS = ["validate", "build", "audit", "import", "diff", "plugins", "schema", "rehearse"]
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("rest", [["--help"], [], ["--bogus"], ["--version"], [NAT, "--nope"]])
+def test_a_command_alone_parses_helps_and_fails_as_the_whole_app(command, rest):
+    """`vnetgen COMMAND ...` runs the app made of that command alone (cli.command_app): the same
+    output and exit status as the whole app for its help, a missing argument, unknown options."""
+    from vnetgen.cli import command_app
+
+    alone = command_app([command])
+    assert alone is not app and [c.callback for c in alone.registered_commands] == \
+        [c.callback for c in app.registered_commands if (c.name or c.callback.__name__.replace("_", "-")) == command]
+    whole = runner.invoke(app, [command, *rest])
+    one = runner.invoke(alone, [command, *rest])
+    assert (one.exit_code, one.output) == (whole.exit_code, whole.output)
+    assert whole.exit_code != 0 or rest == ["--help"] or (rest == [] and command in ("plugins", "schema"))
+
+
+def test_a_first_argument_that_is_no_command_gets_the_whole_app():
+    from vnetgen.cli import command_app
+
+    assert command_app([]) is app and command_app(["--version"]) is app and command_app(["biuld"]) is app
+    assert [c.callback.__name__ for c in app.registered_commands] == \
+        ["validate", "build", "audit", "import_", "diff", "plugins", "schema", "rehearse"]   # COMMANDS
+
+
 def test_validate_ok_and_errors(write_profile):
     assert invoke("validate", NAT)[0] == 0
     bad = write_profile("vnetgen: 1\nnetworks:\n  n: {mode: nat}\n")

@@ -275,7 +275,8 @@ try:
     runpy.run_module("vnetgen", run_name="__main__", alter_sys=True)
 except SystemExit as end:
     assert not end.code, end.code
-assert "vnetgen.api" in sys.modules and "vnetgen.observe" in sys.modules   # the build ran, capture.sh too
+assert "vnetgen.api" in sys.modules and "vnetgen.capture" in sys.modules   # the build ran, capture.sh too
+assert "vnetgen.observe" not in sys.modules, "a build imported the capture readers"
 parsers = sorted(name for name in sys.modules if name == "vnetgen.facts" or name.startswith("vnetgen.facts."))
 assert not parsers, f"a build imported the fact parsers: {parsers}"
 """

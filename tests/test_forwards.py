@@ -170,3 +170,18 @@ def shellcheck_clean(bundle: Path) -> None:
 @pytest.mark.realtool
 def test_hook_runbook_and_rollback_are_shellcheck_clean(bundle):
     shellcheck_clean(bundle)
+
+
+def test_the_hook_functions_fill_each_word_as_a_pattern_would():
+    """FUNCTIONS and FUNCTIONS6 fill FAMILY's @WORD@s by str.replace: the text re.sub of the pattern
+    @[A-Z]+@ gives, and none left."""
+    from vnetgen_plugins import forwards
+
+    assert forwards.FUNCTIONS.startswith(forwards.BACKEND)
+    for version, text in ((4, forwards.FUNCTIONS[len(forwards.BACKEND):]), (6, forwards.FUNCTIONS6)):
+        expected = {4: {"@F@": "", "@IPT@": "iptables", "@NFT@": "ip", "@HOST@": "32", "@DNAT@": "$addr:$to",
+                        "@WHAT@": "one port forward"},
+                    6: {"@F@": "6", "@IPT@": "ip6tables", "@NFT@": "ip6", "@HOST@": "128", "@DNAT@": "[$addr]:$to",
+                        "@WHAT@": "one IPv6 port forward"}}[version]
+        assert text == re.sub("@[A-Z]+@", lambda m: expected[m.group(0)], forwards.FAMILY)
+        assert not re.search("@[A-Z]+@", text)

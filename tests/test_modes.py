@@ -129,6 +129,32 @@ def test_every_network_matches_libvirts_relaxng(bundle):
         assert rng_errors((bundle / "networks" / f"{name}.xml").read_text()) is None, name
 
 
+@pytest.mark.realtool
+def test_a_definition_differing_only_in_uuid_and_macs_is_not_validated_again(monkeypatch):
+    """rng_errors validates one of the documents that differ only in interchangeable values (UUID,
+    unicast MACs); the first one's key is made only when a second document comes."""
+    from vnetgen import xml
+
+    if xml.rng_path() is None:
+        require_tool("libvirt's network.rng")
+    monkeypatch.setattr(xml, "_VALID", {})
+    monkeypatch.setattr(xml, "_UNKEYED", [])
+    validated = []
+    real = xml._schema
+    monkeypatch.setattr(xml, "_schema", lambda path: (validated.append(path), real(path))[1])
+    doc = ("<network><name>n</name><uuid>{}</uuid><bridge name='{}'/><mac address=\"{}\"/>"
+           "<ip address='10.0.0.1' prefix='24'/></network>")
+    first = doc.format("f6514662-26e5-431e-8544-fd216bed9312", "virbr0", "52:54:00:53:d4:ee")
+    assert xml.rng_errors(first) is None and len(validated) == 1
+    assert xml._VALID == {} and len(xml._UNKEYED) == 1   # nothing to compare with yet
+    same = doc.format("0a514662-26e5-431e-8544-fd216bed9312", "virbr0", "52:54:00:00:00:01")
+    assert xml.rng_errors(same) is None and len(validated) == 1 and xml._UNKEYED == []
+    other = doc.format("f6514662-26e5-431e-8544-fd216bed9312", "virbr1", "52:54:00:53:d4:ee")
+    assert xml.rng_errors(other) is None and len(validated) == 2
+    bad = doc.format("f6514662-26e5-431e-8544-fd216bed9312", "virbr0", "53:54:00:53:d4:ee")   # multicast
+    assert xml.rng_errors(bad) is not None and len(validated) == 3
+
+
 SEPARATOR = "=====vnetgen====="
 
 

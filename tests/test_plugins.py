@@ -186,3 +186,12 @@ def test_hook_implementations_are_found_as_pluggy_finds_them():
             assert mine == pluggys.parse_hookimpl_opts(plugin, name), (plugin, name)
             found += mine is not None
     assert found > 30
+    from vnetgen import hookspecs
+
+    specs = 0
+    for module in (hookspecs, odd):
+        for name in dir(module):
+            mine = ours.parse_hookspec_opts(module, name)
+            assert mine == pluggys.parse_hookspec_opts(module, name), (module, name)
+            specs += mine is not None
+    assert specs > 10

@@ -51,3 +51,18 @@ def test_a_stale_module_gives_way_to_the_template_source(monkeypatch, field, val
     text = env.get_template("sysctl.conf.j2").render(host="h", settings=[])
     assert "stale code" not in text
     assert text == render.source_environment().get_template("sysctl.conf.j2").render(host="h", settings=[])
+
+
+def test_a_templates_source_is_read_as_jinja2s_loader_reads_it(tmp_path, monkeypatch):
+    """Loader checks a module against the template's text read as bytes (templatec._source): the text
+    FileSystemLoader.get_source gives, newlines translated as text mode does."""
+    import jinja2
+
+    for name in templatec.names():
+        assert templatec._source(name) == jinja2.FileSystemLoader(templatec.TEMPLATES).get_source(
+            jinja2.Environment(), name)[0]
+    (tmp_path / "odd.j2").write_bytes("a\r\nb\rc\n\u00e9\n".encode())
+    monkeypatch.setattr(templatec, "TEMPLATES", str(tmp_path))
+    assert templatec._source("odd.j2") == jinja2.FileSystemLoader(str(tmp_path)).get_source(
+        jinja2.Environment(), "odd.j2")[0] == "a\nb\nc\n\u00e9\n"
+    assert templatec._source("missing.j2") == ""

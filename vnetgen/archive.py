@@ -3,11 +3,18 @@ from __future__ import annotations
 
 import gzip
 import io
-import tarfile
-from typing import Dict, Iterable, Tuple
+from typing import TYPE_CHECKING, Dict, Iterable, Tuple
+
+if TYPE_CHECKING:
+    import tarfile
 
 # A fixed timestamp (2000-01-01T00:00:00Z): archives of the same bundle are the same bytes, any day.
 EPOCH = 946684800
+# tarfile's values (tests/test_ansible.py compares them), written here: importing tarfile (with grp
+# and pwd) is ~1 ms of a one-host build, which needs it only for a member name over 100 bytes.
+DIRTYPE, REGTYPE = b"5", b"0"
+BLOCKSIZE = 512
+RECORDSIZE = 20 * BLOCKSIZE
 
 
 def _dirs(paths: Iterable[str]) -> Iterable[str]:
@@ -23,15 +30,15 @@ def tar(top: str, files: Dict[str, Tuple[bytes, int]]) -> bytes:
     """A plain ustar archive of `files` (path → (bytes, mode)) under the directory `top`: sorted
     members, fixed mtime, owner 0:0 with no names. The bytes tarfile writes (tests compare them),
     built without its per-member objects: a 1,000-host build writes 1,000 of these."""
-    chunks = [_header(f"{top}/{directory}".rstrip("/") + "/", 0, 0o755, tarfile.DIRTYPE)
+    chunks = [_header(f"{top}/{directory}".rstrip("/") + "/", 0, 0o755, DIRTYPE)
               for directory in [""] + list(_dirs(files))]
     for path in sorted(files):
         data, mode = files[path]
-        chunks += [_header(f"{top}/{path}", len(data), mode, tarfile.REGTYPE), data,
-                   b"\0" * (-len(data) % tarfile.BLOCKSIZE)]
-    chunks.append(b"\0" * (2 * tarfile.BLOCKSIZE))   # end of archive, then padding to a whole record
+        chunks += [_header(f"{top}/{path}", len(data), mode, REGTYPE), data,
+                   b"\0" * (-len(data) % BLOCKSIZE)]
+    chunks.append(b"\0" * (2 * BLOCKSIZE))   # end of archive, then padding to a whole record
     size = sum(len(c) for c in chunks)
-    chunks.append(b"\0" * (-size % tarfile.RECORDSIZE))
+    chunks.append(b"\0" * (-size % RECORDSIZE))
     return b"".join(chunks)
 
 
@@ -45,6 +52,8 @@ _CHECKSUM_BLANK = b" " * 8
 def _header(name: str, size: int, mode: int, kind: bytes) -> bytes:
     raw = name.encode("utf-8", "surrogateescape")
     if len(raw) > 100:   # needs ustar's prefix field: tarfile splits the name as it must
+        import tarfile
+
         info = tarfile.TarInfo(name)
         info.type, info.size, info.mode = kind, size, mode
         _normalize(info)

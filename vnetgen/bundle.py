@@ -315,7 +315,11 @@ LOCK_WAIT = 300.0
 # Leftovers of a build whose process this machine cannot see (another host on a shared disk, an
 # older vnetgen that did not name its pid) are removed only when older than this.
 LEFTOVER_AGE = 3600.0
-_LEFTOVER = re.compile(r"\.vnetgen-(?:old-)?(?:(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-)?[a-z0-9_]{8}")
+# Compiled when the parent holds a .vnetgen-* entry (a build's own, or a leftover), not at import.
+_LEFTOVER = r"\.vnetgen-(?:old-)?(?:(?P<pid>[0-9]+)@(?P<host>[A-Za-z0-9._-]*)-)?[a-z0-9_]{8}"
+
+
+_NODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-")
 
 
 def _me() -> str:
@@ -326,7 +330,7 @@ def _me() -> str:
         import socket
 
         node = socket.gethostname()
-    host = re.sub(r"[^A-Za-z0-9._-]", "_", node)[:64]
+    host = (node if _NODE_CHARS.issuperset(node) else re.sub(r"[^A-Za-z0-9._-]", "_", node))[:64]
     return f"{os.getpid()}@{host}"
 
 
@@ -357,7 +361,7 @@ def clean_leftovers(parent: str, now: Optional[float] = None) -> List[str]:
     except OSError:
         return removed
     for entry in entries:
-        match = _LEFTOVER.fullmatch(entry.name)
+        match = re.fullmatch(_LEFTOVER, entry.name) if entry.name.startswith(".vnetgen-") else None
         if match is None or not entry.is_dir(follow_symlinks=False):
             continue
         try:

@@ -17,7 +17,7 @@ MARKERS = {"capture-layout": "capture layout", "drift-kinds": "drift kinds"}
 def capture_layout(pm: Any) -> str:
     """Every file a capture may hold: the core's, each target's, each plugin's, with its command."""
     from .api import CaptureFile
-    from .observe import DOMAINS, DOMIFLIST, DOMXML, NET_LIST, NET_XML, LAYOUT, OS_RELEASE, sysctl_file
+    from .capture import DOMAINS, DOMIFLIST, DOMXML, NET_LIST, NET_XML, LAYOUT, OS_RELEASE, sysctl_file
     from .plugins import targets as plugin_targets
 
     rows: List[CaptureFile] = [NET_LIST, NET_XML, sysctl_file(["KEY..."]), DOMAINS, DOMIFLIST, DOMXML,

@@ -1,5 +1,5 @@
-"""The capture layout (one table: capture.sh, the readers and docs/audit.md come from it) and the
-observed state of one host, read from a capture directory or by running the same commands live."""
+"""The observed state of one host, read from a capture directory or by running the same commands
+live, by the capture layout (vnetgen.capture's table, whose names are imported here as before)."""
 from __future__ import annotations
 
 import os
@@ -11,37 +11,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .api import CaptureFile, CaptureReader, HostNetworking
+# The capture table lives in vnetgen.capture (what a build needs of it, without the readers below).
+from .capture import (DOMAINS, DOMIFLIST, DOMXML, IP_FORWARD, LAYOUT, LAYOUT_FILE, NET_LIST, NET_XML,  # noqa: F401
+                      OS_RELEASE, capture_table, sysctl_file)
 from .dataclassc import dataclass
-from .factbase import (FactError, as_text, dom_dumpxml_command, domiflist_command, net_dumpxml_command, net_list_command,
-                       sysctl_command, virsh_list_command)
+from .factbase import FactError, as_text
 from .safeio import CAPTURE_LIMIT, UnsafeInput, excerpt, read_bounded
 
 if TYPE_CHECKING:  # the parsers (vnetgen.facts) are imported where a capture is read: a build needs none
     from .facts import DomainEntry, DomIf, NetListEntry, NetworkDef
-
-# The capture layout version capture.sh writes into LAYOUT_FILE; a capture without it is layout 1
-# (SPEC section 5 as first written: no iproute2 addresses or routes, only ip_forward in sysctl.txt).
-# Layout 4 adds domxml/<vm>.xml (what `vnetgen import` needs of a VM); layout 5 adds os-release.txt and
-# each target's file of the resolvers its configuration gives (import's target and bridges' dns).
-# Earlier layouts read as before.
-LAYOUT = 5
-LAYOUT_FILE = "capture-layout.txt"
-
-NET_LIST = CaptureFile("virsh-net-list.txt", tuple(net_list_command()), "every network, its state and autostart")
-# --network: a name that starts with "-" stays a name.
-NET_XML = CaptureFile("net/{name}.xml", tuple(net_dumpxml_command("{name}")),
-                      "the live definition of each network listed", each="network")
-DOMAINS = CaptureFile("virsh-list.txt", tuple(virsh_list_command()), "the domains (optional: VMs are then "
-                      "not audited)", required=False)
-DOMIFLIST = CaptureFile("domiflist/{name}.txt", tuple(domiflist_command("{name}")),
-                        "each domain's NICs (optional: that VM's NICs are then not audited)", required=False,
-                        each="vm")
-DOMXML = CaptureFile("domxml/{name}.xml", tuple(dom_dumpxml_command("{name}")),
-                     "each domain's persistent definition: memory, vCPUs, disks, NICs (optional: `vnetgen "
-                     "import` then keeps that VM as a comment)", required=False, each="vm")
-OS_RELEASE = CaptureFile("os-release.txt", ("cat", "/etc/os-release"), "the host's OS (optional: `vnetgen import` "
-                         "picks the target that claims its ID, else guesses)", required=False, since=5)
-IP_FORWARD = "net.ipv4.ip_forward"
 
 # Seconds one live command may take; virsh waits much longer than this for a hung libvirtd.
 TIMEOUT = 30.0
@@ -55,21 +33,6 @@ Runner = Callable[[Sequence[str], float], Tuple[int, bytes, bytes]]
 
 class AuditError(Exception):
     """Input the audit cannot use (exit 2): a missing capture, virsh absent, libvirtd unreachable, ..."""
-
-
-def sysctl_file(keys: Sequence[str]) -> CaptureFile:
-    """sysctl.txt: the keys a host's plan sets (a key the kernel lacks, e.g. bridge-nf-call-* without
-    br_netfilter, is left out of the output and sysctl exits non-zero: the rest is still good)."""
-    keys = tuple(dict.fromkeys((IP_FORWARD, *keys)))
-    return CaptureFile("sysctl.txt", tuple(sysctl_command(keys)), "the kernel settings the drop-in sets",
-                       status_ok=True)
-
-
-def capture_table(plan: Any) -> List[CaptureFile]:
-    """Every file of a host's capture, in the order capture.sh writes them: libvirt's, then the target's."""
-    keys = [s.key for s in plan.sysctl]
-    return [NET_LIST, NET_XML, *plan.target.capture_files(), sysctl_file(keys), DOMAINS, DOMIFLIST, DOMXML,
-            OS_RELEASE, *plan.plugin_captures]
 
 
 @dataclass
@@ -314,20 +277,21 @@ def _first_error(err: bytes) -> str:
     return "; ".join(lines[:3])[:400]
 
 
-_PERMISSION = re.compile(r"permission denied|authentication (?:unavailable|failed)|access denied|"
-                         r"not authorized|polkit", re.I)
-_UNREACHABLE = re.compile(r"failed to connect|cannot recv data|no connection driver|"
-                          r"connection refused|no such file or directory", re.I)
+# Searched case-blind in virsh's error (compiled when one is: a build never does).
+_PERMISSION = (r"permission denied|authentication (?:unavailable|failed)|access denied|"
+               r"not authorized|polkit")
+_UNREACHABLE = (r"failed to connect|cannot recv data|no connection driver|"
+                r"connection refused|no such file or directory")
 
 
 def _hint(virsh: bool, uri: Optional[str], message: str) -> str:
     if not virsh:
         return ""
     where = uri or os.environ.get("LIBVIRT_DEFAULT_URI") or "libvirt's default URI"
-    if _PERMISSION.search(message):
+    if re.search(_PERMISSION, message, re.I):
         return (f"; permission denied by libvirtd ({where}): run as root or as a member of the libvirt "
                 f"group")
-    if _UNREACHABLE.search(message) or not message:
+    if re.search(_UNREACHABLE, message, re.I) or not message:
         return f"; libvirtd is not reachable ({where}): is it running? (systemctl status libvirtd)"
     return ""
 

@@ -37,14 +37,29 @@ class PluginManager(pluggy.PluginManager):
         # shadow is what the namespace binds: a function is a hook implementation when it carries the
         # marker's options; what pluggy cannot hook (a class, a constant, a module) never is.
         # Anything else is pluggy's to judge.
-        if type(plugin) is ModuleType and name not in _SHADOWED:
-            value = plugin.__dict__.get(name)
-            if isinstance(value, FunctionType) and not hasattr(value, "__func__"):
-                options = getattr(value, self.project_name + "_impl", None)
-                return options if isinstance(options, dict) else None
-            if value is not None and not isinstance(value, _HOOKABLE):
-                return None
-        return super().parse_hookimpl_opts(plugin, name)
+        options = _module_marker(plugin, name, self.project_name + "_impl")
+        return super().parse_hookimpl_opts(plugin, name) if options is _PLUGGYS else options
+
+    def parse_hookspec_opts(self, module_or_class: Any, name: str) -> Any:
+        # The same for the names of a module of hook specifications (vnetgen.hookspecs).
+        options = _module_marker(module_or_class, name, self.project_name + "_spec")
+        return super().parse_hookspec_opts(module_or_class, name) if options is _PLUGGYS else options
+
+
+_PLUGGYS = object()
+
+
+def _module_marker(plugin: Any, name: str, marker: str) -> Any:
+    """The options of pluggy's `marker` on `plugin.name`, found as pluggy finds them, when `plugin` is
+    a module whose namespace says it plainly; _PLUGGYS: let pluggy look."""
+    if type(plugin) is ModuleType and name not in _SHADOWED:
+        value = plugin.__dict__.get(name)
+        if isinstance(value, FunctionType) and not hasattr(value, "__func__"):
+            options = getattr(value, marker, None)
+            return options if isinstance(options, dict) else None
+        if value is not None and not isinstance(value, _HOOKABLE):
+            return None
+    return _PLUGGYS
 
 
 def get_plugin_manager(extra: Optional[List[Any]] = None, entry_points: bool = True) -> PluginManager:
@@ -100,17 +115,22 @@ def entry_points(group: str) -> Optional[List[Tuple[str, str, str]]]:
         projects: Dict[str, List[str]] = {}
         eggs: List[str] = []
         base_is_egg = os.path.basename(root).lower().endswith(".egg")
+        prefix = os.path.join(root, "")   # prefix + child is os.path.join(root, child)
         for child in children:
+            if child[-1:] not in ("o", "O"):   # not ...info: most of a stdlib or site-packages listing
+                continue
             low = child.lower()
             if low.endswith((".dist-info", ".egg-info")):
-                name = re.sub(r"[-_.]+", "-", low.rpartition(".")[0].partition("-")[0]).lower().replace("-", "_")
-                projects.setdefault(name, []).append(os.path.join(root, child))
+                name = low.rpartition(".")[0].partition("-")[0]
+                if "." in name or "__" in name:   # (else this re.sub leaves it as it is)
+                    name = re.sub(r"[-_.]+", "-", name).lower().replace("-", "_")
+                projects.setdefault(name, []).append(prefix + child)
             elif base_is_egg and low == "egg-info":
-                eggs.append(os.path.join(root, child))
+                eggs.append(prefix + child)
         for meta in [m for paths in projects.values() for m in paths] + eggs:
-            try:
-                with open(os.path.join(meta, "entry_points.txt"), encoding="utf-8") as handle:
-                    text = handle.read()
+            try:   # bytes, decoded: splitlines() ends lines as text mode's newline translation would
+                with open(meta + os.sep + "entry_points.txt", "rb") as handle:
+                    text = handle.read().decode("utf-8")
             except (FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError):
                 continue
             found.extend((meta, name, value) for name, value in _section(text, group))
@@ -136,11 +156,15 @@ def load(value: str) -> Any:
     import importlib
     import re
 
-    match = re.match(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$", value)
-    if match is None:
-        raise ValueError(f"entry point value {value!r} is not module:attr")
-    obj = importlib.import_module(match.group("module"))
-    for attr in filter(None, (match.group("attr") or "").split(".")):
+    if value.isascii() and value.replace(".", "_").isidentifier():   # a module's dotted name: what the
+        module, attrs = value, ""                                     # pattern makes of it, without it
+    else:
+        match = re.match(r"(?P<module>[\w.]+)\s*(:\s*(?P<attr>[\w.]+)\s*)?((?P<extras>\[.*\])\s*)?$", value)
+        if match is None:
+            raise ValueError(f"entry point value {value!r} is not module:attr")
+        module, attrs = match.group("module"), match.group("attr") or ""
+    obj = importlib.import_module(module)
+    for attr in filter(None, attrs.split(".")):
         obj = getattr(obj, attr)
     return obj
 

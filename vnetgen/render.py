@@ -44,7 +44,7 @@ def _environment(loader: Any) -> Any:
 def one_line(text: str) -> str:
     """A file name made safe for a comment line of a script or a line of REVIEW.md: a newline in a
     profile's file name must not end the comment and start a command."""
-    return re.sub(r"[\x00-\x1f\x7f]", "?", text)
+    return text if text.isprintable() else re.sub(r"[\x00-\x1f\x7f]", "?", text)
 
 
 def hook_context(cases: List[Any]) -> Dict[str, Any]:
@@ -94,8 +94,8 @@ _LEGACY_CAPTURE_FILES = ("ip-link-bridge.json",)
 
 
 def capture_context(plan: Any) -> Dict[str, Any]:
-    """capture.sh's rows, one per file of the capture table (vnetgen.observe.capture_table)."""
-    from .observe import DOMAINS, LAYOUT, LAYOUT_FILE, capture_table
+    """capture.sh's rows, one per file of the capture table (vnetgen.capture.capture_table)."""
+    from .capture import DOMAINS, LAYOUT, LAYOUT_FILE, capture_table
 
     rows, stale = [], []
     for entry in capture_table(plan):

@@ -32,8 +32,11 @@ def run_waves(profile: Any, plans: List[Any]) -> List[List[Tuple[str, str]]]:
     return [wave for wave in (first, rest) if wave]
 
 
+_ID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_")
+
+
 def _mermaid_id(*parts: str) -> str:
-    return "_".join(re.sub(r"[^A-Za-z0-9_]", "_", p) for p in parts)
+    return "_".join(p if _ID_CHARS.issuperset(p) else re.sub(r"[^A-Za-z0-9_]", "_", p) for p in parts)
 
 
 def _network_label(net: Any) -> str:
@@ -116,11 +119,12 @@ def context(profile: Any, plans: List[Any], profile_file: str, waves: List[List[
             parts: Optional[List[Tuple[str, List[str]]]] = None) -> Dict[str, Any]:
     """What REVIEW.md.j2 formats; `waves` is run_waves(profile, plans); `parts`: each plan's
     host_parts when made already."""
-    from .diff import IMPACT_WORDS, diff_links, diff_plans
     from .render import one_line
 
     changes = None
-    if against is not None:
+    if against is not None:   # only then is vnetgen.diff imported
+        from .diff import diff_links, diff_plans
+
         changes = diff_links(against, profile) + diff_plans(previous or [], plans)
     if parts is None:
         parts = [host_parts(plan) for plan in plans]
@@ -129,7 +133,7 @@ def context(profile: Any, plans: List[Any], profile_file: str, waves: List[List[
                 order=[entry for wave in waves for entry in wave],
                 mermaid=mermaid(profile, plans, [subgraph for _, subgraph in parts]),
                 warnings=profile.warnings, changes=changes,
-                against_file=one_line(os.path.basename(getattr(against, "path", ""))), impact_words=IMPACT_WORDS)
+                against_file=one_line(os.path.basename(getattr(against, "path", ""))))
 
 
 def host_paths(plan: Any) -> Dict[str, List[str]]:

@@ -7,7 +7,6 @@ from typing import Any, Iterable, List
 from .api import (BACKUP, HOST_BRIDGES, NETWORKS, PORTS, PREFLIGHT, SYSCTL, VERIFY, VMS, Action, Step,
                   install_file, restore_file)
 from .checks import definition_tokens, find
-from .diff import dhcp6_hosts, dhcp_leases, dhcp_range, live_dhcp_only
 from .netdns import live_updates
 from .netip6 import parent_index
 from .shell import cmd, here, under_root
@@ -38,7 +37,7 @@ def core_steps(plan: Any, pm: Any) -> Iterable[Step]:
                (require("verify_all"),))
 
 
-_VLAN_PORT = re.compile(r"(?<=.)\.[0-9]+$")
+_VLAN_PORT = r"(?<=.)\.[0-9]+$"   # compiled when a port has a dot (most have none)
 
 
 def require(check: str) -> Action:
@@ -50,7 +49,7 @@ def _preflight(plan: Any) -> Step:
     ports = {p for b in plan.host.bridges.values() for p in b.ports} | {p for n in plan.host.networks.values()
                                                                           for p in n.ports}
     # a VLAN port PARENT.ID is made by the runbook (plugin vlan): its parent NIC must exist
-    nics = sorted({_VLAN_PORT.sub("", p) for p in ports} | set(plan.host.nics))
+    nics = sorted({re.sub(_VLAN_PORT, "", p) if "." in p else p for p in ports} | set(plan.host.nics))
     actions = [require(cmd("require_host", plan.host.name)), require("require_root"),
                require(cmd("require_tools", *sorted(set(tools)))),
                require("require_libvirtd"), require(cmd("require_checksums", plan.host.name))]
@@ -153,7 +152,7 @@ def _network_step(plan: Any, np_: Any, rank: int) -> Step:
     tokens = definition_tokens(plan.checks, name)
     pinned = "pinned-uuid" if net.uuid else "keep-uuid"
     old = plan.previous.networks.get(name) if plan.previous else None
-    live = _live_dhcp_actions(old, np_) if old is not None and live_dhcp_only(old, np_) else []
+    live = _live_dhcp_actions(old, np_) if old is not None else []
     actions = live + [Action(commands=(cmd("define_net", name, here(f"networks/{name}.xml"), pinned),),
                       check=cmd("net_xml_match", "--inactive", name, *tokens),
                       done=f"definition of {name} is up to date")]
@@ -177,7 +176,12 @@ def _network_step(plan: Any, np_: Any, rank: int) -> Step:
 
 def _live_dhcp_actions(old: Any, new: Any) -> List[Action]:
     """`virsh net-update` of DHCP ranges and static leases: applied without restarting the network
-    (so its guests keep their connectivity), on a host that still runs the old definition."""
+    (so its guests keep their connectivity), on a host that still runs the old definition; none when
+    more than DHCP changed. Only a build `--against` a profile needs vnetgen.diff."""
+    from .diff import dhcp6_hosts, dhcp_leases, dhcp_range, live_dhcp_only
+
+    if not live_dhcp_only(old, new):
+        return []
     name = new.name
     absent = "! " + cmd("net_exists", name) + " || "
     actions: List[Action] = []

@@ -1,1 +1,0 @@
-"""vnetgen's dataclasses' methods, compiled ahead of time: see vnetgen.dataclassc."""
