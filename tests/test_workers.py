@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "benchmarks"))
 import bench  # noqa: E402  (the bench's fleet generator)
 
-HOSTS = 40   # above bundle.PARALLEL_FROM: the default build forks
+HOSTS = 40   # above workers.PARALLEL_FROM: the default build forks
 
 
 def _tree(directory: Path) -> dict:
@@ -131,7 +131,7 @@ def _build(profile: Path, out: Path, *options: str):
 
 
 def test_the_bundle_is_the_same_whatever_the_number_of_workers(fleet_profile, tmp_path):
-    from vnetgen.bundle import PARALLEL_FROM
+    from vnetgen.workers import PARALLEL_FROM
 
     assert HOSTS >= PARALLEL_FROM
     trees = {}
@@ -151,16 +151,16 @@ def test_the_bundle_is_the_same_whatever_the_number_of_workers(fleet_profile, tm
 
 def test_workers_are_used_by_default_only_for_a_fleet(pm, fleet_profile, tmp_path, monkeypatch):
     """Below PARALLEL_FROM hosts, and for plans the caller keeps, everything stays in this process."""
-    from vnetgen import bundle
+    from vnetgen import bundle, workers
     from vnetgen.profile import load_valid
 
     profile, _ = load_valid(str(fleet_profile), pm)
     monkeypatch.setattr("vnetgen.workers.usable_cpus", lambda: 3)
     assert bundle.Stream(profile, pm, "f.yaml")._jobs(HOSTS) == 3
     monkeypatch.setattr("vnetgen.workers.usable_cpus", lambda: 64)
-    assert bundle.Stream(profile, pm, "f.yaml")._jobs(HOSTS) == bundle.MAX_JOBS == 4
+    assert bundle.Stream(profile, pm, "f.yaml")._jobs(HOSTS) == workers.MAX_JOBS == 4
     assert bundle.Stream(profile, pm, "f.yaml", jobs=9)._jobs(HOSTS) == 9
-    assert bundle.Stream(profile, pm, "f.yaml")._jobs(bundle.PARALLEL_FROM - 1) == 1
+    assert bundle.Stream(profile, pm, "f.yaml")._jobs(workers.PARALLEL_FROM - 1) == 1
     assert bundle.Stream(profile, pm, "f.yaml", jobs=3)._jobs(2) == 3
     assert bundle.Stream(profile, pm, "f.yaml", keep_plans=True)._jobs(HOSTS) == 1
 
@@ -207,7 +207,7 @@ def test_a_killed_worker_fails_the_build_and_writes_nothing(pm, fleet_profile, t
     monkeypatch.setattr(plan_module, "plan_host", plan_host)
     out = tmp_path / "out"
     before = _children()
-    with pytest.raises(bundle.BundleError, match=r"a build worker \(pid \d+\) ended before its work was done "
+    with pytest.raises(bundle.BundleError, match=r"a worker \(pid \d+\) ended before its work was done "
                                                  r"\(killed by signal 9\)"):
         bundle.write(bundle.Stream(profile, pm, "f.yaml", jobs=2), str(out))
     assert not out.exists() and os.listdir(tmp_path) == []
@@ -251,3 +251,103 @@ def test_a_result_that_cannot_be_sent_back_fails_its_item_cleanly():
         for value in ordered_map(lambda i: (lambda: i) if i == 3 else i, list(range(6)), 2):
             got.append(value)
     assert got == [0, 1, 2]
+
+
+# --- audit ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fleet_captures(fleet_profile, tmp_path_factory) -> Path:
+    """Captures of every host in sync (bench.write_captures), then drift on h00003 and h00037: a
+    network stopped, and ip_forward off."""
+    captures = tmp_path_factory.mktemp("captures") / "c"
+    bench.write_captures(str(fleet_profile), str(captures))
+    for host in ("h00003", "h00037"):
+        listing = captures / host / "virsh-net-list.txt"
+        text = listing.read_text()
+        listing.write_text(text.replace("   active   yes", "   inactive yes", 1))
+        sysctl = captures / host / "sysctl.txt"
+        sysctl.write_text(sysctl.read_text().replace("net.ipv4.ip_forward = 1", "net.ipv4.ip_forward = 0"))
+    return captures
+
+
+def test_an_audit_reports_the_same_whatever_the_number_of_workers(pm, fleet_profile, fleet_captures,
+                                                                  monkeypatch):
+    from vnetgen import workers
+    from vnetgen.audit import audit_captures
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(fleet_profile), pm)
+    forked = []
+    real_map = workers.ordered_map
+
+    def ordered_map(func, items, jobs, *args, **kwargs):
+        forked.append((len(items), jobs))
+        return real_map(func, items, jobs, *args, **kwargs)
+
+    monkeypatch.setattr(workers, "ordered_map", ordered_map)
+    reports = {jobs: audit_captures(profile, fleet_captures, pm=pm, jobs=jobs) for jobs in (1, 2, 3)}
+    assert forked == [(HOSTS, 2), (HOSTS, 3)]   # -j 1 stays in this process
+    serial = reports[1]
+    assert not serial["in_sync"]
+    drifted = [name for name, host in serial["hosts"].items() if not host["in_sync"]]
+    assert drifted == ["h00003", "h00037"]
+    kinds = {d["kind"] for host in serial["hosts"].values() for d in host["drift"]}
+    assert kinds == {"network-inactive", "ip-forward"}, kinds
+    for jobs in (2, 3):   # the same report, hosts in the same order
+        assert reports[jobs] == serial and list(reports[jobs]["hosts"]) == list(serial["hosts"]) == list(profile.hosts)
+    # --host picks hosts in any order; the report lists them in the profile's, with workers too
+    some = ["h00039", "h00001", *(f"h{n:05d}" for n in range(4, 36))]
+    assert list(audit_captures(profile, fleet_captures, some, pm=pm, jobs=2)["hosts"]) \
+        == list(audit_captures(profile, fleet_captures, some, pm=pm, jobs=1)["hosts"]) == sorted(some)
+
+
+def test_an_unreadable_capture_is_the_first_such_host_in_order_with_workers(pm, fleet_profile, fleet_captures,
+                                                                         tmp_path):
+    import shutil
+
+    from vnetgen.audit import audit_captures
+    from vnetgen.factbase import FactError
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(fleet_profile), pm)
+    captures = tmp_path / "c"
+    shutil.copytree(fleet_captures, captures)
+    for host in ("h00021", "h00034"):
+        (captures / host / "brctl-show.txt").write_text("this is not brctl show\n")
+    before = _children()
+    for jobs in (1, 2, 3):
+        with pytest.raises(FactError, match=r"h00021/brctl-show\.txt:1: "):
+            audit_captures(profile, captures, pm=pm, jobs=jobs)
+    assert _children() == before
+
+
+def test_a_killed_audit_worker_is_an_audit_error(pm, fleet_profile, fleet_captures, monkeypatch):
+    from vnetgen import audit
+    from vnetgen.profile import load_valid
+
+    profile, _ = load_valid(str(fleet_profile), pm)
+    real = audit._audit_capture
+
+    def dies(profile, pm, root, real_root, name):
+        if name == "h00030":
+            os.kill(os.getpid(), signal.SIGKILL)
+        return real(profile, pm, root, real_root, name)
+
+    monkeypatch.setattr(audit, "_audit_capture", dies)
+    with pytest.raises(audit.AuditError, match=r"a worker \(pid \d+\) ended before its work was done "
+                                               r"\(killed by signal 9\)"):
+        audit.audit_captures(profile, fleet_captures, pm=pm, jobs=2)
+
+
+def test_audit_jobs_on_the_command_line(fleet_profile, fleet_captures):
+    import json
+
+    from vnetgen.cli import app
+
+    runs = {jobs: CliRunner().invoke(app, ["audit", str(fleet_profile), "--captures", str(fleet_captures),
+                                           "--format", "json", "-j", jobs]) for jobs in ("1", "2")}
+    assert runs["1"].exit_code == runs["2"].exit_code == 1, runs["2"].output
+    assert json.loads(runs["2"].stdout) == json.loads(runs["1"].stdout)
+    bad = CliRunner().invoke(app, ["audit", str(fleet_profile), "--captures", str(fleet_captures), "-j", "0"])
+    assert bad.exit_code == 2

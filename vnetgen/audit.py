@@ -1,8 +1,8 @@
 """`vnetgen audit`: plan the hosts, observe them (captures or live), evaluate the plan's checks."""
 from __future__ import annotations
 
+import functools
 import os
-
 import socket
 from pathlib import Path
 from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -88,11 +88,12 @@ def _check_hosts(profile: Any, hosts: Iterable[str]) -> List[str]:
 
 @paused_gc()   # plans, checks and parsed captures: many small acyclic objects beside the loaded profile
 def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional[Sequence[str]] = None,
-                   strict: bool = False, pm: Any = None) -> Dict[str, Any]:
+                   strict: bool = False, pm: Any = None, jobs: Optional[int] = None) -> Dict[str, Any]:
     """The report (SPEC section 5) of the hosts captured in `captures_dir` (DIR/<host>/, by capture.sh).
 
     `profile`: a path or a loaded Profile. `hosts`: the hosts to audit; default every host of the
-    profile, each of which must then have its directory. Raises InvalidProfile, AuditError
+    profile, each of which must then have its directory. `jobs`: worker processes for the hosts
+    (vnetgen.workers.default_jobs; the report is the same whatever their number). Raises InvalidProfile, AuditError
     (a missing directory or file) or FactError (a file that cannot be read: "FILE:LINE: message").
     """
     profile, pm = _profile_and_pm(profile, pm)
@@ -116,10 +117,38 @@ def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional
         captured = sorted(h for h in profile.hosts if is_dir(root / h))
         hint = f"; audit the others with --host ({', '.join(captured)})" if captured and not hosts else ""
         raise AuditError(f"{root}: no capture of {', '.join(absent)} (run capture.sh {root} on it){hint}")
-    registry = kinds(pm)
     real = os.path.realpath(root)
-    audits = [Evaluation(plan, read_capture(root, plan, real), registry).run() for plan in _each_plan(profile, pm, names)]
+    from .workers import default_jobs
+
+    jobs = default_jobs(len(names), jobs)
+    if jobs > 1:
+        wanted = set(names)
+        audits = list(_in_workers(functools.partial(_audit_capture, profile, pm, root, real),
+                                  [name for name in profile.hosts if name in wanted], jobs, pm))
+    else:
+        registry = kinds(pm)
+        audits = [Evaluation(plan, read_capture(root, plan, real), registry).run()
+                  for plan in _each_plan(profile, pm, names)]
     return make_report(audits, strict)
+
+
+def _audit_capture(profile: Any, pm: Any, root: Path, real: str, name: str) -> HostAudit:
+    """The audit of one captured host, in a worker process (a HostAudit holds only strings and lists)."""
+    from .plan import plan_host
+
+    plan = plan_host(profile, profile.hosts[name], pm, runbook=False)
+    return Evaluation(plan, read_capture(root, plan, real), kinds(pm)).run()
+
+
+def _in_workers(func: Any, names: List[str], jobs: int, pm: Any) -> Iterator[HostAudit]:
+    """vnetgen.workers.ordered_map by runs of 16 hosts (a host's audit is small), a worker that died
+    reported as an AuditError; a host's FactError or AuditError is raised in its turn, as in a loop."""
+    from .workers import WorkerError, ordered_map
+
+    try:
+        yield from ordered_map(func, names, jobs, (pm,), block=16)
+    except WorkerError as exc:
+        raise AuditError(str(exc)) from None
 
 
 def local_host(profile: Any, hostname: Optional[str] = None) -> str:

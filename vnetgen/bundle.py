@@ -15,9 +15,6 @@ from .gcpause import paused_gc
 
 MANIFEST = ".vnetgen-manifest"
 ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA256SUMS, which they carry  # lists the files vnetgen wrote, so a rebuild may replace exactly those
-# A build plans and renders hosts in worker processes from this many hosts on (vnetgen.workers).
-PARALLEL_FROM = 32
-MAX_JOBS = 4   # the default's cap: `build -j N` asks for more
 # Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
 # no host may take one. Documented in docs/profile.md.
 TOP_LEVEL = ("REVIEW.md", "SHA256SUMS", ARCHIVES, "ansible", MANIFEST)
@@ -181,19 +178,14 @@ class Stream:
         return files, sums, tar, for_review(plan), host_parts(plan)
 
     def _jobs(self, hosts: int) -> int:
-        """Worker processes for `hosts` hosts: `jobs` when given; by default one per usable CPU, at
-        most MAX_JOBS (each worker adds ~100 MiB at 1,000 hosts), for a fleet of PARALLEL_FROM hosts or
-        more (forking costs more than it saves below). Plans the caller keeps (build --against,
-        Bundle) stay in this process."""
+        """Worker processes for `hosts` hosts (vnetgen.workers.default_jobs: `jobs` when given, else
+        one per usable CPU up to MAX_JOBS from PARALLEL_FROM hosts on). Plans the caller keeps
+        (build --against, Bundle) stay in this process."""
         if self.keep_plans:
             return 1
-        if self.jobs is not None:
-            return self.jobs
-        if hosts < PARALLEL_FROM:
-            return 1
-        from .workers import usable_cpus
+        from .workers import default_jobs
 
-        return min(usable_cpus(), MAX_JOBS)
+        return default_jobs(hosts, self.jobs)
 
 
 def _in_workers(func: Any, names: List[str], jobs: int, shared: List[Any], block: int) -> Iterator[Any]:

@@ -1,6 +1,7 @@
-"""An ordered map over forked worker processes, for the per-host work of a large fleet's build.
+"""An ordered map over forked worker processes, for the per-host work of a large fleet's build or audit.
 
-A 1,000-host build spends most of its time planning and rendering hosts, one independent of another.
+A 1,000-host build spends most of its time planning and rendering hosts, one independent of another
+(an audit: planning hosts, reading their captures and evaluating them).
 `ordered_map` forks `jobs` workers after the profile is loaded (each inherits it, nothing is sent to
 them), gives the items to the workers in turn (one at a time, or in runs of `block`) and yields the
 results in the items' order, so what comes out is exactly what a loop in this process would give,
@@ -21,9 +22,12 @@ from __future__ import annotations
 import os
 import pickle
 import signal
-from typing import Any, Callable, Iterator, List, Sequence, Tuple
+from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 
 _PIPE_SIZE = 1 << 20   # room for a few hosts' results ahead of the parent (Linux caps it at pipe-max-size)
+# Per-host work runs in workers from this many hosts on: below, forking costs more than it saves.
+PARALLEL_FROM = 32
+MAX_JOBS = 4   # the default's cap (each worker adds ~100 MiB at 1,000 hosts): `-j N` asks for more
 
 
 class WorkerError(Exception):
@@ -36,6 +40,16 @@ def usable_cpus() -> int:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
         return os.cpu_count() or 1
+
+
+def default_jobs(hosts: int, jobs: Optional[int] = None) -> int:
+    """Worker processes for the per-host work of `hosts` hosts: `jobs` when given; by default one
+    per usable CPU, at most MAX_JOBS, for PARALLEL_FROM hosts or more (else 1: this process)."""
+    if jobs is not None:
+        return jobs
+    if hosts < PARALLEL_FROM:
+        return 1
+    return min(usable_cpus(), MAX_JOBS)
 
 
 class _Pickler(pickle.Pickler):
@@ -94,10 +108,10 @@ def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
             try:
                 ok, value = _Unpickler(pipe, shared).load()
             except EOFError:
-                raise WorkerError(f"a build worker (pid {pid}) ended before its work was done "
+                raise WorkerError(f"a worker (pid {pid}) ended before its work was done "
                                   f"({_status(pid)})") from None
             except Exception as exc:   # not a whole result: never expected, but never a traceback either
-                raise WorkerError(f"a build worker (pid {pid}) sent what cannot be read back: {exc}") from None
+                raise WorkerError(f"a worker (pid {pid}) sent what cannot be read back: {exc}") from None
             if not ok:
                 raise value
             yield value
