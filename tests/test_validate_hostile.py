@@ -187,3 +187,41 @@ def test_repeats_within_ten_times_the_nodes_visited_need_no_count(tmp_path, monk
     report = Report(str(path))
     doc = yamlload.load_document(str(path), schema, report)
     assert report.errors == [] and len(doc["a"]) == 20000   # 20,000 repeats: past the first 10,000
+
+
+# A schema pattern ends with `$`, which in Python also matches before a final newline: a name or value
+# with one passed for the name without it and reached file names (networks/net0\n.xml), the runbook
+# and libvirt's XML. Each is now a located error, and build writes nothing.
+@pytest.mark.parametrize("body, needle", [
+    ('networks:\n  "net0\\n": {mode: isolated}\n', '"net0'),
+    ('bridges:\n  "br0\\n": {}\nnetworks:\n  n: ' + NAT + "\n", '"br0'),
+    ('nics:\n  "eth0\\n": {ip: 10.1.0.1/24}\nnetworks:\n  n: ' + NAT + "\n", '"eth0'),
+    ('networks:\n  n: ' + NAT + '\nvms:\n  "web\\n": {import: true, memory: 1024, vcpus: 1, disk: {path: /d}, networks: [{network: n}]}\n',
+     '"web'),
+    ('networks:\n  n: ' + NAT + '\nvms:\n  v: {import: true, memory: 1024, vcpus: 1, disk: {path: /d}, os_variant: "rhel9\\n", '
+     'networks: [{network: n}]}\n', '"rhel9'),
+    ('networks:\n  n: ' + NAT + '\nvms:\n  v: {import: true, memory: 1024, vcpus: 1, disk: {path: "/d\\n"}, networks: [{network: n}]}\n',
+     '"/d'),
+    ('networks:\n  n: {mode: nat, ip: 192.168.122.1/24, uuid: "f6514662-26e5-431e-8544-fd216bed9312\\n"}\n',
+     '"f6514662'),
+])
+def test_a_value_with_a_final_newline_is_refused(write_profile, tmp_path, body, needle):
+    text = "vnetgen: 1\n" + body
+    line, row = next((n, r) for n, r in enumerate(text.splitlines(), 1) if needle in r)
+    col = row.index(needle) + 1
+    path = write_profile(text)
+    code, out = validate(path)
+    assert code == 2, out
+    assert any(r.startswith(f"{path}:{line}:{col}: error:") for r in out.splitlines()), out
+    code, out = build(path, tmp_path / "out")
+    assert code == 2 and "Traceback" not in out and not (tmp_path / "out").exists()
+    fixed = write_profile(text.replace("\\n", ""), "fixed.yaml")   # the same value without it is fine
+    assert validate(fixed)[0] == 0, validate(fixed)[1]
+
+
+def test_matches_anchors_a_final_dollar_at_the_very_end():
+    from vnetgen.yamlload import matches
+
+    assert matches(r"^[a-z]+$", "abc") and not matches(r"^[a-z]+$", "abc\n")
+    assert matches(r"^[a-z]+", "abc\n")          # no final $: a prefix match, as before
+    assert matches(r"^a\$", "a$") and not matches(r"^a\$", "b$")

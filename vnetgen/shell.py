@@ -48,7 +48,7 @@ def q(word: object) -> str:
 def _quote(text: str) -> str:
     if text and _SAFE.issuperset(text):
         return text
-    if "'" in text and re.match(_DOUBLE_OK, text):
+    if "'" in text and re.fullmatch(_DOUBLE_OK, text):
         return f'"{text}"'
     # shlex.quote(text), whose safe characters are _SAFE's: text is empty or holds another character
     # here, so it is single-quoted (importing shlex is ~0.2 ms of a one-host build).

@@ -19,6 +19,18 @@ _REPEATS_PER_NODE = 10
 _MIN_REPEATS = 10000
 
 
+def matches(pattern: str, text: str) -> bool:
+    """`text` matches the schema's `pattern` from its start (re.match, as before), and to its very end
+    when the pattern ends with `$`: Python's `$` also matches before a final newline, and a name or
+    value such as "net0\\n" must not pass for "net0" (it would reach file names and the runbook)."""
+    found = re.match(pattern, text)
+    if found is None:
+        return False
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        return found.end() == len(text)
+    return True
+
+
 class LMap(dict):
     """A mapping that remembers where it, its keys and its values were written."""
 
@@ -205,7 +217,7 @@ class Walker:
                 continue
             else:
                 sub = extra
-                if name_pattern and not re.match(name_pattern, key):
+                if name_pattern and not matches(name_pattern, key):
                     self.report.error(key_mark, f"{where}: invalid name '{_show(key)}': must match {name_pattern}")
                     continue
                 if len(key.encode("utf-8")) > 64 and "{0,14}" not in name_pattern:
@@ -272,7 +284,7 @@ class Walker:
             return self._parse(mark, where, text, ipaddress.ip_address, "an IPv4 or IPv6 address")
         if fmt == "ip-interface":
             return self._parse(mark, where, text, ipaddress.ip_interface, "an IPv4 or IPv6 address/prefix")
-        if "pattern" in schema and not re.match(schema["pattern"], text):
+        if "pattern" in schema and not matches(schema["pattern"], text):
             self.report.error(mark, f"{where}: invalid value '{_show(text)}': {schema.get('description', '')}")
             return INVALID
         return text

@@ -50,7 +50,7 @@ class LabVm(LabNode):
             tries = max(1, int(deadline - time.monotonic()))
             argv = ["busybox", "udhcpc", "-i", "eth0", "-f", "-n", "-q", "-t", str(tries), "-T", "1",
                     "-s", script]
-            if re.match(r"^[A-Za-z0-9][A-Za-z0-9-]{0,62}$", self.name):
+            if re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9-]{0,62}", self.name):
                 argv += ["-x", f"hostname:{self.name}"]
             res = self.run(argv, env={"LAB_LEASE_FILE": leasefile}, check=False, timeout=tries * 2 + 10)
             log += res.stdout + res.stderr

@@ -17,7 +17,7 @@ _IFNAME_RE = re.compile(r"^[A-Za-z0-9_.-]{1,15}$")
 
 
 def check_ifname(name: str) -> str:
-    if not _IFNAME_RE.match(name) or name in (".", ".."):
+    if not _IFNAME_RE.fullmatch(name) or name in (".", ".."):
         raise ValueError(f"invalid interface name {name!r}")
     return name
 

@@ -30,7 +30,7 @@ _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
 
 
 def _check_name(name: str, what: str) -> str:
-    if not _NAME_RE.match(name):
+    if not _NAME_RE.fullmatch(name):
         raise ValueError(f"invalid {what} name {name!r}")
     return name
 
@@ -399,7 +399,7 @@ class Lab:
         self._claim_name(name, "vm")
         host.assert_private()
         mac = (mac or _derive_mac("vm", host.name, name)).lower()
-        if not re.match(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", mac):
+        if not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac):
             raise ValueError(f"invalid MAC {mac!r}")
         holder = self._sleeper(name)
         ifname = host._next_vnet()
@@ -432,7 +432,7 @@ class Lab:
             raise ValueError(f"invalid macvlan mode {mode!r}")
         host.assert_private()
         mac = (mac or _derive_mac("vm", host.name, name)).lower()
-        if not re.match(r"^([0-9a-f]{2}:){5}[0-9a-f]{2}$", mac):
+        if not re.fullmatch(r"([0-9a-f]{2}:){5}[0-9a-f]{2}", mac):
             raise ValueError(f"invalid MAC {mac!r}")
         holder = self._sleeper(name)
         self._macvtap += 1
