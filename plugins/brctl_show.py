@@ -96,6 +96,10 @@ _ABSENT = r"bridge \S+ does not exist!|device \S+ is not a bridge!"
 
 def _is_diagnostic(line: str) -> bool:
     stripped = line.strip()
+    # Every diagnostic ends with "!", says "can't get info" or starts with "/sys/": the patterns are
+    # tried only on such a line, not on each of a capture's bridge and port lines.
+    if not (stripped.endswith("!") or "can't get info" in stripped or stripped.startswith("/sys/")):
+        return False
     return any(re.fullmatch(pattern, stripped) for pattern in _DIAGNOSTICS)
 
 

@@ -332,12 +332,13 @@ def wanted(plan: Any) -> Tuple[List[str], List[str]]:
 
 
 def _observe(source: _Source, plan: Any) -> Observed:
-    from .facts import NetList, Sysctl
+    from .facts import NetDumpXml, NetList, Sysctl
 
     networks, vms = wanted(plan)
     got = source.require(NET_LIST.path())
     listed = {entry.name: entry for entry in NetList().process(*got)}
-    definitions = {name: _definition(source, name) for name in dict.fromkeys(networks) if name in listed}
+    parser = NetDumpXml()
+    definitions = {name: _definition(source, name, parser) for name in dict.fromkeys(networks) if name in listed}
     networking = plan.target.observe(source)
     sysctl = sysctl_file([s.key for s in plan.sysctl])
     got, _ = source.get(sysctl.path(), required=True, status_ok=True)
@@ -354,11 +355,9 @@ def _observe(source: _Source, plan: Any) -> Observed:
     return observed
 
 
-def _definition(source: _Source, name: str) -> NetworkDef:
-    from .facts import NetDumpXml
-
+def _definition(source: _Source, name: str, parser: Any) -> NetworkDef:
     got = source.require(NET_XML.path(name))
-    definition = NetDumpXml().process(*got)
+    definition = parser.process(*got)
     if definition.name != name:
         text, where = got
         line = next((n for n, row in enumerate(text.split("\n"), 1) if "<name>" in row), 1)

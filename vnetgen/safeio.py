@@ -71,7 +71,7 @@ def read_bounded(path: str, limit: int, what: str, within: Optional[str] = None,
             raise UnsafeInput(path, f"{what} is {_kind(info.st_mode)}, not a regular file")
         if info.st_size > limit:
             raise UnsafeInput(path, f"{what} is {info.st_size} bytes, more than the limit of {_size(limit)}")
-        os.set_blocking(fd, True)
+        # A regular file: O_NONBLOCK (there for a FIFO's open) changes nothing about its reads.
         chunks, total = [], 0
         while True:
             chunk = os.read(fd, min(_CHUNK, limit + 1 - total))

@@ -334,7 +334,13 @@ def _ip(element: Any, source: str) -> IpDef:
         raise FactError(source, _line(element), f"family={declared[:20]!r} but the address is {family}")
     prefix = _prefix(element, address, source)
     if address.version == 4:   # from the number: no second parse of the address's text
-        interface: Any = ipaddress.IPv4Interface((int(address), prefix))
+        key = (int(address), prefix)
+        interface: Any = _INTERFACES.get(key)
+        if interface is None:
+            interface = ipaddress.IPv4Interface(key)
+            if len(_INTERFACES) >= 4096:   # bounded: a fleet's gateways repeat (192.168.122.1/24), few are new
+                _INTERFACES.clear()
+            _INTERFACES[key] = interface
     else:
         interface = ipaddress.ip_interface(f"{address}/{prefix}")
     ranges, hosts = _dhcp(element, source)
@@ -361,6 +367,7 @@ def _prefix(element: Any, address: Any, source: str) -> int:
 
 
 _NETMASKS: Dict[str, int] = {}
+_INTERFACES: Dict[Tuple[int, int], Any] = {}   # (address, prefix) → IPv4Interface: immutable, so shared
 
 
 def _netmask_prefix(netmask: str) -> int:
