@@ -351,3 +351,93 @@ def test_audit_jobs_on_the_command_line(fleet_profile, fleet_captures):
     assert json.loads(runs["2"].stdout) == json.loads(runs["1"].stdout)
     bad = CliRunner().invoke(app, ["audit", str(fleet_profile), "--captures", str(fleet_captures), "-j", "0"])
     assert bad.exit_code == 2
+
+
+# --- audit while the profile is validated ------------------------------------------------------
+
+
+def _audit_cli(profile: Path, captures: Path, *options: str):
+    from vnetgen.cli import app
+
+    return CliRunner().invoke(app, ["audit", str(profile), "--captures", str(captures), *options])
+
+
+def _spy_ordered_map(monkeypatch) -> list:
+    """Record each ordered_map call's (items, jobs, eager)."""
+    from vnetgen import workers
+
+    calls, real_map = [], workers.ordered_map
+
+    def ordered_map(func, items, jobs, *args, **kwargs):
+        calls.append((len(items), jobs, kwargs.get("eager", False)))
+        return real_map(func, items, jobs, *args, **kwargs)
+
+    monkeypatch.setattr(workers, "ordered_map", ordered_map)
+    return calls
+
+
+def test_a_fleet_is_audited_while_its_profile_is_validated(fleet_profile, fleet_captures, monkeypatch):
+    from vnetgen import validate
+
+    monkeypatch.setattr("vnetgen.workers.usable_cpus", lambda: 2)
+    calls = _spy_ordered_map(monkeypatch)
+    before = _children()
+    running = []
+    real_validate = validate.validate
+
+    def validating(*args, **kwargs):
+        running.append(len(_children() - before))   # the workers, forked before validation began
+        return real_validate(*args, **kwargs)
+
+    monkeypatch.setattr(validate, "validate", validating)
+    together = _audit_cli(fleet_profile, fleet_captures, "--format", "json")
+    assert calls == [(HOSTS, 2, True)] and running == [2], (calls, running)
+    serial = _audit_cli(fleet_profile, fleet_captures, "--format", "json", "-j", "1")
+    assert together.exit_code == serial.exit_code == 1, together.output
+    assert together.stdout == serial.stdout   # the same report, byte for byte
+    assert _children() == before
+
+
+@pytest.mark.parametrize("change, message", [
+    # a target no plugin provides: planning the host raises in its worker, validation reports it
+    (("  h00005:\n", "  h00005:\n    target: el99\n"), "unknown target 'el99'"),
+    # a DHCP range outside its subnet: planned without complaint, refused by validation
+    (("          end: 172.17.20.200\n", "          end: 172.17.21.200\n"), "172.17.21.200"),
+])
+def test_an_invalid_fleet_reports_its_problems_whatever_the_workers_found(fleet_profile, fleet_captures,
+                                                                           tmp_path, monkeypatch, change, message):
+    from vnetgen.cli import app
+
+    text = fleet_profile.read_text()
+    assert text.count(change[0]) == 1
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace(*change))
+    calls = _spy_ordered_map(monkeypatch)
+    before = _children()
+    audited = _audit_cli(bad, fleet_captures)
+    assert calls and calls[0][2] is True   # the workers had started
+    assert _children() == before           # and were stopped
+    validated = CliRunner().invoke(app, ["validate", str(bad)])
+    assert audited.exit_code == validated.exit_code == 2
+    assert message in audited.output and "Traceback" not in audited.output
+    assert audited.stderr == validated.stderr   # every problem, as validate reports them
+
+
+def test_a_profile_with_a_syntax_error_starts_no_worker(fleet_profile, fleet_captures, tmp_path, monkeypatch):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(fleet_profile.read_text().replace("  h00007:\n", "  h00007:\n    colour: blue\n", 1))
+    calls = _spy_ordered_map(monkeypatch)
+    result = _audit_cli(bad, fleet_captures)
+    assert result.exit_code == 2 and "unknown key 'colour'" in result.output, result.output
+    assert calls == []
+
+
+def test_an_invalid_profile_wins_over_a_missing_capture(fleet_profile, fleet_captures, tmp_path):
+    text = fleet_profile.read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(text.replace("  h00005:\n", "  h00005:\n    target: el99\n", 1))
+    missing = tmp_path / "nowhere"
+    result = _audit_cli(bad, missing)
+    assert result.exit_code == 2 and "unknown target 'el99'" in result.output and "nowhere" not in result.output
+    result = _audit_cli(fleet_profile, missing)   # valid: then the capture directory is the problem
+    assert result.exit_code == 2 and "no such capture directory" in result.output, result.output

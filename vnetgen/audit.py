@@ -5,15 +5,15 @@ import functools
 import os
 import socket
 from pathlib import Path
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 from .checks import Drift, Evaluation, HostAudit, kinds
 from .gcpause import paused_gc
 from .observe import AuditError, Observed, Runner, read_capture, read_live, run_command
 from .report import format_text, make_report
 
-__all__ = ["AuditError", "Drift", "HostAudit", "audit_captures", "audit_host", "audit_live", "evaluate_host",
-           "format_text", "local_host", "make_report"]
+__all__ = ["AuditError", "Drift", "HostAudit", "audit_captures", "audit_host", "audit_live", "audit_profile_captures",
+           "evaluate_host", "format_text", "local_host", "make_report"]
 
 
 def audit_host(plan: Any, observed: Observed, pm: Any = None) -> List[Drift]:
@@ -86,6 +86,54 @@ def _check_hosts(profile: Any, hosts: Iterable[str]) -> List[str]:
     return hosts
 
 
+@paused_gc()   # the profile, plans, checks and parsed captures: many small acyclic objects
+def audit_profile_captures(path: str, captures_dir: Union[str, Path], hosts: Optional[Sequence[str]] = None,
+                           strict: bool = False, pm: Any = None, jobs: Optional[int] = None,
+                           valid: Optional[Callable[[Any], None]] = None) -> Dict[str, Any]:
+    """audit_captures of the profile at `path`, which is loaded here as load_valid loads it (raising
+    InvalidProfile with every problem), calling `valid(report)` once it is valid (its warnings).
+
+    For a fleet the workers start before the profile's semantic checks (vnetgen.validate, about a
+    quarter of a load) and plan and audit its hosts while this process runs them on the other CPU;
+    their results are read only once the profile is valid. An invalid profile stops them and raises
+    InvalidProfile, whatever they found: what they computed from it is never seen. Validation changes
+    nothing in a profile but a default target (validate.default_targets), given before they start.
+    """
+    from .diagnostics import InvalidProfile
+    from .plugins import get_plugin_manager
+    from .profile import load, pm_modes
+    from .validate import default_targets, validate
+
+    pm = pm or get_plugin_manager()
+    profile, report = load(str(path), modes=pm_modes(pm))
+    results = None
+    if profile is not None and not report.errors:
+        try:
+            names = _captured_hosts(profile, Path(captures_dir), hosts)
+        except AuditError:
+            names = []   # raised again below, once the profile is known to be valid
+        if names and _jobs(len(names), jobs) > 1:
+            default_targets(profile, pm)
+            results = _in_workers(functools.partial(_audit_capture, profile, pm, Path(captures_dir),
+                                                    os.path.realpath(captures_dir)),
+                                  names, _jobs(len(names), jobs), pm, eager=True)
+            next(results)   # the workers run from here on
+    try:
+        if profile is not None:
+            validate(profile, report, pm)
+        if profile is None or report.errors:
+            raise InvalidProfile(report)
+        profile.warnings = report.sorted()
+        if valid is not None:
+            valid(report)
+        if results is None:
+            return audit_captures(profile, captures_dir, hosts, strict, pm, jobs)
+        return make_report(list(results), strict)
+    finally:
+        if results is not None:
+            results.close()   # stops and reaps the workers when their results were not all read
+
+
 @paused_gc()   # plans, checks and parsed captures: many small acyclic objects beside the loaded profile
 def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional[Sequence[str]] = None,
                    strict: bool = False, pm: Any = None, jobs: Optional[int] = None) -> Dict[str, Any]:
@@ -98,6 +146,21 @@ def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional
     """
     profile, pm = _profile_and_pm(profile, pm)
     root = Path(captures_dir)
+    names = _captured_hosts(profile, root, hosts)
+    real = os.path.realpath(root)
+    jobs = _jobs(len(names), jobs)
+    if jobs > 1:
+        audits = list(_in_workers(functools.partial(_audit_capture, profile, pm, root, real), names, jobs, pm))
+    else:
+        registry = kinds(pm)
+        audits = [Evaluation(plan, read_capture(root, plan, real), registry).run()
+                  for plan in _each_plan(profile, pm, names)]
+    return make_report(audits, strict)
+
+
+def _captured_hosts(profile: Any, root: Path, hosts: Optional[Sequence[str]]) -> List[str]:
+    """The hosts to audit, in the profile's order: `hosts` (default: all), each captured in `root`;
+    AuditError otherwise."""
     if not root.is_dir():
         raise AuditError(f"{root}: no such capture directory")
     try:
@@ -117,19 +180,14 @@ def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional
         captured = sorted(h for h in profile.hosts if is_dir(root / h))
         hint = f"; audit the others with --host ({', '.join(captured)})" if captured and not hosts else ""
         raise AuditError(f"{root}: no capture of {', '.join(absent)} (run capture.sh {root} on it){hint}")
-    real = os.path.realpath(root)
+    wanted = set(names)
+    return [name for name in profile.hosts if name in wanted]
+
+
+def _jobs(hosts: int, jobs: Optional[int]) -> int:
     from .workers import default_jobs
 
-    jobs = default_jobs(len(names), jobs)
-    if jobs > 1:
-        wanted = set(names)
-        audits = list(_in_workers(functools.partial(_audit_capture, profile, pm, root, real),
-                                  [name for name in profile.hosts if name in wanted], jobs, pm))
-    else:
-        registry = kinds(pm)
-        audits = [Evaluation(plan, read_capture(root, plan, real), registry).run()
-                  for plan in _each_plan(profile, pm, names)]
-    return make_report(audits, strict)
+    return default_jobs(hosts, jobs)
 
 
 def _audit_capture(profile: Any, pm: Any, root: Path, real: str, name: str) -> HostAudit:
@@ -140,13 +198,13 @@ def _audit_capture(profile: Any, pm: Any, root: Path, real: str, name: str) -> H
     return Evaluation(plan, read_capture(root, plan, real), kinds(pm)).run()
 
 
-def _in_workers(func: Any, names: List[str], jobs: int, pm: Any) -> Iterator[HostAudit]:
+def _in_workers(func: Any, names: List[str], jobs: int, pm: Any, eager: bool = False) -> Iterator[Any]:
     """vnetgen.workers.ordered_map by runs of 16 hosts (a host's audit is small), a worker that died
     reported as an AuditError; a host's FactError or AuditError is raised in its turn, as in a loop."""
     from .workers import WorkerError, ordered_map
 
     try:
-        yield from ordered_map(func, names, jobs, (pm,), block=16)
+        yield from ordered_map(func, names, jobs, (pm,), block=16, eager=eager)
     except WorkerError as exc:
         raise AuditError(str(exc)) from None
 

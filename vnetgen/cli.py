@@ -5,7 +5,7 @@
 import copy
 import os
 import sys
-from typing import List, Optional
+from typing import Any, List, NoReturn, Optional
 
 import typer
 
@@ -45,13 +45,18 @@ def _load(profile: str, writes: bool = False):
     try:
         loaded, report = load_valid(profile, pm)
     except InvalidProfile as exc:
-        _print_report(exc.report)
-        count = len(exc.report.errors)
-        tail = "; nothing was written" if writes else ""
-        typer.echo(f"{profile}: {count} error{'s' if count != 1 else ''}{tail}", err=True)
-        raise typer.Exit(EXIT_INVALID)
+        _invalid(profile, exc, writes)
     _print_report(report)
     return loaded, pm
+
+
+def _invalid(profile: str, exc: Any, writes: bool = False) -> NoReturn:
+    """Print every problem of an InvalidProfile and exit 2."""
+    _print_report(exc.report)
+    count = len(exc.report.errors)
+    tail = "; nothing was written" if writes else ""
+    typer.echo(f"{profile}: {count} error{'s' if count != 1 else ''}{tail}", err=True)
+    raise typer.Exit(EXIT_INVALID)
 
 
 @app.command()
@@ -136,20 +141,29 @@ def audit(profile: str = typer.Argument(..., metavar="PROFILE", help="The profil
     import json
     import os
 
-    from .audit import AuditError, audit_captures, audit_live, format_text
+    from .audit import AuditError, audit_live, audit_profile_captures, format_text
+    from .diagnostics import InvalidProfile
     from .factbase import FactError
 
     if output_format not in ("text", "json"):
         typer.echo(f"vnetgen audit: --format is text or json, not {output_format!r}", err=True)
         raise typer.Exit(EXIT_INVALID)
-    loaded, pm = _load(profile)
     try:
         if captures is not None:
-            report = audit_captures(loaded, captures, host or None, strict=strict, pm=pm, jobs=jobs)
+            # loaded and validated there, as _load does: a fleet's hosts are audited meanwhile
+            from .plugins import get_plugin_manager
+
+            try:
+                report = audit_profile_captures(profile, captures, host or None, strict=strict,
+                                                pm=get_plugin_manager(), jobs=jobs, valid=_print_report)
+            except InvalidProfile as exc:
+                _invalid(profile, exc)
         elif len(host) > 1:
+            _load(profile)
             raise AuditError("a live audit reads this machine only: give one --host, or audit captures "
                              "with --captures DIR")
         else:
+            loaded, pm = _load(profile)
             report = audit_live(loaded, host[0] if host else None, strict=strict, pm=pm)
     except (AuditError, FactError) as exc:
         typer.echo(f"vnetgen audit: {exc}", err=True)

@@ -51,13 +51,14 @@ def vnetgen_check_kinds() -> List["CheckKind"]:
 def vnetgen_validate_network(host: "Host", network: "Network", report: "Report") -> None:
     """Check one network of `host` after the core's checks; report problems with
     `report.error(network.at(key), message)`. Called for every network of a known mode: a
-    plugin checks only networks whose `network.mode` is its own. Returns nothing."""
+    plugin checks only networks whose `network.mode` is its own. Returns nothing, and changes
+    nothing in the profile: an audit of captured fleets plans its hosts while validation runs."""
 
 
 @hookspec
 def vnetgen_validate_host(host: "Host", report: "Report") -> None:
     """Check one host after the core's checks (called for every host, after its target's own
-    `Target.validate`). Returns nothing."""
+    `Target.validate`). Returns nothing, and changes nothing in the profile (as above)."""
 
 
 # --- artifacts, steps and checks ------------------------------------------------------------

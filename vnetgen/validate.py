@@ -15,15 +15,11 @@ from .schema import MODE_KEYS
 
 def validate(profile: m.Profile, report: Report, pm: Any) -> None:
     """Run every semantic rule, adding all problems to `report`."""
-    from .plugins import default_target
-
     known_modes = plugin_modes(pm)
     known_targets = plugin_targets(pm)
-    fallback = default_target(pm)
+    default_targets(profile, pm)
     for host in profile.hosts.values():
         _check_host_name(host, report)
-        if host.target is None:
-            host.target = fallback
         target = known_targets.get(host.target or "")
         if target is None:
             report.error(host.at("target"), f"host {host.name}: unknown target '{host.target}'"
@@ -37,6 +33,16 @@ def validate(profile: m.Profile, report: Report, pm: Any) -> None:
             if net.mode in known_modes:
                 pm.hook.vnetgen_validate_network(host=host, network=net, report=report)
     _check_fleet(profile, known_modes, report)
+
+
+def default_targets(profile: m.Profile, pm: Any) -> None:
+    """A host that names no target gets the default one (the only change validation makes to a profile)."""
+    from .plugins import default_target
+
+    fallback = default_target(pm)
+    for host in profile.hosts.values():
+        if host.target is None:
+            host.target = fallback
 
 
 def _suggest(word: str, choices: Iterable[str]) -> str:

@@ -71,14 +71,21 @@ class _Unpickler(pickle.Unpickler):
         return self._shared[pid]
 
 
+STARTED = object()   # what an `eager` ordered_map yields first, once its workers run
+
+
 def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
-                shared: Sequence[Any] = (), block: int = 1) -> Iterator[Any]:
+                shared: Sequence[Any] = (), block: int = 1, eager: bool = False) -> Iterator[Any]:
     """func(item) for every item, in order, computed by `jobs` forked workers (jobs < 2, or no fork
     on this OS: in this process). `shared`: objects made before the call that results may refer to.
     Items go to the workers in turn by runs of `block`: a worker then touches fewer of the parent's
     memory pages (each one it writes, even a reference count, is copied), but gets at most its pipe's
-    worth ahead of the parent: give small results a larger block."""
+    worth ahead of the parent: give small results a larger block. `eager`: the first next() forks the
+    workers and yields STARTED, so the caller can go on with other work while they run (in this
+    process, STARTED comes first too, and the items are computed as the results are asked for)."""
     if jobs < 2 or len(items) < 2 or not hasattr(os, "fork"):
+        if eager:
+            yield STARTED
         for item in items:
             yield func(item)
         return
@@ -103,6 +110,8 @@ def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
                              if position // block % jobs == number], write, index)
             os.close(write)
             workers.append((pid, os.fdopen(read, "rb", buffering=_PIPE_SIZE)))
+        if eager:
+            yield STARTED
         for position in range(len(items)):
             pid, pipe = workers[position // block % jobs]
             try:
