@@ -3,6 +3,7 @@
 # and as strings it evaluates each twice (inspect, then typing.get_type_hints): ~0.8 ms of a build.
 
 import copy
+import gc
 import os
 import sys
 from typing import Any, List, NoReturn, Optional
@@ -316,6 +317,8 @@ def main() -> None:
         command_app(sys.argv[1:2])()
     except KeyboardInterrupt:
         sys.exit(130)
+    finally:
+        gc.freeze()
 
 
 def command_app(first: List[str]) -> typer.Typer:
