@@ -25,6 +25,20 @@ def build(path, out):
 NAT = "{mode: nat, ip: 192.168.122.1/24}"
 
 
+def refused_at(write_profile, tmp_path, text: str, needle: str):
+    """The errors validate reports at the line and column of `needle` (text must fail validation and
+    the build, which writes nothing), and validate's whole output."""
+    line, row = next((n, r) for n, r in enumerate(text.splitlines(), 1) if needle in r)
+    col = row.index(needle) + 1
+    path = write_profile(text)
+    code, out = validate(path)
+    assert code == 2, out
+    located = [row for row in out.splitlines() if row.startswith(f"{path}:{line}:{col}: error:")]
+    code, built = build(path, tmp_path / "out")
+    assert code == 2 and "Traceback" not in built and not (tmp_path / "out").exists()
+    return located, out
+
+
 @pytest.mark.parametrize("body, needle, words", [
     ("networks:\n  a: {mode: nat, ip: 10.0.0.1/24, uuid: f6514662-26e5-431e-8544-fd216bed9312}\n"
      "  b: {mode: nat, ip: 10.0.1.1/24, uuid: F6514662-26E5-431E-8544-FD216BED9312}\n", "F6514662", "also network a"),
@@ -46,16 +60,8 @@ NAT = "{mode: nat, ip: 192.168.122.1/24}"
     ("nics:\n  eth0: {ip: 127.0.0.2/8}\nbridges:\n  br0: {ip: 10.0.0.1/24}\n", "127.0.0.2", "loopback"),
 ])
 def test_missing_checks_are_located_errors(write_profile, tmp_path, body, needle, words):
-    text = "vnetgen: 1\n" + body
-    line, row = next((n, r) for n, r in enumerate(text.splitlines(), 1) if needle in r)
-    col = row.index(needle) + 1
-    path = write_profile(text)
-    code, out = validate(path)
-    assert code == 2, out
-    located = [row for row in out.splitlines() if row.startswith(f"{path}:{line}:{col}: error:")]
+    located, out = refused_at(write_profile, tmp_path, "vnetgen: 1\n" + body, needle)
     assert any(words in row for row in located), out
-    code, out = build(path, tmp_path / "out")
-    assert code == 2 and "Traceback" not in out and not (tmp_path / "out").exists()
 
 
 def test_the_checks_leave_good_values_alone(write_profile):
@@ -207,14 +213,8 @@ def test_repeats_within_ten_times_the_nodes_visited_need_no_count(tmp_path, monk
 ])
 def test_a_value_with_a_final_newline_is_refused(write_profile, tmp_path, body, needle):
     text = "vnetgen: 1\n" + body
-    line, row = next((n, r) for n, r in enumerate(text.splitlines(), 1) if needle in r)
-    col = row.index(needle) + 1
-    path = write_profile(text)
-    code, out = validate(path)
-    assert code == 2, out
-    assert any(r.startswith(f"{path}:{line}:{col}: error:") for r in out.splitlines()), out
-    code, out = build(path, tmp_path / "out")
-    assert code == 2 and "Traceback" not in out and not (tmp_path / "out").exists()
+    located, out = refused_at(write_profile, tmp_path, text, needle)
+    assert located, out
     fixed = write_profile(text.replace("\\n", ""), "fixed.yaml")   # the same value without it is fine
     assert validate(fixed)[0] == 0, validate(fixed)[1]
 
