@@ -412,6 +412,7 @@ def test_an_invalid_fleet_reports_its_problems_whatever_the_workers_found(fleet_
     assert text.count(change[0]) == 1
     bad = tmp_path / "bad.yaml"
     bad.write_text(text.replace(*change))
+    monkeypatch.setattr("vnetgen.workers.usable_cpus", lambda: 2)   # workers even on a one-CPU machine
     calls = _spy_ordered_map(monkeypatch)
     before = _children()
     audited = _audit_cli(bad, fleet_captures)
