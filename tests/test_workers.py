@@ -442,3 +442,82 @@ def test_an_invalid_profile_wins_over_a_missing_capture(fleet_profile, fleet_cap
     assert result.exit_code == 2 and "unknown target 'el99'" in result.output and "nowhere" not in result.output
     result = _audit_cli(fleet_profile, missing)   # valid: then the capture directory is the problem
     assert result.exit_code == 2 and "no such capture directory" in result.output, result.output
+
+
+# --- generations --------------------------------------------------------------------------------
+
+
+def test_workers_are_replaced_after_each_generation_and_the_order_holds():
+    from vnetgen.workers import ordered_map
+
+    before = _children()
+    out = list(ordered_map(lambda i: (i, os.getpid()), list(range(13)), 2, block=2, generation=4))
+    assert [i for i, _ in out] == list(range(13))
+    pids = [pid for _, pid in out]
+    assert os.getpid() not in pids
+    # 4 items a generation, 2 workers each: 13 items make 4 generations (the last of one item, one worker)
+    generations = [set(pids[start:start + 4]) for start in range(0, 13, 4)]
+    assert [len(g) for g in generations] == [2, 2, 2, 1]
+    assert len(set().union(*generations)) == 7   # every generation's workers are new processes
+    assert _children() == before
+
+
+def test_the_first_item_here_loads_once_for_every_generation():
+    from vnetgen.workers import ordered_map
+
+    loaded = []   # what the first item "loads" in this process, seen by every worker after it
+
+    def work(i):
+        if not loaded:
+            loaded.append(os.getpid())
+        return i, os.getpid(), tuple(loaded)
+
+    out = list(ordered_map(work, list(range(9)), 2, generation=4, first_here=True))
+    assert [i for i, _, _ in out] == list(range(9))
+    assert out[0][1] == os.getpid()
+    assert all(pid != os.getpid() and seen == (os.getpid(),) for _, pid, seen in out[1:])
+
+
+def test_a_failure_in_a_later_generation_raises_in_its_turn():
+    from vnetgen.workers import ordered_map
+
+    def work(i):
+        if i == 9:
+            raise ValueError("item 9")
+        return i
+
+    got = []
+    before = _children()
+    with pytest.raises(ValueError, match="item 9"):
+        for value in ordered_map(work, list(range(14)), 2, generation=4, first_here=True):
+            got.append(value)
+    assert got == list(range(9))
+    assert _children() == before
+
+
+def test_a_caller_that_stops_in_a_generation_leaves_no_worker_behind():
+    from vnetgen.workers import STARTED, ordered_map
+
+    before = _children()
+    results = ordered_map(lambda i: "x" * 100_000, list(range(200)), 2, generation=50, eager=True,
+                          first_here=True)
+    assert next(results) is STARTED
+    assert next(results) == "x" * 100_000   # the first, made here
+    for _ in range(60):                       # into the second generation
+        next(results)
+    results.close()
+    assert _children() == before
+
+
+def test_a_build_in_generations_is_the_same_bundle(fleet_profile, tmp_path, monkeypatch):
+    from vnetgen import bundle
+
+    serial = tmp_path / "serial"
+    assert _build(fleet_profile, serial, "-j", "1").exit_code == 0
+    monkeypatch.setattr(bundle, "GENERATION", 7)   # 40 hosts: the first here, then 6 generations
+    forked = tmp_path / "forked"
+    before = _children()
+    result = _build(fleet_profile, forked, "-j", "2")
+    assert result.exit_code == 0, result.output
+    assert _tree(forked) == _tree(serial)
+    assert _children() == before

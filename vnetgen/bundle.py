@@ -17,6 +17,9 @@ MANIFEST = ".vnetgen-manifest"
 ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA256SUMS, which they carry  # lists the files vnetgen wrote, so a rebuild may replace exactly those
 # Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
 # no host may take one. Documented in docs/profile.md.
+# A build's workers end after this many hosts and new ones take the next (vnetgen.workers): each
+# holds copies of the profile's pages for the hosts of its generation only.
+GENERATION = 256
 TOP_LEVEL = ("REVIEW.md", "SHA256SUMS", ARCHIVES, "ansible", MANIFEST)
 
 
@@ -193,7 +196,7 @@ def _in_workers(func: Any, names: List[str], jobs: int, shared: List[Any], block
     from .workers import WorkerError, ordered_map
 
     try:
-        yield from ordered_map(func, names, jobs, shared, block)
+        yield from ordered_map(func, names, jobs, shared, block, generation=GENERATION, first_here=True)
     except WorkerError as exc:
         raise BundleError(str(exc)) from None
 

@@ -75,20 +75,49 @@ STARTED = object()   # what an `eager` ordered_map yields first, once its worker
 
 
 def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
-                shared: Sequence[Any] = (), block: int = 1, eager: bool = False) -> Iterator[Any]:
+                shared: Sequence[Any] = (), block: int = 1, eager: bool = False,
+                generation: int = 0, first_here: bool = False) -> Iterator[Any]:
     """func(item) for every item, in order, computed by `jobs` forked workers (jobs < 2, or no fork
     on this OS: in this process). `shared`: objects made before the call that results may refer to.
     Items go to the workers in turn by runs of `block`: a worker then touches fewer of the parent's
     memory pages (each one it writes, even a reference count, is copied), but gets at most its pipe's
     worth ahead of the parent: give small results a larger block. `eager`: the first next() forks the
     workers and yields STARTED, so the caller can go on with other work while they run (in this
-    process, STARTED comes first too, and the items are computed as the results are asked for)."""
+    process, STARTED comes first too, and the items are computed as the results are asked for).
+
+    `generation`: the workers end after that many items (0: never) and a new set is forked for the
+    next ones. The kernel copies every page of the parent's memory a worker writes to (reading an
+    object writes its reference count): a worker's copies go when it ends, so the workers of a fleet
+    hold the copies of one generation's hosts, not of all of theirs. `first_here`: the first item is
+    computed in this process first, so that what it loads on first use (modules, schemas, caches) is
+    loaded once and shared by every worker of every generation rather than loaded again by each."""
     if jobs < 2 or len(items) < 2 or not hasattr(os, "fork"):
         if eager:
             yield STARTED
         for item in items:
             yield func(item)
         return
+    done = 0
+    if first_here:
+        first = func(items[0])   # raised here, in its turn: it is the first
+        done = 1
+    size = generation if generation > 0 else len(items)
+    for start in range(done, len(items), size):
+        results = _generation(func, items[start:start + size], jobs, shared, block, eager=True)
+        try:
+            next(results)   # forked: the workers compute while the first item's result is taken
+            if eager and start == done:
+                yield STARTED
+            if first_here and start == done:
+                yield first
+            yield from results
+        finally:
+            results.close()   # a caller that stops early: this generation's workers are stopped
+
+
+def _generation(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
+                shared: Sequence[Any], block: int, eager: bool) -> Iterator[Any]:
+    """One set of workers for `items` (see ordered_map)."""
     jobs = min(jobs, len(items))
     index = {id(obj): (number, obj) for number, obj in enumerate(shared)}
     workers: List[Tuple[int, Any]] = []   # (pid, read end)
