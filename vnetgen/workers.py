@@ -27,7 +27,7 @@ from typing import Any, Callable, Iterator, List, Optional, Sequence, Tuple
 _PIPE_SIZE = 1 << 20   # room for a few hosts' results ahead of the parent (Linux caps it at pipe-max-size)
 # Per-host work runs in workers from this many hosts on: below, forking costs more than it saves.
 PARALLEL_FROM = 32
-MAX_JOBS = 4   # the default's cap (each worker adds ~100 MiB at 1,000 hosts): `-j N` asks for more
+MAX_JOBS = 4   # the default's cap (each worker copies the profile pages it reads): `-j N` asks for more
 
 
 class WorkerError(Exception):
