@@ -253,6 +253,20 @@ def test_a_result_that_cannot_be_sent_back_fails_its_item_cleanly():
     assert got == [0, 1, 2]
 
 
+def _spy_ordered_map(monkeypatch) -> list:
+    """Record each ordered_map call's (items, jobs, eager)."""
+    from vnetgen import workers
+
+    calls, real_map = [], workers.ordered_map
+
+    def ordered_map(func, items, jobs, *args, **kwargs):
+        calls.append((len(items), jobs, kwargs.get("eager", False)))
+        return real_map(func, items, jobs, *args, **kwargs)
+
+    monkeypatch.setattr(workers, "ordered_map", ordered_map)
+    return calls
+
+
 # --- audit ----------------------------------------------------------------------------------------
 
 
@@ -273,21 +287,13 @@ def fleet_captures(fleet_profile, tmp_path_factory) -> Path:
 
 def test_an_audit_reports_the_same_whatever_the_number_of_workers(pm, fleet_profile, fleet_captures,
                                                                   monkeypatch):
-    from vnetgen import workers
     from vnetgen.audit import audit_captures
     from vnetgen.profile import load_valid
 
     profile, _ = load_valid(str(fleet_profile), pm)
-    forked = []
-    real_map = workers.ordered_map
-
-    def ordered_map(func, items, jobs, *args, **kwargs):
-        forked.append((len(items), jobs))
-        return real_map(func, items, jobs, *args, **kwargs)
-
-    monkeypatch.setattr(workers, "ordered_map", ordered_map)
+    forked = _spy_ordered_map(monkeypatch)
     reports = {jobs: audit_captures(profile, fleet_captures, pm=pm, jobs=jobs) for jobs in (1, 2, 3)}
-    assert forked == [(HOSTS, 2), (HOSTS, 3)]   # -j 1 stays in this process
+    assert forked == [(HOSTS, 2, False), (HOSTS, 3, False)]   # -j 1 stays in this process
     serial = reports[1]
     assert not serial["in_sync"]
     drifted = [name for name, host in serial["hosts"].items() if not host["in_sync"]]
@@ -329,10 +335,10 @@ def test_a_killed_audit_worker_is_an_audit_error(pm, fleet_profile, fleet_captur
     profile, _ = load_valid(str(fleet_profile), pm)
     real = audit._audit_capture
 
-    def dies(profile, pm, root, real_root, name):
-        if name == "h00030":
+    def dies(*args):
+        if args[-1] == "h00030":   # the host's name
             os.kill(os.getpid(), signal.SIGKILL)
-        return real(profile, pm, root, real_root, name)
+        return real(*args)
 
     monkeypatch.setattr(audit, "_audit_capture", dies)
     with pytest.raises(audit.AuditError, match=r"a worker \(pid \d+\) ended before its work was done "
@@ -360,20 +366,6 @@ def _audit_cli(profile: Path, captures: Path, *options: str):
     from vnetgen.cli import app
 
     return CliRunner().invoke(app, ["audit", str(profile), "--captures", str(captures), *options])
-
-
-def _spy_ordered_map(monkeypatch) -> list:
-    """Record each ordered_map call's (items, jobs, eager)."""
-    from vnetgen import workers
-
-    calls, real_map = [], workers.ordered_map
-
-    def ordered_map(func, items, jobs, *args, **kwargs):
-        calls.append((len(items), jobs, kwargs.get("eager", False)))
-        return real_map(func, items, jobs, *args, **kwargs)
-
-    monkeypatch.setattr(workers, "ordered_map", ordered_map)
-    return calls
 
 
 def test_a_fleet_is_audited_while_its_profile_is_validated(fleet_profile, fleet_captures, monkeypatch):

@@ -71,13 +71,6 @@ def _plans(profile: Any, pm: Any, hosts: Sequence[str]) -> List[Any]:
     return plan_profile(profile, pm, list(hosts), runbook=False)   # an audit needs no runbook
 
 
-def _each_plan(profile: Any, pm: Any, hosts: Sequence[str]) -> Iterator[Any]:
-    """_plans one host at a time: a host's plan and capture are let go once it is evaluated."""
-    from .plan import plan_hosts
-
-    return plan_hosts(profile, pm, list(hosts), runbook=False)
-
-
 def _check_hosts(profile: Any, hosts: Iterable[str]) -> List[str]:
     hosts = list(dict.fromkeys(hosts))
     unknown = [h for h in hosts if h not in profile.hosts]
@@ -105,18 +98,18 @@ def audit_profile_captures(path: str, captures_dir: Union[str, Path], hosts: Opt
     from .validate import default_targets, validate
 
     pm = pm or get_plugin_manager()
+    root = Path(captures_dir)
     profile, report = load(str(path), modes=pm_modes(pm))
-    results = None
+    results, names, problem = None, [], None
     if profile is not None and not report.errors:
         try:
-            names = _captured_hosts(profile, Path(captures_dir), hosts)
-        except AuditError:
-            names = []   # raised again below, once the profile is known to be valid
-        if names and _jobs(len(names), jobs) > 1:
+            names = _captured_hosts(profile, root, hosts)
+        except AuditError as error:
+            problem = error   # raised below, once the profile is known to be valid
+        jobs = _jobs(len(names), jobs)
+        if jobs > 1:
             default_targets(profile, pm)
-            results = _in_workers(functools.partial(_audit_capture, profile, pm, Path(captures_dir),
-                                                    os.path.realpath(captures_dir)),
-                                  names, _jobs(len(names), jobs), pm, eager=True)
+            results = _in_workers(_audit_work(profile, pm, root), names, jobs, pm, eager=True)
             next(results)   # the workers run from here on
     try:
         if profile is not None:
@@ -126,8 +119,11 @@ def audit_profile_captures(path: str, captures_dir: Union[str, Path], hosts: Opt
         profile.warnings = report.sorted()
         if valid is not None:
             valid(report)
+        if problem is not None:
+            raise problem
         if results is None:
-            return audit_captures(profile, captures_dir, hosts, strict, pm, jobs)
+            work = _audit_work(profile, pm, root)
+            return make_report([work(name) for name in names], strict)
         return make_report(list(results), strict)
     finally:
         if results is not None:
@@ -147,14 +143,12 @@ def audit_captures(profile: Any, captures_dir: Union[str, Path], hosts: Optional
     profile, pm = _profile_and_pm(profile, pm)
     root = Path(captures_dir)
     names = _captured_hosts(profile, root, hosts)
-    real = os.path.realpath(root)
+    work = _audit_work(profile, pm, root)
     jobs = _jobs(len(names), jobs)
     if jobs > 1:
-        audits = list(_in_workers(functools.partial(_audit_capture, profile, pm, root, real), names, jobs, pm))
+        audits = list(_in_workers(work, names, jobs, pm))
     else:
-        registry = kinds(pm)
-        audits = [Evaluation(plan, read_capture(root, plan, real), registry).run()
-                  for plan in _each_plan(profile, pm, names)]
+        audits = [work(name) for name in names]   # a host's plan and capture are let go once evaluated
     return make_report(audits, strict)
 
 
@@ -190,12 +184,18 @@ def _jobs(hosts: int, jobs: Optional[int]) -> int:
     return default_jobs(hosts, jobs)
 
 
-def _audit_capture(profile: Any, pm: Any, root: Path, real: str, name: str) -> HostAudit:
-    """The audit of one captured host, in a worker process (a HostAudit holds only strings and lists)."""
+def _audit_work(profile: Any, pm: Any, root: Path) -> Callable[[str], HostAudit]:
+    """The audit of one captured host by name, in this process or a worker: the capture directory
+    resolved and the check kinds looked up once, not for every host."""
+    return functools.partial(_audit_capture, profile, pm, root, os.path.realpath(root), kinds(pm))
+
+
+def _audit_capture(profile: Any, pm: Any, root: Path, real: str, registry: Dict[str, Any], name: str) -> HostAudit:
+    """The audit of one captured host (a HostAudit holds only strings and lists: a worker sends it whole)."""
     from .plan import plan_host
 
     plan = plan_host(profile, profile.hosts[name], pm, runbook=False)
-    return Evaluation(plan, read_capture(root, plan, real), kinds(pm)).run()
+    return Evaluation(plan, read_capture(root, plan, real), registry).run()
 
 
 def _in_workers(func: Any, names: List[str], jobs: int, pm: Any, eager: bool = False) -> Iterator[Any]:

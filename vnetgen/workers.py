@@ -103,7 +103,7 @@ def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
         done = 1
     size = generation if generation > 0 else len(items)
     for start in range(done, len(items), size):
-        results = _generation(func, items[start:start + size], jobs, shared, block, eager=True)
+        results = _generation(func, items[start:start + size], jobs, shared, block)
         try:
             next(results)   # forked: the workers compute while the first item's result is taken
             if eager and start == done:
@@ -116,8 +116,9 @@ def ordered_map(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
 
 
 def _generation(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
-                shared: Sequence[Any], block: int, eager: bool) -> Iterator[Any]:
-    """One set of workers for `items` (see ordered_map)."""
+                shared: Sequence[Any], block: int) -> Iterator[Any]:
+    """One set of workers for `items` (see ordered_map): the first next() forks them and yields
+    STARTED, the next ones yield their results in order."""
     jobs = min(jobs, len(items))
     index = {id(obj): (number, obj) for number, obj in enumerate(shared)}
     workers: List[Tuple[int, Any]] = []   # (pid, read end)
@@ -139,8 +140,7 @@ def _generation(func: Callable[[Any], Any], items: Sequence[Any], jobs: int,
                              if position // block % jobs == number], write, index)
             os.close(write)
             workers.append((pid, os.fdopen(read, "rb", buffering=_PIPE_SIZE)))
-        if eager:
-            yield STARTED
+        yield STARTED
         for position in range(len(items)):
             pid, pipe = workers[position // block % jobs]
             try:
