@@ -15,11 +15,11 @@ from .gcpause import paused_gc
 
 MANIFEST = ".vnetgen-manifest"
 ARCHIVES = "archives"  # transport containers of the bundle; not listed in SHA256SUMS, which they carry  # lists the files vnetgen wrote, so a rebuild may replace exactly those
-# Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
-# no host may take one. Documented in docs/profile.md.
 # A build's workers end after this many hosts and new ones take the next (vnetgen.workers): each
 # holds copies of the profile's pages for the hosts of its generation only.
 GENERATION = 256
+# Names at the top of a bundle beside the host directories (ansible/: the fleet playbooks to come);
+# no host may take one. Documented in docs/profile.md.
 TOP_LEVEL = ("REVIEW.md", "SHA256SUMS", ARCHIVES, "ansible", MANIFEST)
 
 
@@ -184,7 +184,7 @@ class Stream:
         """Worker processes for `hosts` hosts (vnetgen.workers.default_jobs: `jobs` when given, else
         one per usable CPU up to MAX_JOBS from PARALLEL_FROM hosts on). Plans the caller keeps
         (build --against, Bundle) stay in this process."""
-        if self.keep_plans:
+        if self.keep_plans or hosts < 2:   # one host: nothing to share out (and workers.py not imported)
             return 1
         from .workers import default_jobs
 
